@@ -1,0 +1,38 @@
+"""The ``hmtools`` command line: a thin Typer layer over the library.
+
+Each command lives in a module of :mod:`hmtools.commands` as a plain function whose options are
+``Annotated`` Typer options; this module only lists them. Heavy packages are imported inside the
+command bodies so ``hmtools --help`` stays fast. :class:`~hmtools.errors.HMToolsError` is caught
+once, here: one line on stderr, exit code 2 for bad input and 1 for failures while running.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from hmtools.commands import dataset as _dataset
+from hmtools.commands import store as _store
+from hmtools.errors import HMToolsError
+
+app = typer.Typer(
+    name="hmtools",
+    help="Human-centric foreground masks for action quality assessment: build, correct, export, train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("inspect")(_dataset.inspect)
+app.command("extract-frames")(_dataset.extract_frames)
+app.command("stats")(_store.stats)
+app.command("validate")(_store.validate)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; exits the process with the command's exit code."""
+    try:
+        app(args=argv, prog_name="hmtools", standalone_mode=True)
+    except HMToolsError as e:
+        print(f"hmtools: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)

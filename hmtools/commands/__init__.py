@@ -1,0 +1,1 @@
+"""CLI command functions, one module per area; :mod:`hmtools.cli` lists them."""

@@ -1,0 +1,115 @@
+"""Row types of the mask store (see :mod:`hmtools.store`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hmtools.masks import RLE, decode_rle
+
+
+@dataclass(frozen=True)
+class FrameRow:
+    """A frame registered in the store.
+
+    Attributes:
+        frame_id: Row id (stable within one store).
+        sample_id: Owning sample.
+        idx: 0-based position in the sample.
+        key: Frame key (path relative to the dataset root).
+        height: Frame height in pixels, or ``None`` until known.
+        width: Frame width in pixels, or ``None`` until known.
+        head_version: Newest mask version, 0 when the frame has no mask.
+    """
+
+    frame_id: int
+    sample_id: str
+    idx: int
+    key: str
+    height: int | None
+    width: int | None
+    head_version: int
+
+
+@dataclass(frozen=True)
+class MaskRecord:
+    """One stored mask version with its provenance.
+
+    Attributes:
+        frame_key: Frame key the mask belongs to.
+        version: 1-based version number of this frame's mask.
+        rle: COCO compressed RLE ``{"size": [H, W], "counts": str}``.
+        area: Foreground pixels.
+        bbox: XYXY box of the foreground, ``None`` when empty.
+        tracks: Per-athlete parts ``[{"track": int, "bbox": [x1, y1, x2, y2], "counts": str | None}]``
+            or ``None``.
+        source: One of :data:`hmtools.schema.SOURCES`.
+        score: Model confidence in [0, 1], ``None`` where none exists.
+        status: One of :data:`hmtools.schema.STATUSES`.
+        reason: Why the frame is flagged (``"; "``-joined), or ``None``.
+        author: Who wrote it (user name, or ``build-masks``/``import``).
+        created_at: Unix time in seconds.
+    """
+
+    frame_key: str
+    version: int
+    rle: RLE
+    area: int
+    bbox: tuple[float, float, float, float] | None
+    tracks: list[dict[str, Any]] | None
+    source: str
+    score: float | None
+    status: str
+    reason: str | None
+    author: str
+    created_at: float
+
+    def mask(self) -> np.ndarray:
+        """Decode to an ``(H, W)`` bool array."""
+        return decode_rle(dict(self.rle))
+
+
+@dataclass(frozen=True)
+class MaskWrite:
+    """A mask to write for one frame (used by bulk writers: build-masks and import).
+
+    Give either ``mask`` (``(H, W)`` bool) or ``rle``. ``frame_idx`` is the 0-based position in the
+    sample; when writing a whole sample in order it may be left ``None``.
+    """
+
+    mask: np.ndarray | None = None
+    rle: RLE | None = None
+    source: str = "auto"
+    score: float | None = None
+    status: str = "unreviewed"
+    reason: str | None = None
+    tracks: list[dict[str, Any]] | None = None
+    frame_idx: int | None = None
+
+
+MASK_COLUMNS = (
+    "f.key, m.version, m.height, m.width, m.counts, m.area, m.bbox, m.tracks, m.source, m.score, "
+    "m.status, m.reason, m.author, m.created_at"
+)
+
+
+def row_to_record(row: tuple[Any, ...]) -> MaskRecord:
+    """Build a :class:`MaskRecord` from a row selected with :data:`MASK_COLUMNS`."""
+    key, version, h, w, counts, area, bbox, tracks, source, score, status, reason, author, at = row
+    return MaskRecord(
+        frame_key=key,
+        version=version,
+        rle={"size": [h, w], "counts": counts},
+        area=area,
+        bbox=None if bbox is None else tuple(json.loads(bbox)),
+        tracks=None if tracks is None else json.loads(tracks),
+        source=source,
+        score=score,
+        status=status,
+        reason=reason,
+        author=author,
+        created_at=at,
+    )

@@ -1,0 +1,1 @@
+"""uni_fineparser package."""
