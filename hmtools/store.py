@@ -98,8 +98,22 @@ class MaskStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``): all of it is applied, or none of it."""
+        """One write transaction (``BEGIN IMMEDIATE``): all of it is applied, or none of it.
+
+        Nested inside another ``transaction()`` of the same store it becomes a savepoint, so a
+        caller can group several public writes (e.g. a whole import) into one transaction.
+        """
         with self._lock:
+            if self._conn.in_transaction:
+                self._conn.execute("SAVEPOINT nested")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK TO nested")
+                    self._conn.execute("RELEASE nested")
+                    raise
+                self._conn.execute("RELEASE nested")
+                return
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -107,6 +121,22 @@ class MaskStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every query inside sees the store as it was when the first one ran.
+
+        Writers in other processes go on (WAL); they are not seen until the snapshot ends.
+        """
+        with self._lock:
+            if self._conn.in_transaction:
+                yield
+                return
+            self._conn.execute("BEGIN DEFERRED")
+            try:
+                yield
+            finally:
+                self._conn.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only SQL query and return all rows (for hmtools' own report modules)."""
