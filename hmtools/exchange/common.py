@@ -178,6 +178,18 @@ def provenance(rec: MaskRecord) -> dict[str, Any]:
     return {"source": rec.source, "score": rec.score, "status": rec.status, "version": rec.version}
 
 
+def rle_from_fortran(mask: Any) -> RLE:
+    """COCO compressed RLE of an ``(H, W)`` 0/1 ``uint8`` mask that is already Fortran-ordered.
+
+    The fast path for readers that can produce column-major masks without a copy (e.g. by
+    thresholding a transposed image): no conversion, straight into pycocotools.
+    """
+    from pycocotools import mask as coco_mask
+
+    rle = coco_mask.encode(mask)
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
 def track_rles(rec: MaskRecord) -> dict[int, RLE]:
     """Per-athlete masks of a frame as full-frame compressed RLE, ``{track id: rle}``.
 

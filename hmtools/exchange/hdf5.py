@@ -150,7 +150,7 @@ def iter_hdf5(path: Path) -> Iterator[H5Frame]:
     """
     import h5py
 
-    from hmtools.masks import encode_rle
+    from hmtools.exchange.common import rle_from_fortran
 
     try:
         f = h5py.File(path, "r")
@@ -169,15 +169,16 @@ def iter_hdf5(path: Path) -> Iterator[H5Frame]:
             status = g["status"].asstr()[()] if "status" in g else [""] * n
             score = g["score"][()] if "score" in g else np.full(n, np.nan)
             for start in range(0, n, BLOCK):
-                block = unpack(g["masks"][start : start + BLOCK], height)
-                for i in range(block.shape[0]):
+                packed = g["masks"][start : start + BLOCK]  # (B, ceil(H/8), W)
+                cols = np.unpackbits(np.ascontiguousarray(packed.transpose(0, 2, 1)), axis=-1, count=height)
+                for i in range(cols.shape[0]):
                     j = start + i
                     prov: dict[str, Any] = {}
                     if status[j]:
                         prov["status"] = str(status[j])
                     if not math.isnan(float(score[j])):
                         prov["score"] = float(score[j])
-                    rle = encode_rle(block[i]) if present[j] else None
+                    rle = rle_from_fortran(cols[i].T) if present[j] else None  # (W, H) C = (H, W) F
                     yield H5Frame(str(keys[j]), rle, height, width, prov)
 
 

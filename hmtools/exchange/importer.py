@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from hmtools.errors import DataFormatError, InputError
-from hmtools.exchange.parallel import default_workers, ordered_map
-from hmtools.exchange.sink import MaskSink, Tally, key_stem, read_image_size
+from hmtools.exchange.parallel import batched, default_workers, ordered_map
+from hmtools.exchange.sink import MaskSink, Tally, key_stem
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
 
@@ -51,7 +51,10 @@ class ImportReport:
         for label, tally in (
             ("frames without a mask", self.frames_without_mask),
             ("masks without a frame (not imported)", self.masks_without_frame),
-            ("frames not readable under --root (size not checked)", self.frames_unreadable),
+            (
+                "samples whose first frame is unreadable under --root (sizes not checked)",
+                self.frames_unreadable,
+            ),
         ):
             if tally.count:
                 out.append(f"{label}: {tally.count} (first: {', '.join(tally.examples)})")
@@ -59,29 +62,25 @@ class ImportReport:
 
 
 def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers: int) -> Tally:
-    from hmtools.exchange.fineparser import decode_mask_file, scan_mask_folder
+    from hmtools.exchange.fineparser import BATCH, DecodedMask, decode_mask_file, scan_mask_folder
 
     if not masks.is_dir():
         raise InputError(f"--masks {masks} is not a folder; the fineparser format is a folder of mask images")
     found = scan_mask_folder(masks)
 
-    def gen() -> Iterator[tuple[str, Path, Path | None]]:
+    def jobs() -> Iterator[tuple[str, Path]]:
         for s in samples:
             for key in s.frames:
-                frame = sink.lookup(key)
                 rel = found.pop(key_stem(key), None)
-                if frame is None or rel is None:
-                    continue
-                frame_path = None if sink.known_size(frame) else sink.frame_path(frame)
-                yield key, masks / rel, frame_path
+                if rel is not None:
+                    yield key, masks / rel
 
-    def work(job: tuple[str, Path, Path | None]) -> tuple[str, Any, tuple[int, int] | None]:
-        key, mask_path, frame_path = job
-        size = None if frame_path is None else read_image_size(frame_path)
-        return key, decode_mask_file(mask_path), size
+    def work(batch: list[tuple[str, Path]]) -> list[tuple[str, DecodedMask]]:
+        return [(key, decode_mask_file(path)) for key, path in batch]
 
-    for key, decoded, size in ordered_map(work, gen(), workers):
-        sink.put(key, decoded.rle, {}, size)
+    for results in ordered_map(work, batched(jobs(), BATCH), workers):
+        for key, decoded in results:
+            sink.put(key, decoded.rle, {}, decoded.empty)
     unmatched = Tally()
     for rel in found.values():
         unmatched.add(rel)
@@ -98,10 +97,10 @@ def _feed_coco(sink: MaskSink, masks: Path, samples: list[Sample], workers: int)
     for image_id, rle, prov in iter_coco_annotations(masks, images):
         annotated.add(image_id)
         name, height, width = images[image_id]
-        sink.put(name, {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}, prov, None)
+        sink.put(name, {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}, prov)
     for image_id, (name, height, width) in images.items():
         if image_id not in annotated:  # an image without annotations: the frame has no athlete
-            sink.put(name, _empty_rle(height, width), {}, None)
+            sink.put(name, _empty_rle(height, width), {}, True)
     return Tally()
 
 
@@ -112,7 +111,7 @@ def _feed_hdf5(sink: MaskSink, masks: Path, samples: list[Sample], workers: int)
         raise InputError(f"--masks {masks} is not a file; the hdf5 format is one .h5 file")
     for frame in iter_hdf5(masks):
         if frame.rle is not None:
-            sink.put(frame.key, frame.rle, frame.provenance, None)
+            sink.put(frame.key, frame.rle, frame.provenance)
     return Tally()
 
 

@@ -45,3 +45,15 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
         finally:
             for fut in pending:
                 fut.cancel()
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -9,7 +9,7 @@ buffers writes and flushes them per sample through :meth:`MaskStore.write_sample
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from hmtools.errors import DataFormatError
@@ -25,8 +25,10 @@ _EXAMPLES = 3
 
 def key_stem(key: str) -> str:
     """A frame or mask key without its file extension (``a/b/img_00001.jpg`` -> ``a/b/img_00001``)."""
-    p = PurePosixPath(key)
-    return str(p.with_suffix("")) if p.suffix else key
+    dot = key.rfind(".")
+    if dot <= key.rfind("/") + 1:  # no extension (a leading dot names a hidden file)
+        return key
+    return key[:dot]
 
 
 @dataclass
@@ -83,41 +85,35 @@ class MaskSink:
         """The dataset frame a mask key names (extension ignored), or ``None``."""
         return self.frames.get(key_stem(key))
 
-    def known_size(self, frame: _Frame) -> tuple[int, int] | None:
-        """The frame's size as the store records it, or ``None`` if not recorded."""
+    def frame_size(self, frame: _Frame) -> tuple[int, int] | None:
+        """The frame's ``(H, W)``: as the store records it, else from the header of the sample's first
+        frame under the root (a sample is one video: its frames share one size), else ``None``."""
         sizes = self._sizes.get(frame.sample_id)
         if sizes is None:
             if len(self._sizes) >= 8:  # a few samples are read ahead of the one being written
                 del self._sizes[next(iter(self._sizes))]
-            sizes = [(r.height, r.width) for r in self.store.frames(frame.sample_id)]
+            rows = self.store.frames(frame.sample_id)
+            sizes = [None if r.height is None or r.width is None else (r.height, r.width) for r in rows]
+            if any(size is None for size in sizes) and self.root is not None:
+                first = self._read_frame_size(self.root / rows[0].key, rows[0].key)
+                sizes = [size or first for size in sizes]
             self._sizes[frame.sample_id] = sizes
-        h, w = sizes[frame.idx]
-        return None if h is None or w is None else (h, w)
+        return sizes[frame.idx]
 
-    def frame_path(self, frame: _Frame) -> Path | None:
-        """Where the frame image lives under the dataset root, or ``None`` without a root."""
-        return None if self.root is None else self.root / frame.key
-
-    def put(
-        self,
-        key: str,
-        rle: RLE,
-        provenance: dict[str, Any],
-        frame_size: tuple[int, int] | None = None,
-    ) -> None:
+    def put(self, key: str, rle: RLE, provenance: dict[str, Any], empty: bool | None = None) -> None:
         """Take one mask for the frame named ``key``; a second mask for a frame is unioned with the first.
 
         Args:
             key: Frame key as the mask file or record names it (extension ignored).
             rle: Compressed RLE with ``str`` counts.
             provenance: Optional ``score`` and ``status``.
-            frame_size: ``(H, W)`` of the frame image when the reader already knows it.
+            empty: Whether the mask has no foreground, when the reader knows (else computed).
         """
         frame = self.lookup(key)
         if frame is None:
             self.unmatched.add(key)
             return
-        size = self.known_size(frame) or frame_size or self._read_frame_size(frame)
+        size = self.frame_size(frame)
         mask_size = (int(rle["size"][0]), int(rle["size"][1]))
         if size is not None and size != mask_size:
             self.size_mismatch.add(
@@ -139,7 +135,7 @@ class MaskSink:
             write = _union(write, None if current is None else current.rle)
         else:
             self.imported += 1
-            self.empty += _is_empty(rle)
+            self.empty += _is_empty(rle) if empty is None else empty
         self._pending.setdefault(frame.sample_id, {})[frame.idx] = (frame, write)
         self._n_pending += frame.state != 1
         frame.state = 1
@@ -163,13 +159,10 @@ class MaskSink:
                 out.add(frame.key)
         return out
 
-    def _read_frame_size(self, frame: _Frame) -> tuple[int, int] | None:
-        path = self.frame_path(frame)
-        if path is None:
-            return None
+    def _read_frame_size(self, path: Path, key: str) -> tuple[int, int] | None:
         size = read_image_size(path)
         if size is None:
-            self.missing_frame_files.add(frame.key)
+            self.missing_frame_files.add(key)
         return size
 
 
