@@ -1,0 +1,121 @@
+"""Synthetic dataset trees in each dataset's real layout, for the adapter/frames tests.
+
+The annotation structures mirror the real files (same Python types, numpy scalars/arrays where the
+real pickles have them); the values are made up. The real files are never copied here.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REAL_ENV = "HMTOOLS_REAL_ANNOTATIONS"
+
+
+def real_annotations_dir() -> Path | None:
+    """``../shared/real_annotations`` beside the checkout (or ``$HMTOOLS_REAL_ANNOTATIONS``), if present."""
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [Path(os.environ[REAL_ENV])] if os.environ.get(REAL_ENV) else []
+    candidates += [
+        repo.parent / "shared" / "real_annotations",
+        repo.parent.parent / "shared" / "real_annotations",
+    ]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+def write_frames(
+    folder: Path, names: list[str], real: bool = False, size: tuple[int, int] = (12, 16)
+) -> None:
+    """Create frame files: tiny real JPEGs when ``real``, else empty-content placeholders (1 byte)."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    img = np.zeros((*size, 3), np.uint8)
+    for i, n in enumerate(names):
+        if real:
+            img[:] = (i * 7) % 256
+            assert cv2.imwrite(str(folder / n), img)
+        else:
+            (folder / n).write_bytes(b"x")
+
+
+def write_video(path: Path, n: int, size: tuple[int, int] = (24, 32)) -> None:
+    """A real video (MJPG .avi, mp4v .mp4) of ``n`` frames whose gray level encodes the frame index (i * 20)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix == ".mp4" else "MJPG"))
+    w = cv2.VideoWriter(str(path), fourcc, 25, (size[1], size[0]))
+    assert w.isOpened()
+    for i in range(n):
+        w.write(np.full((*size, 3), i * 20, np.uint8))
+    w.release()
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``hmtools ARGS`` through :func:`hmtools.cli.main` (the real error handling and exit codes).
+
+    Returns:
+        ``(exit_code, stdout, stderr)``.
+    """
+    from hmtools.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out = capsys.readouterr()
+    code = e.value.code
+    return (0 if code is None else int(code)), out.out, out.err
+
+
+def write_mat(path: Path, key: str, rows: list[tuple[float, float, float]]) -> None:
+    """A MATLAB v5 split file like AQA-7's: ``key`` -> (N, 3) float64."""
+    from scipy.io import savemat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savemat(str(path), {key: np.asarray(rows, np.float64).reshape(-1, 3)})
+
+
+def dump(path: Path, obj: object, protocol: int = 3) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+
+
+# ------------------------------------------------------------------------------------------ AQA-7
+AQA7_TRAIN = [(1, 1, 80.5), (1, 3, 21.6), (2, 1, 14.2), (3, 2, 30.0), (4, 1, 8.0), (5, 2, 90.0), (6, 1, 70.0)]
+AQA7_TEST = [(1, 2, 102.6), (2, 2, 16.87), (4, 2, 50.0), (6, 2, 99.36)]
+
+
+def make_aqa7(
+    root: Path,
+    scale: float = 1.0,
+    names: str = "split_4",
+    extracted: dict[str, int] | None = None,
+    videos: dict[str, int] | None = None,
+) -> Path:
+    """An AQA-7 root with split files and, per sample id, extracted frame folders and/or videos.
+
+    Args:
+        scale: Multiplier applied to the scores written (100 mimics the public copies).
+        names: ``"split_4"`` (official names in ``Split_4/``) or ``"consolidated"`` (C3D-LSTM names).
+        extracted: ``{"diving/001": n_frames}`` folders ``<class>-out/<NNN>/img_%05d.jpg`` (1-based).
+        videos: ``{"diving/001": n_frames}`` real .avi files ``Actions/<class>/<NNN>.avi``.
+    """
+    split_dir = root / "Split_4"
+    for split, rows in (("train", AQA7_TRAIN), ("test", AQA7_TEST)):
+        fname = f"split_4_{split}_list.mat" if names == "split_4" else f"consolidated_{split}_list.mat"
+        write_mat(split_dir / fname, f"consolidated_{split}_list", [(c, i, s * scale) for c, i, s in rows])
+    for sid, n in (extracted or {}).items():
+        cls, nnn = sid.split("/")
+        write_frames(root / f"{cls}-out" / nnn, [f"img_{i:05d}.jpg" for i in range(1, n + 1)])
+    for sid, n in (videos or {}).items():
+        cls, nnn = sid.split("/")
+        write_video(root / "Actions" / cls / f"{nnn}.avi", n)
+    return root
