@@ -119,3 +119,104 @@ def make_aqa7(
         cls, nnn = sid.split("/")
         write_video(root / "Actions" / cls / f"{nnn}.avi", n)
     return root
+
+
+# ------------------------------------------------------------------------------------- FineDiving
+FD_V1 = "FINADivingWorldCup2021_Men3m_final_r1"
+FD_SYNC = "FINAWorldChampionships2019_Men10mSynchronised_final_r4"
+FD_ENTRIES = {
+    # key: (start, end, dd, judges, action, split, labels as (id, run length) pairs)
+    (FD_V1, 0): (489, 492, 3.0, [7.5, 8.0, 8.5], "207c", "train", [(2, 2), (36, 2)]),
+    (FD_V1, 2): (99998, 100001, 2.0, [6.0, np.float64(6.5), 7.0], "105b", "test", [(1, 1), (13, 2), (36, 1)]),
+    ("01", 1): (
+        7378,
+        7382,
+        3.2,
+        [9.5, 9.0, 9.5, 9.0, 8.5, 9.5, 8.5],
+        "407c",
+        "train",
+        [(4, 1), (25, 3), (36, 1)],
+    ),
+    ("14", 55): (94829, 94831, 2.9, [np.float64(8.5)] * 7, "205b", "test", [(2, 1), (36, 2)]),
+    (FD_SYNC, 1): (3095, 3098, 3.3, [7.5, 9.0, 8.0, 8.0, 8.5], "207c", "train", [(2, 2), (25, 1), (36, 1)]),
+}
+
+
+def _fd_score(judges: list[float], dd: float) -> float:
+    s = sorted(float(j) for j in judges)
+    base = sum(s[2:5]) if len(s) == 7 else sum(s) * (0.6 if len(s) == 5 else 1.0)
+    return round(base * dd, 2)
+
+
+def make_finediving(
+    base: Path,
+    frame_dir: str = "FINADiving_MTL_256s",
+    ann_dir: str = "Annotations",
+    skip_frames: tuple[tuple[str, int], ...] = ((FD_V1, 0),),
+    fine_file: str = "dict",
+) -> dict[tuple[str, int], dict]:
+    """A FineDiving tree: ``base/<frame_dir>/<video>/<idx>/<%05d>.jpg`` + ``base/<ann_dir>/*.pkl``.
+
+    Planted facts: ``(FD_V1, 0)`` has no frame folder (``skip_frames``), ``("14", 55)`` holds one frame
+    fewer than annotated, ``(FD_SYNC, 1)`` has an anomalous ``steps_transit_frames`` (-1), ``("01", 1)``
+    has a score that the judges do not reproduce, ``(FD_V1, 2)`` crosses 99999 -> 100000 (6-digit names)
+    and index 1 of FD_V1 is absent (gap). ``fine_file``: "dict" (fine-grained pkl), "aqa" (the 5-list pkl
+    only) or "none".
+
+    Returns:
+        The coarse annotation dict written.
+    """
+    coarse, fine, aqa = {}, {}, {}
+    for key, (start, end, dd, judges, action, _split, runs) in FD_ENTRIES.items():
+        score = _fd_score(judges, dd) + (1.0 if key == ("01", 1) else 0.0)
+        coarse[key] = {
+            "action_type": action,
+            "start_frame": start,
+            "end_frame": end,
+            "dive_score": score,
+            "difficulty": dd,
+            "judge_scores": list(judges),
+        }
+        labels = np.concatenate([np.full(n, i, np.int64) for i, n in runs])
+        steps = np.nonzero(np.diff(labels))[0].astype(np.int64)
+        if key == (FD_SYNC, 1):
+            steps[0] = -1
+        fine[key] = {
+            "action_type": action,
+            "dive_score": score,
+            "difficulty": dd,
+            "steps_transit_frames": steps,
+            "frames_labels": labels,
+            "sub-action_types": {np.int64(i): f"step{i}" for i, _ in runs},
+        }
+        aqa[key] = [action, score, dd, steps, labels]
+        if key not in skip_frames:
+            n = end - start + 1 - (1 if key == ("14", 55) else 0)
+            write_frames(
+                base / frame_dir / key[0] / str(key[1]), [f"{f:05d}.jpg" for f in range(start, start + n)]
+            )
+    ann = base / ann_dir
+    dump(ann / "FineDiving_coarse_annotation.pkl", coarse)
+    if fine_file == "dict":
+        dump(ann / "FineDiving_fine-grained_annotation.pkl", fine, protocol=4)
+    if fine_file in ("dict", "aqa"):
+        dump(ann / "fine-grained_annotation_aqa.pkl", aqa)
+    dump(ann / "Sub_action_Types_Table.pkl", {1: "Forward", 2: "Back", 13: "1.5 Soms.Pike", 36: "Entry"})
+    dump(ann / "train_split.pkl", [k for k, v in FD_ENTRIES.items() if v[5] == "train"])
+    dump(ann / "test_split.pkl", [k for k, v in FD_ENTRIES.items() if v[5] == "test"])
+    return coarse
+
+
+class Hostile:
+    """Unpickling this with plain ``pickle.load`` would create ``target`` (``open(target, "w")``)."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.target), "w")
+
+
+def hostile_pickle(path: Path, target: Path) -> None:
+    """Write a pickle at ``path`` that would create ``target`` if loaded unsafely."""
+    dump(path, {("x", 0): Hostile(target)})
