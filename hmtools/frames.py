@@ -44,8 +44,12 @@ def _sort_key(name: str) -> tuple[int, int, str]:
     return (0, n, name) if n is not None else (1, 0, name)
 
 
-def scan_frame_files(folder: str | Path) -> tuple[list[str], list[str]]:
+def scan_frame_files(folder: str | Path, check_empty: bool = True) -> tuple[list[str], list[str]]:
     """List a frame folder in one pass.
+
+    Args:
+        folder: The frame folder.
+        check_empty: Stat every file to find zero-byte ones (one extra syscall per file).
 
     Returns:
         ``(names, empty)``: image file names sorted by frame number (names without a number last, by
@@ -62,7 +66,7 @@ def scan_frame_files(folder: str | Path) -> tuple[list[str], list[str]]:
             if not entry.name.lower().endswith(IMAGE_SUFFIXES) or not entry.is_file():
                 continue
             names.append(entry.name)
-            if entry.stat().st_size == 0:
+            if check_empty and entry.stat().st_size == 0:
                 empty.append(entry.name)
     names.sort(key=_sort_key)
     empty.sort(key=_sort_key)

@@ -220,3 +220,63 @@ class Hostile:
 def hostile_pickle(path: Path, target: Path) -> None:
     """Write a pickle at ``path`` that would create ``target`` if loaded unsafely."""
     dump(path, {("x", 0): Hostile(target)})
+
+
+# ---------------------------------------------------------------------------------------- MTL-AQA
+MTL_ENTRIES = {
+    # key: (start, end, split); frames of video 01: 1..450, of video 02: 1..59, video 03 absent
+    (1, 1): (100, 150, "train"),  # short: window 48..150
+    (1, 2): (200, 420, "test"),  # long: 200..420
+    (2, 5): (10, 60, "train"),  # window clamps at file 1; file 60 missing
+    (3, 7): (5, 90, "test"),  # no video folder
+}
+MTL_JUDGES = [9.5, 9.0, 9.5, 9.0, 8.5, 9.5, 8.5]
+
+
+def make_mtl_aqa(
+    root: Path, layout: str = "official", ann: str = "official", ann_dir: str = "MTL-AQA_split_0_data"
+) -> None:
+    """An MTL-AQA tree. ``layout``: "official" (``<vid>/%06d.jpg``), "core" (``new/new_total_frames_256s/
+    <vid>/%08d.jpg``) or "musdl" (``frames/<vid>_<clip>/``, 109 frames except (1, 2) with 50).
+    ``ann``: which annotation dict to write ("official", "core", "musdl")."""
+    data = {}
+    for (vid, clip), (start, end, _) in MTL_ENTRIES.items():
+        e = {
+            "primary_view": 0,
+            "start_frame": start,
+            "end_frame": end,
+            "position": 2,
+            "difficulty": 3.2,
+            "armstand": 0,
+            "rotation_type": 2,
+            "ss_no": 7,
+            "tw_no": 0,
+            "final_score": 88.0,
+        }
+        if ann in ("core", "musdl"):
+            e["judge_scores"] = np.asarray(MTL_JUDGES)
+        if ann == "core":
+            e["dive_number"] = "407C"
+        data[(vid, clip)] = e
+    if ann == "core":
+        data[(2, 5)]["final_score"] = 80.0  # judges do not reproduce it
+    name = {
+        "official": "final_annotations_dict.pkl",
+        "core": "final_annotations_dict_with_dive_number.pkl",
+        "musdl": "augmented_final_annotations_dict.pkl",
+    }[ann]
+    dump(root / ann_dir / name, data, protocol=4 if ann == "core" else 3)
+    for split in ("train", "test"):
+        dump(root / ann_dir / f"{split}_split_0.pkl", [k for k, v in MTL_ENTRIES.items() if v[2] == split])
+    if layout == "musdl":
+        for vid, clip in ((1, 1), (1, 2), (3, 7)):
+            n = 50 if (vid, clip) == (1, 2) else 109
+            write_frames(root / "frames" / f"{vid:02d}_{clip:02d}", [f"{i:05d}.jpg" for i in range(n)])
+        return
+    base, fmt = (
+        (root, "{:06d}.jpg")
+        if layout == "official"
+        else (root / "new" / "new_total_frames_256s", "{:08d}.jpg")
+    )
+    write_frames(base / "01", [fmt.format(i) for i in range(1, 451)])
+    write_frames(base / "02", [fmt.format(i) for i in range(1, 60)])

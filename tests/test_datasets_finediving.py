@@ -121,7 +121,14 @@ def test_real_pickles() -> None:
     assert sum(s.split == "train" for s in idx.samples) == 2251
     assert sum(s.split == "test" for s in idx.samples) == 749
     kinds = [p.kind for p in idx.problems]
-    assert kinds.count("missing_frames") == 3000 and kinds.count("annotation_anomaly") == 7
+    assert kinds.count("missing_frames") == 3000
+    steps = [p for p in idx.problems if p.kind == "annotation_anomaly" and "steps_transit_frames" in p.detail]
+    assert len(steps) == 7  # the 7 anomalous steps_transit_frames of datasets.md
+    judges = {
+        p.sample_id for p in idx.problems if p.kind == "annotation_anomaly" and "outside 0-10" in p.detail
+    }
+    assert judges == {"04/49", "FINAWorldChampionships2019_Women3m_final_r3/1"}  # typed 45.0 and 55.5
+    assert kinds.count("score_mismatch") == 3000 - 2876
     assert kinds.count("frame_count_mismatch") == 0
     by_id = {s.sample_id: s for s in idx.samples}
     s = by_id["01/1"]

@@ -124,3 +124,11 @@ def middle_sum(scores: Sequence[float], keep: int) -> float:
     s = sorted(scores)
     drop = (len(s) - keep) // 2
     return float(sum(s[drop : drop + keep]))
+
+
+def judge_range_problem(sample_id: str, judges: Sequence[float]) -> Problem | None:
+    """An ``annotation_anomaly`` when a judge score lies outside 0-10 (e.g. a typed 55.5 for 5.5)."""
+    bad = [j for j in judges if not 0.0 <= j <= 10.0]
+    if not bad:
+        return None
+    return Problem(sample_id, "annotation_anomaly", f"judge scores {bad} outside 0-10 in {list(judges)}")

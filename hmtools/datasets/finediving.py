@@ -26,6 +26,7 @@ from hmtools.datasets._common import (
     find_annotation_dir,
     first_file,
     int_tuple,
+    judge_range_problem,
     list_folder,
     middle_sum,
 )
@@ -145,6 +146,9 @@ def _sample(
                 f"files run {names[0]}..{names[-1]}, the annotation says frames {start}..{end}",
             )
         )
+    rp = judge_range_problem(sid, judges)
+    if rp is not None:
+        problems.append(rp)
     p = _judge_problem(sid, judges, dd, score)
     if p is not None:
         problems.append(p)
