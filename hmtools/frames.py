@@ -30,12 +30,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 JPEG_QUALITY = 95
 """JPEG quality of extracted frames (close to ffmpeg ``-qscale:v 2``, which the datasets used)."""
 
-_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+_LAST_NUMBER = re.compile(r"(\d+)\D*$")
 
 
 def frame_number(name: str) -> int | None:
     """The frame number in a file name: the last run of digits of its stem (``img_00012.jpg`` -> 12)."""
-    m = _LAST_NUMBER.search(Path(name).stem)
+    dot = name.rfind(".")
+    m = _LAST_NUMBER.search(name[:dot] if dot > 0 else name)
     return None if m is None else int(m.group(1))
 
 

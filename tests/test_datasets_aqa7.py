@@ -112,3 +112,10 @@ def test_real_split_files() -> None:
         scores = [s.score for s in idx.samples if s.action_class == cls]
         assert min(scores) == pytest.approx(lo) and max(scores) == pytest.approx(hi), cls
     assert {s.action_class for s in idx.samples} == set(SCORE_RANGES)
+
+
+def test_doubled_zip_folder_is_followed(tmp_path: Path) -> None:
+    make_aqa7(tmp_path / "AQA-7", videos={"diving/001": 2})
+    idx = load_dataset("aqa7", tmp_path)
+    assert idx.root == tmp_path / "AQA-7"
+    assert next(s for s in idx.samples if s.sample_id == "diving/001").video == "Actions/diving/001.avi"

@@ -195,6 +195,9 @@ def load(root: Path, annotations: Path | None = None, score_scale: Any = "auto",
         assert path is not None  # guaranteed by find_annotation_dir
         rows[split] = _read_mat(path, split)
     notes: list[str] = [f"split files read from {folder}"]
+    if annotations is None and folder == root / "AQA-7" / "Split_4":  # the zip's doubled AQA-7/AQA-7/
+        root = folder.parent
+        notes.append(f"dataset found at {root}; frame keys are relative to it")
     problems: list[Problem] = []
     scale = _scale(np.concatenate(list(rows.values())), score_scale, notes, problems)
     seen: dict[str, str] = {}
