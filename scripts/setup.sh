@@ -9,7 +9,7 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-pip_q() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+pip_q() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@"; }
 pip_q --upgrade pip
 if [ "$dev" = 1 ]; then pip_q -e '.[dev]'; else pip_q -e '.[all]'; fi
 # mediapipe 0.10.14 carries the offline person detector/segmenter of the lite backend; its declared
