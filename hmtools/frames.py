@@ -179,9 +179,7 @@ def extract_video_frames(
         return 0
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
-        raise DataFormatError(
-            f"OpenCV cannot open video {video}; check the file (re-download it) or convert it"
-        )
+        raise DataFormatError(f"OpenCV cannot open video {video}; check the file (re-download it) or convert it")
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)  # left by an interrupted run
@@ -201,9 +199,7 @@ def extract_video_frames(
                 n += 1
                 bar.update(1)
         if n == 0:
-            raise DataFormatError(
-                f"decoded no frame from video {video}; the file is empty or its codec unsupported"
-            )
+            raise DataFormatError(f"decoded no frame from video {video}; the file is empty or its codec unsupported")
         if out.is_dir():
             out.rmdir()  # empty folder: replace it
         os.replace(tmp, out)

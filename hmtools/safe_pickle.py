@@ -3,8 +3,8 @@
 The datasets ship their annotations as Python pickles. A pickle may name any importable callable and
 have the loader call it, so a hostile file can run arbitrary code on ``pickle.load``. This module's
 unpickler admits only builtin containers and scalars (which pickle encodes without naming globals)
-plus the handful of numpy globals needed to rebuild arrays, dtypes and numpy scalars. Every other
-global is refused *before* anything is called, with a :class:`~hmtools.errors.DataFormatError`
+plus the handful of numpy globals needed to rebuild arrays, dtypes and numpy scalars. Any other name
+is refused *before* anything is called, with a :class:`~hmtools.errors.DataFormatError`
 naming the file and the refused global.
 
 What the real files need (checked with ``pickletools`` on all saved FineDiving / MTL-AQA / AQA-7

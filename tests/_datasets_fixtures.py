@@ -30,9 +30,7 @@ def real_annotations_dir() -> Path | None:
     return None
 
 
-def write_frames(
-    folder: Path, names: list[str], real: bool = False, size: tuple[int, int] = (12, 16)
-) -> None:
+def write_frames(folder: Path, names: list[str], real: bool = False, size: tuple[int, int] = (12, 16)) -> None:
     """Create frame files: tiny real JPEGs when ``real``, else empty-content placeholders (1 byte)."""
     import cv2
 
@@ -192,9 +190,7 @@ def make_finediving(
         aqa[key] = [action, score, dd, steps, labels]
         if key not in skip_frames:
             n = end - start + 1 - (1 if key == ("14", 55) else 0)
-            write_frames(
-                base / frame_dir / key[0] / str(key[1]), [f"{f:05d}.jpg" for f in range(start, start + n)]
-            )
+            write_frames(base / frame_dir / key[0] / str(key[1]), [f"{f:05d}.jpg" for f in range(start, start + n)])
     ann = base / ann_dir
     dump(ann / "FineDiving_coarse_annotation.pkl", coarse)
     if fine_file == "dict":
@@ -273,10 +269,6 @@ def make_mtl_aqa(
             n = 50 if (vid, clip) == (1, 2) else 109
             write_frames(root / "frames" / f"{vid:02d}_{clip:02d}", [f"{i:05d}.jpg" for i in range(n)])
         return
-    base, fmt = (
-        (root, "{:06d}.jpg")
-        if layout == "official"
-        else (root / "new" / "new_total_frames_256s", "{:08d}.jpg")
-    )
+    base, fmt = (root, "{:06d}.jpg") if layout == "official" else (root / "new" / "new_total_frames_256s", "{:08d}.jpg")
     write_frames(base / "01", [fmt.format(i) for i in range(1, 451)])
     write_frames(base / "02", [fmt.format(i) for i in range(1, 60)])

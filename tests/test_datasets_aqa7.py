@@ -39,9 +39,7 @@ def test_x100_scores_autodetected_and_consolidated_names(tmp_path: Path) -> None
     assert any("x100" in n for n in idx.notes)
     scores = {s.sample_id: s.score for s in idx.samples}
     assert scores["gym_vault/002"] == 16.87 and scores["diving/002"] == 102.6
-    assert next(s for s in idx.samples if s.sample_id == "diving/002").extra["raw_score"] == pytest.approx(
-        10260
-    )
+    assert next(s for s in idx.samples if s.sample_id == "diving/002").extra["raw_score"] == pytest.approx(10260)
 
 
 def test_explicit_scale_and_suspect_scale(tmp_path: Path) -> None:
@@ -73,9 +71,7 @@ def test_video_layout_and_extracted_wins(tmp_path: Path) -> None:
     by_id = {s.sample_id: s for s in idx.samples}
     assert by_id["diving/001"].video == "Actions/diving/001.avi" and by_id["diving/001"].frames == ()
     problem = next(p for p in idx.problems if p.sample_id == "diving/001")
-    assert (
-        problem.kind == "frames_not_extracted" and "hmtools extract-frames --dataset aqa7" in problem.detail
-    )
+    assert problem.kind == "frames_not_extracted" and "hmtools extract-frames --dataset aqa7" in problem.detail
     assert by_id["diving/003"].video is None and len(by_id["diving/003"].frames) == 103
 
 

@@ -124,9 +124,7 @@ def test_real_pickles() -> None:
     assert kinds.count("missing_frames") == 3000
     steps = [p for p in idx.problems if p.kind == "annotation_anomaly" and "steps_transit_frames" in p.detail]
     assert len(steps) == 7  # the 7 anomalous steps_transit_frames of datasets.md
-    judges = {
-        p.sample_id for p in idx.problems if p.kind == "annotation_anomaly" and "outside 0-10" in p.detail
-    }
+    judges = {p.sample_id for p in idx.problems if p.kind == "annotation_anomaly" and "outside 0-10" in p.detail}
     assert judges == {"04/49", "FINAWorldChampionships2019_Women3m_final_r3/1"}  # typed 45.0 and 55.5
     assert kinds.count("score_mismatch") == 3000 - 2876
     assert kinds.count("frame_count_mismatch") == 0

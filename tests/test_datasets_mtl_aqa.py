@@ -22,27 +22,13 @@ def test_official_layout_windows(tmp_path: Path) -> None:
     by_id = {s.sample_id: s for s in idx.samples}
     assert sorted(by_id) == ["01/1", "01/2", "02/5", "03/7"]
     short = by_id["01/1"]  # 51-frame dive: the loaders' 103-frame window ending at end_frame
-    assert (
-        short.frames[0] == "01/000048.jpg"
-        and short.frames[-1] == "01/000150.jpg"
-        and len(short.frames) == 103
-    )
-    assert (
-        short.extra["first_file"] == 48 and short.extra["start_frame"] == 100 and short.expected_frames == 103
-    )
-    assert (
-        short.split == "train" and short.score == 88.0 and short.judge_scores == () and short.action is None
-    )
+    assert short.frames[0] == "01/000048.jpg" and short.frames[-1] == "01/000150.jpg" and len(short.frames) == 103
+    assert short.extra["first_file"] == 48 and short.extra["start_frame"] == 100 and short.expected_frames == 103
+    assert short.split == "train" and short.score == 88.0 and short.judge_scores == () and short.action is None
     long = by_id["01/2"]  # longer than 103: extended back to start_frame
-    assert (
-        long.frames[0] == "01/000200.jpg" and long.frames[-1] == "01/000420.jpg" and len(long.frames) == 221
-    )
+    assert long.frames[0] == "01/000200.jpg" and long.frames[-1] == "01/000420.jpg" and len(long.frames) == 221
     clamped = by_id["02/5"]  # window would start before file 1
-    assert (
-        clamped.extra["first_file"] == 1
-        and clamped.frames[0] == "02/000001.jpg"
-        and len(clamped.frames) == 59
-    )
+    assert clamped.extra["first_file"] == 1 and clamped.frames[0] == "02/000001.jpg" and len(clamped.frames) == 59
     assert _kinds(idx) == {("02/5", "frame_count_mismatch"), ("03/7", "missing_frames")}
 
 

@@ -92,12 +92,18 @@ def test_extract_dataset_frames_aqa7_then_inspect(tmp_path: Path) -> None:
 
 def test_extract_frames_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_video(tmp_path / "v.mp4", 3)
-    code, out, _ = run_cli(
-        ["extract-frames", "--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "o")], capsys
-    )
+    code, out, _ = run_cli(["extract-frames", "--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "o")], capsys)
     assert code == 0 and "3 frames written" in out
     assert list_frame_files(tmp_path / "o") == ["00000.jpg", "00001.jpg", "00002.jpg"]
     code, _, err = run_cli(["extract-frames", "--dataset", "aqa7", "--root", str(tmp_path)], capsys)
     assert code == 2 and "Actions" in err
     code, _, err = run_cli(["extract-frames", "--root", str(tmp_path)], capsys)
     assert code == 2 and "--video" in err
+
+
+def test_extract_dataset_frames_mtl_aqa_whole_videos(tmp_path: Path) -> None:
+    write_video(tmp_path / "whole_videos" / "01.mp4", 4)
+    assert extract_dataset_frames("mtl_aqa", tmp_path, progress=False) == 4
+    assert list_frame_files(tmp_path / "whole_videos_frames" / "01") == [f"{i:06d}.jpg" for i in range(1, 5)]
+    with pytest.raises(InputError, match="whole_videos"):
+        extract_dataset_frames("mtl-aqa", tmp_path / "whole_videos")

@@ -54,9 +54,7 @@ def check(cond: bool, path: Path, what: str) -> None:
 
 def as_float(value: Any, path: Path, what: str) -> float:
     """A Python float from a number or numpy scalar, else DataFormatError."""
-    check(
-        isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool), path, what
-    )
+    check(isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool), path, what)
     return float(value)
 
 

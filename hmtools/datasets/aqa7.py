@@ -112,9 +112,7 @@ def _scale(rows: np.ndarray, option: Any, notes: list[str], problems: list[Probl
             )
         scale = fitting[0]
         how = "x100 (public C3D-LSTM copies); divided by 100" if scale == 100 else "the original scale"
-        notes.append(
-            f"score scale auto-detected: split files hold scores on {how} (per-class ranges checked)"
-        )
+        notes.append(f"score scale auto-detected: split files hold scores on {how} (per-class ranges checked)")
         return scale
     scale = float(opt)
     notes.append(f"score scale given: split file scores divided by {opt}")

@@ -53,9 +53,7 @@ def _key(k: Any, path: Path) -> Key:
 
 def _read_dict(path: Path) -> dict[Key, Any]:
     data = load_pickle(path)
-    check(
-        isinstance(data, dict) and len(data) > 0, path, "expected a non-empty dict keyed by (video_name, idx)"
-    )
+    check(isinstance(data, dict) and len(data) > 0, path, "expected a non-empty dict keyed by (video_name, idx)")
     return {_key(k, path): v for k, v in data.items()}
 
 
@@ -202,9 +200,7 @@ def load(root: Path, annotations: Path | None = None, **_: Any) -> DatasetIndex:
         DataFormatError: a pickle is malformed or hostile.
     """
     cands = [root / "Annotations", root, root.parent / "Annotations", root.parent.parent / "Annotations"]
-    folder = find_annotation_dir(
-        "finediving", annotations, cands, [[COARSE], [SPLITS["train"]], [SPLITS["test"]]]
-    )
+    folder = find_annotation_dir("finediving", annotations, cands, [[COARSE], [SPLITS["train"]], [SPLITS["test"]]])
     coarse_path = folder / COARSE
     coarse = _read_dict(coarse_path)
     split_of = _read_splits(folder)
@@ -223,9 +219,7 @@ def load(root: Path, annotations: Path | None = None, **_: Any) -> DatasetIndex:
     for key in sorted(coarse):
         sid = f"{key[0]}/{key[1]}"
         if key not in split_of:
-            problems.append(
-                Problem(sid, "annotation_anomaly", "annotated but in neither split file; skipped")
-            )
+            problems.append(Problem(sid, "annotation_anomaly", "annotated but in neither split file; skipped"))
             continue
         f = None if key not in fine else _fine_entry(fine[key], fine_path, key)  # type: ignore[arg-type]
         samples.append(_sample(frame_root, key, split_of[key], coarse[key], f, table, coarse_path, problems))

@@ -118,9 +118,7 @@ def _window_frames(
 ) -> tuple[str, ...]:
     files = videos.numbers(vid)
     if files is None:
-        problems.append(
-            Problem(sid, "missing_frames", f"video frame folder {vid:02d}/ not found under {videos.root}")
-        )
+        problems.append(Problem(sid, "missing_frames", f"video frame folder {vid:02d}/ not found under {videos.root}"))
         return ()
     keys = [f"{vid:02d}/{files[n]}" for n in range(first, last + 1) if n in files]
     if len(keys) != last - first + 1:
@@ -133,9 +131,7 @@ def _window_frames(
         )
     empty = [k for k in keys if os.stat(videos.root / k).st_size == 0]
     if empty:
-        problems.append(
-            Problem(sid, "unreadable_frames", f"{len(empty)} zero-byte frame files, first {empty[0]}")
-        )
+        problems.append(Problem(sid, "unreadable_frames", f"{len(empty)} zero-byte frame files, first {empty[0]}"))
     return tuple(keys)
 
 
@@ -183,9 +179,7 @@ def _sample(
         frames, _ = list_folder(frame_root, f"{vid:02d}_{clip:02d}", sid, problems)
         if frames and len(frames) < WINDOW:
             problems.append(
-                Problem(
-                    sid, "frame_count_mismatch", f"{len(frames)} frames, fewer than the {WINDOW} MUSDL reads"
-                )
+                Problem(sid, "frame_count_mismatch", f"{len(frames)} frames, fewer than the {WINDOW} MUSDL reads")
             )
     dive = a.get("dive_number")
     return Sample(
@@ -202,9 +196,7 @@ def _sample(
     )
 
 
-def load(
-    root: Path, annotations: Path | None = None, annotation_file: str | None = None, **_: Any
-) -> DatasetIndex:
+def load(root: Path, annotations: Path | None = None, annotation_file: str | None = None, **_: Any) -> DatasetIndex:
     """Index MTL-AQA.
 
     Args:
@@ -222,13 +214,9 @@ def load(
         DataFormatError: a pickle is malformed or hostile.
     """
     cands = [root / d for d in ANNOTATION_DIRS] + [root, root.parent / "info", root.parent.parent / "info"]
-    folder = find_annotation_dir(
-        "mtl-aqa", annotations, cands, [ANNOTATION_FILES, [SPLITS["train"]], [SPLITS["test"]]]
-    )
+    folder = find_annotation_dir("mtl-aqa", annotations, cands, [ANNOTATION_FILES, [SPLITS["train"]], [SPLITS["test"]]])
     if annotation_file is not None and annotation_file not in ANNOTATION_FILES:
-        raise InputError(
-            f"annotation_file must be one of {', '.join(ANNOTATION_FILES)}, got {annotation_file!r}"
-        )
+        raise InputError(f"annotation_file must be one of {', '.join(ANNOTATION_FILES)}, got {annotation_file!r}")
     path = first_file(folder, [annotation_file] if annotation_file else ANNOTATION_FILES)
     if path is None:
         raise InputError(f"{folder / str(annotation_file)} not found")
@@ -267,9 +255,7 @@ def load(
         samples.append(_sample(key, split_of[key], ann[key], path, layout, frame_root, videos, problems))
     for key in sorted(set(split_of) - set(ann)):
         problems.append(
-            Problem(
-                f"{key[0]:02d}/{key[1]}", "annotation_anomaly", "in a split file but not annotated; skipped"
-            )
+            Problem(f"{key[0]:02d}/{key[1]}", "annotation_anomaly", "in a split file but not annotated; skipped")
         )
     samples.sort(key=lambda s: s.sample_id)
     return DatasetIndex("mtl-aqa", frame_root, folder, samples, problems, notes)
