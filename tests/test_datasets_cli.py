@@ -62,6 +62,10 @@ def test_inspect_clean_dataset_strict_exit_0_and_text(tmp_path: Path, capsys: Ca
 def test_inspect_bad_input_exit_2(tmp_path: Path, capsys: Capsys) -> None:
     code, _, err = run_cli(["inspect", "--dataset", "ucf101", "--root", str(tmp_path)], capsys)
     assert code == 2 and "finediving, mtl-aqa, aqa7" in err
+    code, _, err = run_cli(
+        ["inspect", "--dataset", "finediving", "--root", str(tmp_path), "--score-scale", "100"], capsys
+    )
+    assert code == 2 and "aqa7 only" in err
     code, _, err = run_cli(["inspect", "--dataset", "aqa7", "--root", str(tmp_path / "nope")], capsys)
     assert code == 2 and "nope" in err
     code, _, err = run_cli(["inspect", "--dataset", "mtl-aqa", "--root", str(tmp_path)], capsys)

@@ -67,6 +67,17 @@ def test_frame_range_mismatch_and_fallback_to_aqa_pickle(tmp_path: Path) -> None
     assert s.extra["sub_action_types"] == {"4": "?", "25": "?", "36": "Entry"}  # names from the table only
 
 
+def test_fine_and_coarse_disagreement_reported(tmp_path: Path) -> None:
+    make_finediving(tmp_path)
+    path = tmp_path / "Annotations" / "FineDiving_fine-grained_annotation.pkl"
+    fine = pickle.loads(path.read_bytes())
+    fine[("14", 55)]["dive_score"] = 1.0
+    path.write_bytes(pickle.dumps(fine))
+    idx = load_dataset("finediving", tmp_path)
+    p = next(p for p in idx.problems if p.sample_id == "14/55" and p.kind == "annotation_anomaly")
+    assert "fine-grained file says 205b / 1.0" in p.detail
+
+
 def test_no_fine_grained_file_is_a_note(tmp_path: Path) -> None:
     make_finediving(tmp_path, fine_file="none")
     idx = load_dataset("finediving", tmp_path)

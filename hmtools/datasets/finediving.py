@@ -73,6 +73,7 @@ def _fine_entry(v: Any, path: Path, key: Key) -> dict[str, Any]:
         "steps": int_tuple(v.get("steps_transit_frames", ()), path, f"{key} steps_transit_frames"),
         "labels": int_tuple(v["frames_labels"], path, f"{key} frames_labels"),
         "names": {int(i): str(n) for i, n in dict(v.get("sub-action_types") or {}).items()},
+        "labels_of": (str(v.get("action_type", "")).lower(), v.get("dive_score"), v.get("difficulty")),
     }
 
 
@@ -155,6 +156,10 @@ def _sample(
         p = _step_problem(sid, fine["steps"], fine["labels"], expected)
         if p is not None:
             problems.append(p)
+        action, fscore, fdd = fine["labels_of"]
+        if (action, fscore, fdd) != (str(c.get("action_type", "")).lower(), score, dd):
+            detail = f"fine-grained file says {action} / {fscore} / DD {fdd}, coarse file {c.get('action_type')} / {score} / DD {dd}"
+            problems.append(Problem(sid, "annotation_anomaly", detail))
         names_of = {**table, **fine["names"]}
         extra["sub_action_types"] = {str(i): names_of.get(i, "?") for i in sorted(set(fine["labels"]))}
     return Sample(
