@@ -32,6 +32,18 @@ def test_official_layout_windows(tmp_path: Path) -> None:
     assert _kinds(idx) == {("02/5", "frame_count_mismatch"), ("03/7", "missing_frames")}
 
 
+def test_zero_based_video_folder_follows_the_loaders_list_index(tmp_path: Path) -> None:
+    make_mtl_aqa(tmp_path)
+    folder = tmp_path / "01"
+    for f in sorted(folder.iterdir()):  # renumber 1..450 -> 0..449
+        f.rename(folder / f"{int(f.stem) - 1:06d}.jpg")
+    idx = load_dataset("mtl-aqa", tmp_path)
+    s = next(s for s in idx.samples if s.sample_id == "01/1")
+    assert s.frames[0] == "01/000047.jpg" and s.frames[-1] == "01/000149.jpg" and len(s.frames) == 103
+    assert any("01/ numbered from 0" in n for n in idx.notes)
+    assert not any(p.sample_id.startswith("01/") for p in idx.problems)
+
+
 def test_core_layout_and_annotations(tmp_path: Path) -> None:
     make_mtl_aqa(tmp_path, layout="core", ann="core", ann_dir="info")
     idx = load_dataset("mtl-aqa", tmp_path)

@@ -102,12 +102,17 @@ class _Videos:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.cache: dict[int, dict[int, str] | None] = {}
+        self.zero_based: set[int] = set()
 
     def numbers(self, vid: int) -> dict[int, str] | None:
         if vid not in self.cache:
             try:
                 names, _ = scan_frame_files(self.root / f"{vid:02d}", check_empty=False)
-                self.cache[vid] = {n: name for name in names if (n := frame_number(name)) is not None}
+                files = {n: name for name in names if (n := frame_number(name)) is not None}
+                if 0 in files:  # extracted with -start_number 0: the loaders' list index i is file i
+                    self.zero_based.add(vid)
+                    files = {n + 1: name for n, name in files.items()}
+                self.cache[vid] = files
             except OSError:
                 self.cache[vid] = None
         return self.cache[vid]
@@ -118,7 +123,9 @@ def _window_frames(
 ) -> tuple[str, ...]:
     files = videos.numbers(vid)
     if files is None:
-        problems.append(Problem(sid, "missing_frames", f"video frame folder {vid:02d}/ not found under {videos.root}"))
+        problems.append(
+            Problem(sid, "missing_frames", f"video frame folder {vid:02d}/ missing or unreadable under {videos.root}")
+        )
         return ()
     keys = [f"{vid:02d}/{files[n]}" for n in range(first, last + 1) if n in files]
     if len(keys) != last - first + 1:
@@ -154,7 +161,7 @@ def _sample(
     dd = as_float(a.get("difficulty"), path, f"{key} difficulty")
     judges = tuple(as_float(j, path, f"{key} judge_scores") for j in list(a.get("judge_scores", ())))
     extra: dict[str, Any] = {"start_frame": start, "end_frame": end}
-    extra.update({f: int(a[f]) for f in EXTRA_FIELDS if f in a})
+    extra.update({f: as_int(a[f], path, f"{key} {f}") for f in EXTRA_FIELDS if f in a})
     if end < start:
         problems.append(Problem(sid, "annotation_anomaly", f"end_frame {end} before start_frame {start}"))
     rp = judge_range_problem(sid, judges)
@@ -257,5 +264,8 @@ def load(root: Path, annotations: Path | None = None, annotation_file: str | Non
         problems.append(
             Problem(f"{key[0]:02d}/{key[1]}", "annotation_anomaly", "in a split file but not annotated; skipped")
         )
+    if videos.zero_based:
+        zb = ", ".join(f"{v:02d}/" for v in sorted(videos.zero_based))
+        notes.append(f"{zb} numbered from 0: annotation frame i is taken as file i-1 (the loaders' list index)")
     samples.sort(key=lambda s: s.sample_id)
     return DatasetIndex("mtl-aqa", frame_root, folder, samples, problems, notes)
