@@ -121,3 +121,16 @@ def test_inspect_real_annotations_without_frames(
         assert any("x100" in n for n in report["notes"])
     code, _, _ = run_cli([*args, "--strict"], capsys)
     assert code == 1
+
+
+def test_samples_round_trip_through_json(tmp_path: Path) -> None:
+    from hmtools.datasets import load_dataset
+    from hmtools.schema import Sample
+
+    make_finediving(tmp_path / "fd")
+    make_mtl_aqa(tmp_path / "mtl", ann="core")
+    make_aqa7(tmp_path / "aqa7", videos={"diving/001": 2}, extracted={"diving/002": 3})
+    for name, sub in (("finediving", "fd"), ("mtl-aqa", "mtl"), ("aqa7", "aqa7")):
+        for s in load_dataset(name, tmp_path / sub).samples:
+            data = json.loads(json.dumps(s.to_json()))
+            assert Sample.from_json(data, s.frames) == s, s.sample_id
