@@ -25,7 +25,20 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from hmtools.errors import InputError
 from pipelines.batching import BatchSize, run_batched
 from pipelines.sam_speed import resolve_dtype, use_sdpa_attention
+from pipelines.segment_types import ImageEmbedding, Prompt
 from pipelines.weights import cache_dir, download_verified, require_file
+
+__all__ = [
+    "SEGMENTERS",
+    "ImageEmbedding",
+    "Prompt",
+    "SamSegmenter",
+    "SamSpec",
+    "build_segmenter",
+    "build_tiny_sam",
+    "build_tiny_sam_segmenter",
+    "resolve_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,43 +71,6 @@ SEGMENTERS: dict[str, SamSpec] = {
     ),
 }
 """Segmenter name -> published checkpoint (``--segmenter``; ``lite`` is handled by pipelines.lite)."""
-
-
-@dataclass
-class ImageEmbedding:
-    """One frame's SAM image embedding.
-
-    Attributes:
-        features: ``(1, 256, E, E)`` float32 on the segmenter's device (E = 64 for real SAM).
-        original_size: ``(H, W)`` of the frame.
-        input_size: ``(h, w)`` after SAM's ResizeLongestSide.
-    """
-
-    features: torch.Tensor
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by ``features``."""
-        return self.features.element_size() * self.features.numel()
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """Prompts for one frame, in original-frame pixels.
-
-    Attributes:
-        box: ``(4,)`` XYXY, or ``None``.
-        points: ``(N, 2)`` ``(X, Y)``, or ``None``.
-        labels: ``(N,)`` 1 = foreground, 0 = background.
-        mask_input: ``(4E, 4E)`` low-resolution logits from an earlier prediction, or ``None``.
-    """
-
-    box: np.ndarray | None = None
-    points: np.ndarray | None = None
-    labels: np.ndarray | None = None
-    mask_input: np.ndarray | None = None
 
 
 class SamSegmenter:
