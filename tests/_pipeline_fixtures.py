@@ -59,3 +59,73 @@ def blob_frame(h: int, w: int, box: np.ndarray, distractors=(), seed: int = 0) -
     cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, max((x2 - x1) / 2, 1), max((y2 - y1) / 2, 1)
     img[((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1] = (235, 190, 160)
     return img
+
+
+ATHLETE_RGB = (235, 190, 160)
+
+
+class BlobDetector:
+    """A fake person detector that reads pixels: every bright blob (athlete or grey box) is a person."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, frames):
+        import cv2
+
+        self.calls.append(len(frames))
+        out = []
+        for img in frames:
+            fg = (img[..., 0] > 120).astype(np.uint8)
+            n, _, stats, _ = cv2.connectedComponentsWithStats(fg)
+            boxes = [(x, y, x + w, y + h, 0.9) for x, y, w, h, area in stats[1:] if area >= 12]
+            out.append(np.array(boxes, np.float32).reshape(-1, 5))
+        return out
+
+
+class ColourSegmenter:
+    """A fake segmenter: the athlete-coloured pixels inside the prompt box (grown by 10%)."""
+
+    def __init__(self) -> None:
+        self.embedded = 0
+
+    def embed(self, images):
+        self.embedded += len(images)
+        return list(images)
+
+    def predict_batch(self, embs, prompts):
+        out = []
+        for img, p in zip(embs, prompts, strict=True):
+            x1, y1, x2, y2 = p.box
+            gx, gy = 0.1 * (x2 - x1), 0.1 * (y2 - y1)
+            keep = np.zeros(img.shape[:2], bool)
+            keep[int(max(0, y1 - gy)) : int(y2 + gy) + 1, int(max(0, x1 - gx)) : int(x2 + gx) + 1] = True
+            mask = keep & (np.abs(img.astype(int) - ATHLETE_RGB).sum(-1) < 60)
+            out.append((mask, 0.95, np.zeros((16, 16), np.float32)))
+        return out
+
+
+def write_clip(root, folder: str, n: int = 12, h: int = 96, w: int = 160, corrupt=(), start: int = 1):
+    """JPEG frames ``<root>/<folder>/img_%05d.jpg`` of a falling athlete and two static grey 'judges'.
+
+    Returns:
+        ``(frame keys, true athlete boxes (n, 4))``.
+    """
+    import cv2
+
+    root.joinpath(folder).mkdir(parents=True, exist_ok=True)
+    t = np.linspace(0, 1, n)
+    cx, cy = 60 + 20 * t, 18 + 55 * t
+    bw, bh = 14 + 8 * np.abs(np.sin(2 * np.pi * t)), 26 - 8 * np.abs(np.sin(2 * np.pi * t))
+    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+    judges = [(2, 50, 16, 80), (w - 16, 52, w - 2, 82)]
+    keys = []
+    for i in range(n):
+        key = f"{folder}/img_{i + start:05d}.jpg"
+        keys.append(key)
+        if i in corrupt:
+            root.joinpath(key).write_bytes(b"not a jpeg at all")
+            continue
+        img = blob_frame(h, w, boxes[i], judges, seed=i)
+        cv2.imwrite(str(root / key), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return keys, boxes
