@@ -72,9 +72,7 @@ def build_store(path: Path, n_frames: int) -> list:
         st.add_samples(samples)
         for k, s in enumerate(samples):
             writes = [
-                MaskWrite(
-                    rle=rles[(k * 37 + i) % DISTINCT], score=0.9, status="accepted" if i % 5 else "unreviewed"
-                )
+                MaskWrite(rle=rles[(k * 37 + i) % DISTINCT], score=0.9, status="accepted" if i % 5 else "unreviewed")
                 for i in range(len(s.frames))
             ]
             st.write_sample_masks(s.sample_id, writes, author="bench")
@@ -105,19 +103,13 @@ def child_export(store: str, fmt: str, out: str) -> None:
 def run_export(store: Path, fmt: str, out: Path) -> dict:
     env = dict(
         os.environ,
-        PYTHONPATH=os.pathsep.join(
-            [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
-        ),
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
     )
     cmd = [sys.executable, __file__, "--child-export", str(store), fmt, str(out)]
     res = json.loads(
-        subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-        .stdout.strip()
-        .splitlines()[-1]
+        subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1]
     )
-    res["bytes"] = (
-        sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else out.stat().st_size
-    )
+    res["bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else out.stat().st_size
     res["fps"] = res["masks"] / res["seconds"]
     return res
 
@@ -194,9 +186,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100_000, help="masks in the big store")
     ap.add_argument("--small", type=int, default=20_000, help="masks in the small store (memory comparison)")
-    ap.add_argument(
-        "--workdir", type=Path, default=None, help="scratch folder (default: a temp folder, removed)"
-    )
+    ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp folder, removed)")
     ap.add_argument("--child-export", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_export:
@@ -204,11 +194,7 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="hm-bench-", dir=args.workdir))
     try:
-        fs = (
-            subprocess.run(["df", "-T", str(work)], capture_output=True, text=True)
-            .stdout.splitlines()[-1]
-            .split()[1]
-        )
+        fs = subprocess.run(["df", "-T", str(work)], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start (shared with "
             f"other jobs); frames {W}x{H}; scratch {work} ({fs})"

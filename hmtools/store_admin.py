@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,12 +99,8 @@ def store_stats(store: MaskStore) -> dict[str, Any]:
         "flag_reasons": {reason: n}, "samples_built": n}`` (every source and status listed, zeros included).
     """
     head = "FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version"
-    by_source = dict.fromkeys(SOURCES, 0) | dict(
-        store.query(f"SELECT m.source, COUNT(*) {head} GROUP BY m.source")
-    )
-    by_status = dict.fromkeys(STATUSES, 0) | dict(
-        store.query(f"SELECT m.status, COUNT(*) {head} GROUP BY m.status")
-    )
+    by_source = dict.fromkeys(SOURCES, 0) | dict(store.query(f"SELECT m.source, COUNT(*) {head} GROUP BY m.source"))
+    by_status = dict.fromkeys(STATUSES, 0) | dict(store.query(f"SELECT m.status, COUNT(*) {head} GROUP BY m.status"))
     reasons: dict[str, int] = {}
     for (reason,) in store.query(f"SELECT m.reason {head} WHERE m.status='flagged' AND m.reason IS NOT NULL"):
         for part in reason.split("; "):
@@ -176,3 +173,21 @@ def iter_current(
             if rec is not None and statuses is not None and rec.status not in statuses:
                 rec = None
             yield sample_id, frame, rec
+
+
+@contextmanager
+def snapshot(store: MaskStore) -> Iterator[None]:
+    """A read transaction: every query inside sees the store as it was at the first read.
+
+    Writers in other processes go on (WAL mode) and are not seen until the snapshot ends; other
+    threads using the same :class:`MaskStore` wait. Inside a transaction it does nothing.
+    """
+    with store._lock:
+        if store._conn.in_transaction:
+            yield
+            return
+        store._conn.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            store._conn.execute("COMMIT")

@@ -75,9 +75,7 @@ def test_export_then_import_through_the_cli(
     assert code == 0 and "imported 17 masks" in out and "frames without a mask: 1" in out
     with MaskStore(tmp_path / "b.db") as st:
         back = current(st)
-    assert all(
-        (back[k] is None) == (m is None) and (m is None or (back[k] == m).all()) for k, m in masks.items()
-    )
+    assert all((back[k] is None) == (m is None) and (m is None or (back[k] == m).all()) for k, m in masks.items())
 
 
 def test_cli_bad_input_exits_2_with_one_line(
@@ -85,17 +83,9 @@ def test_cli_bad_input_exits_2_with_one_line(
 ) -> None:
     with MaskStore(tmp_path / "a.db") as st:
         fill_store(st, make_samples())
-    assert (
-        _run(["export", "--store", str(tmp_path / "a.db"), "--format", "png", "--out", str(tmp_path / "x")])
-        == 2
-    )
+    assert _run(["export", "--store", str(tmp_path / "a.db"), "--format", "png", "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
-    assert (
-        _run(
-            ["export", "--store", str(tmp_path / "none.db"), "--format", "coco", "--out", str(tmp_path / "x")]
-        )
-        == 2
-    )
+    assert _run(["export", "--store", str(tmp_path / "none.db"), "--format", "coco", "--out", str(tmp_path / "x")]) == 2
     capsys.readouterr()
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"images": [{"id": 1, "file_name": "diving-out/001/img_00001.jpg"}]}))

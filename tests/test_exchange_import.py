@@ -32,9 +32,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray | None]]:
 
 def _snapshot(store_path: Path) -> tuple[list[str], list[tuple[object, ...]]]:
     with MaskStore(store_path) as st:
-        return st.sample_ids(), st.query(
-            "SELECT frame_id, version, counts, source FROM masks ORDER BY mask_id"
-        )
+        return st.sample_ids(), st.query("SELECT frame_id, version, counts, source FROM masks ORDER BY mask_id")
 
 
 @pytest.mark.parametrize(

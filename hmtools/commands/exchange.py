@@ -50,9 +50,7 @@ def import_masks(
     score_scale: ScaleOpt = "auto",
     strict: Annotated[
         bool,
-        typer.Option(
-            "--strict", help="Fail (import nothing) on frames without a mask or masks without a frame."
-        ),
+        typer.Option("--strict", help="Fail (import nothing) on frames without a mask or masks without a frame."),
     ] = False,
 ) -> None:
     """Register a dataset's samples and attach masks to them by frame key, in one transaction."""

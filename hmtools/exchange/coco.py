@@ -119,14 +119,10 @@ def iter_coco_annotations(
 
     for ann in iter_array(path, "annotations"):
         if not isinstance(ann, dict) or "image_id" not in ann or "segmentation" not in ann:
-            raise DataFormatError(
-                f"{path}: an annotation needs image_id and segmentation; found {ann!r:.120}"
-            )
+            raise DataFormatError(f"{path}: an annotation needs image_id and segmentation; found {ann!r:.120}")
         image_id = ann["image_id"]
         if image_id not in images:
-            raise DataFormatError(
-                f"{path}: annotation {ann.get('id')} names image {image_id!r}, not in 'images'"
-            )
+            raise DataFormatError(f"{path}: annotation {ann.get('id')} names image {image_id!r}, not in 'images'")
         name, height, width = images[image_id]
         seg = ann["segmentation"]
         try:
@@ -139,14 +135,11 @@ def iter_coco_annotations(
                 raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
                 rle = {"size": [int(v) for v in seg["size"]], "counts": raw}
         except (KeyError, TypeError, ValueError, AttributeError, UnicodeEncodeError) as e:
-            raise DataFormatError(
-                f"{path}: annotation {ann.get('id')} has a malformed segmentation ({e})"
-            ) from e
+            raise DataFormatError(f"{path}: annotation {ann.get('id')} has a malformed segmentation ({e})") from e
         size = [int(v) for v in rle["size"]]
         if size != [height, width]:
             raise DataFormatError(
-                f"{path}: annotation {ann.get('id')} RLE is {size[0]}x{size[1]} but image {name} is "
-                f"{height}x{width}"
+                f"{path}: annotation {ann.get('id')} RLE is {size[0]}x{size[1]} but image {name} is {height}x{width}"
             )
         if rle_length(rle["counts"]) != height * width:
             raise DataFormatError(

@@ -137,9 +137,7 @@ def iter_sample_masks(
         yield sm
 
 
-def _sample_size(
-    sample_id: str, frames: list[FrameRow], records: list[MaskRecord | None]
-) -> tuple[int, int] | None:
+def _sample_size(sample_id: str, frames: list[FrameRow], records: list[MaskRecord | None]) -> tuple[int, int] | None:
     size: tuple[int, int] | None = None
     for frame, rec in zip(frames, records, strict=True):
         if rec is None:

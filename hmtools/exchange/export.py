@@ -16,6 +16,7 @@ from hmtools.exchange.common import Counts, SampleMasks, Selection, iter_sample_
 from hmtools.exchange.manifest import atomic_output, store_info, write_manifest
 from hmtools.exchange.parallel import default_workers
 from hmtools.store import MaskStore
+from hmtools.store_admin import snapshot
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def export_store(
     folder = fmt in FOLDER_FORMATS
     counts = Counts()
     info = {"description": "hmtools mask export", "format": fmt, "version": __version__}
-    with MaskStore(store_path, create=False) as store, store.snapshot():
+    with MaskStore(store_path, create=False) as store, snapshot(store):
         sample_ids = resolve_selection(store, selection)
         with atomic_output(Path(out), folder=folder, overwrite=options.overwrite) as tmp:
             stream = iter_sample_masks(store, sample_ids, selection.statuses, counts)

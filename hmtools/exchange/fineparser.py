@@ -126,9 +126,7 @@ def scan_mask_folder(folder: Path) -> dict[str, str]:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
             key = rel[: len(rel) - len(ext)]
             if key in found:
-                raise DataFormatError(
-                    f"{folder}: {found[key]} and {rel} are both masks of one frame; remove one"
-                )
+                raise DataFormatError(f"{folder}: {found[key]} and {rel} are both masks of one frame; remove one")
             found[key] = rel
     return found
 

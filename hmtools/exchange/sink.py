@@ -68,9 +68,7 @@ class MaskSink:
             for i, key in enumerate(s.frames):
                 stem = key_stem(key)
                 if stem in self.frames:
-                    raise DataFormatError(
-                        f"frames {self.frames[stem].key} and {key} differ only by extension"
-                    )
+                    raise DataFormatError(f"frames {self.frames[stem].key} and {key} differ only by extension")
                 self.frames[stem] = _Frame(s.sample_id, i, key)
         self._pending: dict[str, dict[int, tuple[_Frame, MaskWrite]]] = {}
         self._n_pending = 0
@@ -116,9 +114,7 @@ class MaskSink:
         size = self.frame_size(frame)
         mask_size = (int(rle["size"][0]), int(rle["size"][1]))
         if size is not None and size != mask_size:
-            self.size_mismatch.add(
-                f"{frame.key}: mask {mask_size[0]}x{mask_size[1]}, frame {size[0]}x{size[1]}"
-            )
+            self.size_mismatch.add(f"{frame.key}: mask {mask_size[0]}x{mask_size[1]}, frame {size[0]}x{size[1]}")
             return
         write = MaskWrite(
             rle=rle,

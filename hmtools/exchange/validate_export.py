@@ -103,9 +103,7 @@ def validate_hdf5(path: Path, root: Path | None) -> list[str]:
                 height, width = int(g["masks"].attrs["height"]), int(g["masks"].shape[2])
                 absent = int((g["present"][()] == 0).sum())
                 if absent:
-                    problems.append(
-                        f"{path}: sample {name}: {absent} of {g['masks'].shape[0]} frames have no mask"
-                    )
+                    problems.append(f"{path}: sample {name}: {absent} of {g['masks'].shape[0]} frames have no mask")
                 keys = g["frame_keys"].asstr()[()]
                 if len(set(keys)) != len(keys):
                     problems.append(f"{path}: sample {name} lists a frame key twice")
@@ -113,9 +111,7 @@ def validate_hdf5(path: Path, root: Path | None) -> list[str]:
                     for key in keys:
                         size = read_image_size(root / key)
                         if size != (height, width):
-                            problems.append(
-                                f"{key}: export is {height}x{width}, frame under --root is {size}"
-                            )
+                            problems.append(f"{key}: export is {height}x{width}, frame under --root is {size}")
     except OSError as e:
         problems.append(f"{path}: HDF5 library cannot read it ({e})")
     return problems
@@ -170,9 +166,7 @@ def _check_mask_file(path: Path, rel: str, digest: str | None, root: Path | None
         if size is None:
             problems.append(f"{path / rel}: no frame with this name under {root}")
         elif size != img.shape[:2]:
-            problems.append(
-                f"{path / rel}: mask is {img.shape[0]}x{img.shape[1]}, frame is {size[0]}x{size[1]}"
-            )
+            problems.append(f"{path / rel}: mask is {img.shape[0]}x{img.shape[1]}, frame is {size[0]}x{size[1]}")
     return problems
 
 

@@ -73,9 +73,7 @@ def validate_coco(path: Path, root: Path | None, size_of: Any) -> list[str]:
             if why := rle_problem(ann["segmentation"], *images[ann["image_id"]]):
                 problems.append(f"{where}: {why}")
             elif rle_area(ann["segmentation"]) != ann["area"]:
-                problems.append(
-                    f"{where}: area {ann['area']} but the RLE has {rle_area(ann['segmentation'])}"
-                )
+                problems.append(f"{where}: area {ann['area']} but the RLE has {rle_area(ann['segmentation'])}")
         for image_id, n in sorted(n_per_image.items()):
             if n > 1:
                 problems.append(f"{path}: image {image_id} has {n} masks, expected one per frame")
@@ -147,9 +145,7 @@ def _sample_coverage(path: Path, per_sample: Counter[str]) -> list[str]:
             continue
         listed = per_sample.get(str(meta["sample_id"]), 0)
         if listed != meta["n_frames"]:
-            problems.append(
-                f"{path}: sample {meta['sample_id']}: {listed} of {meta['n_frames']} frames have a mask"
-            )
+            problems.append(f"{path}: sample {meta['sample_id']}: {listed} of {meta['n_frames']} frames have a mask")
     return problems
 
 
