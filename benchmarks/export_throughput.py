@@ -79,22 +79,30 @@ def build_store(path: Path, n_frames: int) -> list:
     return samples
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (``VmHWM``; ``ru_maxrss`` would include the parent's
+    RSS at fork time on Linux, which grows with the store the driver built)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child_export(store: str, fmt: str, out: str) -> None:
     """Run in a subprocess: one export; print seconds and peak RSS as JSON."""
     from hmtools.exchange import export_store
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = peak_rss_mb()
     t = time.perf_counter()
     result = export_store(Path(store), fmt, Path(out))
     seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
             {
                 "seconds": seconds,
                 "masks": result.counts.masks,
-                "rss_imports_mb": rss_before / 1024,
-                "peak_rss_mb": peak / 1024,
+                "rss_imports_mb": rss_before,
+                "peak_rss_mb": peak_rss_mb(),
             }
         )
     )

@@ -141,7 +141,7 @@ class DecodedMask:
     width: int
 
 
-def decode_mask_file(path: Path) -> DecodedMask:
+def decode_mask_file(path: str | Path) -> DecodedMask:
     """Read a mask image (any 8/16-bit, 1/3/4-channel file OpenCV reads), foreground = pixels >= 128.
 
     The image is transposed and thresholded by OpenCV (which releases the GIL) so that the result
@@ -154,7 +154,7 @@ def decode_mask_file(path: Path) -> DecodedMask:
 
     from hmtools.exchange.common import rle_from_fortran
 
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    img = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise DataFormatError(f"{path} is not a readable image; expected an 8-bit mask image")
     cols = cv2.transpose(img)  # (W, H) C-order = (H, W) Fortran order

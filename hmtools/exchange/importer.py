@@ -8,6 +8,7 @@ Frames without a mask and masks without a frame are reported, not silently dropp
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,14 +69,16 @@ def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers
         raise InputError(f"--masks {masks} is not a folder; the fineparser format is a folder of mask images")
     found = scan_mask_folder(masks)
 
-    def jobs() -> Iterator[tuple[str, Path]]:
+    base = str(masks)
+
+    def jobs() -> Iterator[tuple[str, str]]:
         for s in samples:
             for key in s.frames:
                 rel = found.pop(key_stem(key), None)
                 if rel is not None:
-                    yield key, masks / rel
+                    yield key, os.path.join(base, rel)
 
-    def work(batch: list[tuple[str, Path]]) -> list[tuple[str, DecodedMask]]:
+    def work(batch: list[tuple[str, str]]) -> list[tuple[str, DecodedMask]]:
         return [(key, decode_mask_file(path)) for key, path in batch]
 
     for results in ordered_map(work, batched(jobs(), BATCH), workers):
