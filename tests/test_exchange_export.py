@@ -197,3 +197,18 @@ def test_export_is_atomic_and_refuses_to_overwrite(
         export_store(store_path, "hdf5", out, options=ExportOptions(overwrite=True))
     assert out.read_bytes() == before  # the old export is intact
     assert not any(".partial-" in p.name for p in tmp_path.iterdir())
+
+
+def test_frame_keys_that_climb_out_of_the_folder_are_refused(tmp_path: Path) -> None:
+    from hmtools.errors import DataFormatError
+    from hmtools.schema import Sample
+    from hmtools.store_types import MaskWrite
+
+    path = tmp_path / "evil.db"
+    with MaskStore(path) as st:
+        st.add_samples([Sample("x/1", "aqa7", ("../../outside.jpg",), "train")])
+        st.write_sample_masks("x/1", [MaskWrite(mask=np.ones((4, 4), bool))], author="t")
+    with pytest.raises(DataFormatError, match="not a relative path"):
+        export_store(path, "fineparser", tmp_path / "fp")
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("evil.db")) == []
+    assert not (tmp_path.parent / "outside.jpg").exists()
