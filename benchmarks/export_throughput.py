@@ -93,13 +93,14 @@ def child_export(store: str, fmt: str, out: str) -> None:
     from hmtools.exchange import export_store
 
     rss_before = peak_rss_mb()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     result = export_store(Path(store), fmt, Path(out))
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     print(
         json.dumps(
             {
                 "seconds": seconds,
+                "cpu_s": cpu,
                 "masks": result.counts.masks,
                 "rss_imports_mb": rss_before,
                 "peak_rss_mb": peak_rss_mb(),
@@ -171,24 +172,20 @@ def bench_import(work: Path, samples: list, masks_dir: Path) -> dict:
     }
 
 
-def bench_bare_writes(work: Path, fineparser_out: Path) -> dict:
-    """A bare loop that writes the exported mask files' bytes again to a new tree (file-system cost)."""
-    files = sorted(fineparser_out.rglob("*.jpg"))
-    data = [p.read_bytes() for p in files[:1000]]
-    target = work / "bare-writes"
+def bare_writes(target: Path, n: int) -> float:
+    """Files/s of a bare loop writing ``n`` 5.6 kB files in the export's tree layout (file-system cost)."""
+    data = cv2.imencode(".jpg", person_mask(0, 0).astype(np.uint8) * 255)[1].tobytes()
     t = time.perf_counter()
-    last = None
-    for i, p in enumerate(files):
-        out = target / p.relative_to(fineparser_out)
-        if out.parent != last:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            last = out.parent
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.write(fd, data[i % len(data)])
-        os.close(fd)
+    for k in range(n // FRAMES_PER_SAMPLE):
+        folder = target / "diving-out" / f"{k:05d}"
+        folder.mkdir(parents=True)
+        for i in range(1, FRAMES_PER_SAMPLE + 1):
+            fd = os.open(folder / f"img_{i:05d}.jpg", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, data)
+            os.close(fd)
     seconds = time.perf_counter() - t
     shutil.rmtree(target)
-    return {"files": len(files), "fps": len(files) / seconds}
+    return n / seconds
 
 
 def bench_hdf5_layouts(n: int) -> list[dict]:
@@ -263,7 +260,8 @@ def main() -> None:
             samples = build_store(work / f"s{n}.db", n)
             print(f"\nstore of {n} masks built in {time.perf_counter() - t:.1f} s")
             print(
-                f"{'format':11s} {'frames/s':>9s} {'MB':>8s} {'B/frame':>8s} {'peak RSS MB':>11s} {'RSS after imports':>17s}"
+                f"{'format':11s} {'frames/s':>9s} {'/CPU-s':>9s} {'MB':>8s} {'B/frame':>8s} {'peak RSS MB':>11s} "
+                f"{'RSS after imports':>17s}"
             )
             for fmt in FORMATS:
                 out = (
@@ -271,22 +269,25 @@ def main() -> None:
                     if fmt == "fineparser"
                     else work / f"{fmt}-{n}.{'h5' if fmt == 'hdf5' else 'json'}"
                 )
+                bare_before = bare_writes(work / "bare", n) if fmt == "fineparser" else None
                 r = run_export(work / f"s{n}.db", fmt, out)
                 results[(fmt, n)] = r
                 print(
-                    f"{fmt:11s} {r['fps']:9.0f} {r['bytes'] / 1e6:8.1f} {r['bytes'] / n:8.0f} {r['peak_rss_mb']:11.1f} {r['rss_imports_mb']:17.1f}"
+                    f"{fmt:11s} {r['fps']:9.0f} {r['masks'] / r['cpu_s']:9.0f} {r['bytes'] / 1e6:8.1f} "
+                    f"{r['bytes'] / n:8.0f} {r['peak_rss_mb']:11.1f} {r['rss_imports_mb']:17.1f}"
                 )
+                if bare_before is not None:
+                    bare_after = bare_writes(work / "bare", n)
+                    print(
+                        f"{'':11s} bare write loop, same files and tree: {bare_before:.0f} files/s before, "
+                        f"{bare_after:.0f} after (the file system's own cost)"
+                    )
                 if fmt != "fineparser" or n != args.frames:
                     shutil.rmtree(out) if out.is_dir() else out.unlink()
         print("\npeak RSS growth from", args.small, "to", args.frames, "frames:")
         for fmt in FORMATS:
             a, b = results[(fmt, args.small)]["peak_rss_mb"], results[(fmt, args.frames)]["peak_rss_mb"]
             print(f"  {fmt:11s} {a:7.1f} MB -> {b:7.1f} MB ({b - a:+.1f} MB)")
-        w = bench_bare_writes(work, work / f"fineparser-{args.frames}")
-        print(
-            f"bare os.open/write/close loop writing the same {w['files']} files: {w['fps']:.0f} files/s "
-            "(the file system's own limit for the fineparser export)"
-        )
         r = bench_import(work, samples, work / f"fineparser-{args.frames}")
         print(
             f"\nimport --format fineparser of {r['files']} JPEG masks: {r['import_s']:.1f} s wall "
