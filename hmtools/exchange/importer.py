@@ -32,7 +32,8 @@ class ImportReport:
         empty: Of those, masks with no foreground.
         frames_without_mask: Dataset frames the masks did not cover.
         masks_without_frame: Masks that named no frame of the dataset.
-        frames_unreadable: Frames whose image could not be read to check the mask size.
+        frames_unreadable: First frames of samples that could not be read under the root to learn the
+            sample's frame size (the size is then taken from the masks, unchecked).
     """
 
     samples: int

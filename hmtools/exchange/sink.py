@@ -72,7 +72,7 @@ class MaskSink:
                 self.frames[stem] = _Frame(s.sample_id, i, key)
         self._pending: dict[str, dict[int, tuple[_Frame, MaskWrite]]] = {}
         self._n_pending = 0
-        self._sizes: dict[str, list[tuple[int | None, int | None]]] = {}
+        self._sizes: dict[str, list[tuple[int, int] | None]] = {}
         self.imported = 0
         self.empty = 0
         self.unmatched = Tally()
@@ -126,7 +126,7 @@ class MaskSink:
         if frame.state == 1:
             old = self._pending[frame.sample_id][frame.idx][1]
             write = _union(write, old.rle)
-        elif frame.state == 2:
+        elif frame.state == 2:  # already flushed: union with it as a further version (rare: unsorted COCO)
             current = self.store.current_mask(frame.key)
             write = _union(write, None if current is None else current.rle)
         else:
