@@ -14,6 +14,7 @@ import typer
 
 from hmtools.commands import dataset as _dataset
 from hmtools.commands import store as _store
+from hmtools.commands import train as _train
 from hmtools.errors import HMToolsError
 
 app = typer.Typer(
@@ -27,6 +28,9 @@ app.command("inspect")(_dataset.inspect)
 app.command("extract-frames")(_dataset.extract_frames)
 app.command("stats")(_store.stats)
 app.command("validate")(_store.validate)
+app.command("train")(_train.train)
+app.command("eval")(_train.evaluate)
+app.command("explain")(_train.explain)
 
 
 def main(argv: list[str] | None = None) -> None:

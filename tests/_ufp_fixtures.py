@@ -86,3 +86,50 @@ def make_store(path: Path, samples: list[Sample], masks: dict[str, np.ndarray], 
             ]
             store.write_sample_masks(s.sample_id, writes, author="test")
     return path
+
+
+def write_finediving_annotations(root: Path, samples: list[Sample]) -> Path:
+    """The six FineDiving pickles (types as in the real files) for ``samples``; returns ``<root>/Annotations``."""
+    import pickle
+
+    ann = root / "Annotations"
+    ann.mkdir(parents=True, exist_ok=True)
+    coarse, fine, aqa, train, test = {}, {}, {}, [], []
+    for s in samples:
+        video, idx = s.sample_id.rsplit("/", 1)
+        key = (video, int(idx))
+        start = int(Path(s.frames[0]).stem)
+        labels = np.array(s.frame_labels, dtype=np.int64)
+        trans = np.array(s.step_transitions, dtype=np.int64)
+        coarse[key] = {
+            "action_type": s.action,
+            "start_frame": start,
+            "end_frame": start + len(s.frames) - 1,
+            "dive_score": s.score,
+            "difficulty": s.difficulty,
+            "judge_scores": [7.0, 7.5, 7.0, 6.5, 7.0],
+        }
+        types = {
+            np.int64(v): {2: "Back", 15: "2.5 Soms.Pike", 36: "Entry"}[int(v)] for v in set(labels.tolist())
+        }
+        fine[key] = {
+            "action_type": s.action,
+            "dive_score": s.score,
+            "difficulty": s.difficulty,
+            "steps_transit_frames": trans,
+            "frames_labels": labels,
+            "sub-action_types": types,
+        }
+        aqa[key] = [s.action, s.score, s.difficulty, trans, labels]
+        (train if s.split == "train" else test).append(key)
+    table = {2: "Back", 15: "2.5 Soms.Pike", 36: "Entry", 38: "Background"}
+    for name, obj in (
+        ("FineDiving_coarse_annotation.pkl", coarse),
+        ("FineDiving_fine-grained_annotation.pkl", fine),
+        ("fine-grained_annotation_aqa.pkl", aqa),
+        ("Sub_action_Types_Table.pkl", table),
+        ("train_split.pkl", train),
+        ("test_split.pkl", test),
+    ):
+        (ann / name).write_bytes(pickle.dumps(obj))
+    return ann

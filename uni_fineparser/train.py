@@ -204,7 +204,11 @@ def train(
             "epoch": epoch,
             "best_metric": best,
             "score_scale": scale,
-            "data": {**(data or {}), "root": str(root), "cache_dir": str(cache_dir.resolve())},
+            "data": {
+                **(data or {}),
+                "root": str(Path(root).resolve()),
+                "cache_dir": str(cache_dir.resolve()),
+            },
             "splits": {"val": [s.sample_id for s in val_s]},
             "history": history,
         }

@@ -1,0 +1,189 @@
+"""Training end to end on a synthetic, learnable task; evaluation, resume, explain, bf16, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _ufp_fixtures import make_dataset, make_store
+from typer.testing import CliRunner
+
+from hmtools.cli import app
+from hmtools.errors import ConfigError, InputError
+from uni_fineparser.config import load_run_config
+from uni_fineparser.evaluate import autocast
+from uni_fineparser.mask_source import open_mask_source
+from uni_fineparser.model import UniFineParser
+from uni_fineparser.run import evaluate_checkpoint
+from uni_fineparser.train import compute_losses, make_optimizer, train
+
+LEARN = ["train.epochs=8", "train.lr=3e-3", "train.val_fraction=0.25"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """32 train / 16 test synthetic clips, masks in a store, one tiny model trained for 96 steps."""
+    d = tmp_path_factory.mktemp("ufp")
+    samples, masks = make_dataset(d / "root", n_train=32, n_test=16, n_frames=20)
+    store = make_store(d / "masks.db", samples, masks)
+    cfg = load_run_config("tiny", overrides=LEARN)
+    data = {"dataset": "finediving", "root": str(d / "root"), "annotations": None, "masks": str(store)}
+    best = train(cfg, samples, open_mask_source(store), d / "root", d / "out", device="cpu", data=data)
+    return d, samples, store, best
+
+
+def test_tiny_model_learns_the_synthetic_score(trained):
+    d, _, _, best = trained
+    out = d / "out"
+    for name in ("best.pt", "last.pt", "metrics.json", "predictions_test.csv", "curves.png", "config.yaml"):
+        assert (out / name).is_file(), name
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["test"]["n"] == 16
+    assert m["test"]["rho"] >= 0.7, m
+    assert m["test"]["aiou_0.5"] >= 0.5, m  # the step boundaries are learnt too
+    rows = list(csv.DictReader((out / "predictions_test.csv").open()))
+    assert len(rows) == 16 and {"sample_id", "true", "pred", "step0_contrib", "seg_iou"} <= set(rows[0])
+    ckpt = torch.load(best, weights_only=True)
+    assert {"model", "optimizer", "scheduler", "config", "step", "best_metric", "data"} <= set(ckpt)
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cached_evaluation_equals_uncached(trained):
+    _, samples, _, best = trained
+    fast = evaluate_checkpoint(best, "test", device="cpu", samples=samples, voters=3)
+    slow = evaluate_checkpoint(best, "test", device="cpu", samples=samples, voters=3, reuse_features=False)
+    assert [r["sample_id"] for r in fast.rows] == [r["sample_id"] for r in slow.rows]
+    np.testing.assert_allclose(
+        [r["pred"] for r in fast.rows], [r["pred"] for r in slow.rows], rtol=1e-4, atol=1e-3
+    )
+    m = json.loads((best.parent / "metrics.json").read_text())["test"]
+    assert fast.metrics["rho"] == pytest.approx(m["rho"], abs=1e-6)
+
+
+def test_explain_writes_contact_sheet_and_mp4(trained, tmp_path):
+    from uni_fineparser.explain import explain_sample
+
+    _, samples, _, best = trained
+    sid = samples[-1].sample_id
+    ex = explain_sample(
+        best, sid, tmp_path / "sheet.png", device="cpu", samples=samples, mp4=tmp_path / "a.mp4"
+    )
+    assert (tmp_path / "sheet.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "a.mp4").stat().st_size > 1000
+    assert ex.attention.shape == (16, 32, 32) and ex.posterior.shape == (16, 3)
+    assert ex.contributions.shape == (3,) and ex.bounds_true is not None and len(ex.voters) == 3
+
+
+def _short_run(root: Path, out: Path, samples, store, extra: list[str]) -> dict:
+    cfg = load_run_config("tiny", overrides=["train.epochs=2", "train.val_fraction=0.2", *extra])
+    train(cfg, samples, open_mask_source(store), root, out, device="cpu")
+    return torch.load(out / "last.pt", weights_only=True)
+
+
+def test_resume_continues_exactly_where_the_checkpoint_left(tmp_path):
+    samples, masks = make_dataset(tmp_path / "root", n_train=10, n_test=2, n_frames=16)
+    store = make_store(tmp_path / "m.db", samples, masks)
+    root = tmp_path / "root"
+    full = _short_run(root, tmp_path / "a", samples, store, [])
+    steps_per_epoch = full["step"] // 2
+    first = _short_run(root, tmp_path / "b", samples, store, [f"train.max_steps={steps_per_epoch}"])  # killed
+    assert first["epoch"] == 1 and first["step"] == steps_per_epoch
+    resumed = _short_run(root, tmp_path / "b", samples, store, [])
+    assert resumed["step"] == full["step"] and resumed["epoch"] == 2
+    for k, v in full["model"].items():
+        torch.testing.assert_close(resumed["model"][k], v, rtol=0, atol=1e-6, msg=k)
+    assert [h["loss"] for h in resumed["history"]] == pytest.approx(
+        [h["loss"] for h in full["history"]], abs=1e-6
+    )
+
+
+def test_checkpoint_from_another_config_is_refused(trained):
+    d, samples, store, _ = trained
+    cfg = load_run_config("tiny", overrides=[*LEARN, "model.d_model=16"])
+    with pytest.raises(ConfigError, match=r"d_model: 32 != 16"):
+        train(cfg, samples, open_mask_source(store), d / "root", d / "out", device="cpu")
+
+
+def test_bf16_autocast_matches_fp32_loss_curve(trained):
+    """Same init and batches, 12 optimizer steps at lr 1e-3: the bf16 loss curve tracks fp32.
+
+    Tolerances: first step within 2%, every step within 25%, curve mean within 5% (bf16 rounding
+    makes the two trajectories drift apart slowly; a broken bf16 path is off by far more).
+    """
+    from torch.utils.data import DataLoader
+
+    from uni_fineparser.cache import ClipCache
+    from uni_fineparser.data import ExemplarPool, PairDataset
+
+    d, samples, _, _ = trained
+    cache = ClipCache(next(p for p in (d / "out" / "cache").iterdir() if p.is_dir()))
+    train_s = [s for s in samples if s.split == "train"]
+    curves = {}
+    for amp in ("none", "bf16"):
+        cfg = load_run_config("tiny", overrides=[f"train.amp={amp}"])
+        torch.manual_seed(0)
+        model = UniFineParser(cfg.model)
+        opt = make_optimizer(model, cfg, torch.device("cpu"))
+        ds = PairDataset(train_s, ExemplarPool(train_s, "auto"), cache, cfg.model, cfg.train, seed=0)
+        losses = []
+        for batch in list(DataLoader(ds, batch_size=2))[:12]:
+            with autocast(torch.device("cpu"), amp):
+                out = model(batch["q_video"], batch["e_video"])
+            loss, _ = compute_losses(out, batch, cfg, 80.0)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(float(loss.detach()))
+        curves[amp] = np.array(losses)
+    assert np.isfinite(curves["bf16"]).all()
+    rel = np.abs(curves["bf16"] - curves["none"]) / np.abs(curves["none"])
+    print(rel, curves)
+    assert rel[0] <= 0.02 and rel.max() <= 0.25, curves
+    assert abs(curves["bf16"].mean() - curves["none"].mean()) <= 0.05 * curves["none"].mean(), curves
+
+
+def test_cli_train_then_eval_json(tmp_path, monkeypatch):
+    """`hmtools train --preset tiny` and `hmtools eval --json` end to end (dataset adapter patched)."""
+    import uni_fineparser.run as run
+
+    samples, masks = make_dataset(tmp_path / "root", n_train=8, n_test=4, n_frames=16)
+    store = make_store(tmp_path / "m.db", samples, masks)
+    monkeypatch.setattr(run, "load_samples", lambda data: samples)
+    runner = CliRunner()
+    args = ["train", "--dataset", "finediving", "--root", str(tmp_path / "root"), "--masks", str(store)]
+    res = runner.invoke(
+        app,
+        [
+            *args,
+            "--out",
+            str(tmp_path / "out"),
+            "--preset",
+            "tiny",
+            "--device",
+            "cpu",
+            "--set",
+            "train.epochs=1",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app, ["eval", "--checkpoint", str(tmp_path / "out" / "best.pt"), "--json", "--device", "cpu"]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output.strip().splitlines()[-1])
+    assert set(report) == {"rho", "rl2", "aiou_0.5", "aiou_0.75", "mask_iou", "n"} and report["n"] == 4
+    res = runner.invoke(
+        app, [*args, "--out", str(tmp_path / "bad"), "--preset", "tiny", "--set", "train.lrr=1"]
+    )
+    assert isinstance(res.exception, ConfigError) and res.exception.exit_code == 2
+    assert "did you mean 'lr'" in str(res.exception)
+    samples2 = [replace(s, split="test") for s in samples]
+    monkeypatch.setattr(run, "load_samples", lambda data: samples2)
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "none"), "--preset", "tiny", "--device", "cpu"])
+    assert isinstance(res.exception, InputError) and res.exception.exit_code == 2
+    assert "need at least 2 training samples" in str(res.exception)
