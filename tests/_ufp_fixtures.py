@@ -1,8 +1,9 @@
 """Synthetic FineDiving-layout data for the Uni-FineParser tests.
 
 Each clip shows a bright square "athlete" on a dark, noisy background. It moves down the frame
-through three steps (take-off: still at the top, flight: falling, entry: at the bottom) and its
-side grows with the score, so the score is visible and learnable. The masks are the square.
+through three steps (take-off: still at the top, flight: falling, entry: at the bottom); its
+side grows and its colour turns from red to green with the score, so the score is visible and
+learnable. The masks are the square.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+import torch
 
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
@@ -28,11 +31,12 @@ def clip_arrays(n: int, score01: float, rng: np.random.Generator, hw: tuple[int,
     frames = (rng.integers(0, 40, size=(n, h, w, 3))).astype(np.uint8)
     masks = np.zeros((n, h, w), bool)
     x0 = (w - side) // 2 + int(rng.integers(-4, 5))
+    color = (int(230 - 170 * score01), int(60 + 170 * score01), 60)  # red (low) to green (high)
     for i in range(n):
         frac = 0.0 if i < t1 else (1.0 if i >= t2 else (i - t1) / max(1, t2 - t1))
         y0 = int(2 + frac * (h - side - 4))
         masks[i, y0 : y0 + side, x0 : x0 + side] = True
-        frames[i][masks[i]] = (230, 200, 60)
+        frames[i][masks[i]] = color
     return frames, masks, labels
 
 
@@ -133,3 +137,13 @@ def write_finediving_annotations(root: Path, samples: list[Sample]) -> Path:
     ):
         (ann / name).write_bytes(pickle.dumps(obj))
     return ann
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread; on the shared 2-core VM two threads spin against
+    other processes (measured 20-50x slower under load). Restored after the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

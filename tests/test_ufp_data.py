@@ -7,7 +7,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
-from _ufp_fixtures import make_dataset, make_store
+from _ufp_fixtures import make_dataset, make_store, one_torch_thread  # noqa: F401
 
 from hmtools.errors import DataFormatError, InputError
 from hmtools.schema import Sample

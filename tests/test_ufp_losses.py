@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from _ufp_fixtures import one_torch_thread  # noqa: F401
 
 from uni_fineparser import losses
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _ufp_fixtures import one_torch_thread  # noqa: F401
 
 from hmtools.config import to_dict
 from hmtools.errors import ConfigError, InputError

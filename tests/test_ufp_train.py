@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _ufp_fixtures import make_dataset, make_store
+from _ufp_fixtures import make_dataset, make_store, one_torch_thread  # noqa: F401
 from typer.testing import CliRunner
 
 from hmtools.cli import app

@@ -97,7 +97,6 @@ PRESETS: dict[str, dict[str, Any]] = {
             "heads": 4,
             "regressor_hidden": 32,
             "dropout": 0.0,
-            "freeze_bn": False,
         },
         "train": {
             "epochs": 2,
