@@ -104,9 +104,12 @@ def time_eval(cfg, model, device: torch.device, queries: int, voters: int) -> tu
     model.eval()
     m = cfg.model
     g = torch.Generator().manual_seed(1)
-    clip = lambda n: torch.randint(
-        0, 256, (n, m.frames, m.size, m.size, 3), dtype=torch.uint8, generator=g
-    ).to(device)  # noqa: E731
+
+    def clip(n: int) -> torch.Tensor:
+        return torch.randint(0, 256, (n, m.frames, m.size, m.size, 3), dtype=torch.uint8, generator=g).to(
+            device
+        )
+
     q, e = clip(1), clip(1)
     with torch.no_grad(), autocast(device, cfg.train.amp):
         model(q, e)  # warm-up
