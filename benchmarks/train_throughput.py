@@ -106,9 +106,7 @@ def time_eval(cfg, model, device: torch.device, queries: int, voters: int) -> tu
     g = torch.Generator().manual_seed(1)
 
     def clip(n: int) -> torch.Tensor:
-        return torch.randint(0, 256, (n, m.frames, m.size, m.size, 3), dtype=torch.uint8, generator=g).to(
-            device
-        )
+        return torch.randint(0, 256, (n, m.frames, m.size, m.size, 3), dtype=torch.uint8, generator=g).to(device)
 
     q, e = clip(1), clip(1)
     with torch.no_grad(), autocast(device, cfg.train.amp):
@@ -132,9 +130,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument(
-        "--amp", default=None, choices=["bf16", "none"], help="default: bf16 on CUDA, fp32 on CPU"
-    )
+    ap.add_argument("--amp", default=None, choices=["bf16", "none"], help="default: bf16 on CUDA, fp32 on CPU")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--queries", type=int, default=4)
@@ -144,26 +140,18 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     amp = args.amp or ("bf16" if device.type == "cuda" else "none")
-    cfg = load_run_config(
-        args.preset, overrides=[f"train.amp={amp}", f"train.compile={str(args.compile).lower()}"]
-    )
+    cfg = load_run_config(args.preset, overrides=[f"train.amp={amp}", f"train.compile={str(args.compile).lower()}"])
     torch.manual_seed(0)
     model = UniFineParser(cfg.model).to(device)
     if device.type == "cuda":
         model.channels_last = True
         model.to(memory_format=torch.channels_last_3d)
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU ({torch.get_num_threads()} threads)"
-    )
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     m = cfg.model
     print(
         f"device: {name}; preset {args.preset}: {m.frames}x{m.size}x{m.size} frames, amp {amp}, torch {torch.__version__}"
     )
-    print(
-        f"params: {count_parameters(model) / 1e6:.2f} M   (reference FineParser: {REFERENCE['params_m']} M)"
-    )
+    print(f"params: {count_parameters(model) / 1e6:.2f} M   (reference FineParser: {REFERENCE['params_m']} M)")
     sec, mem = time_train(cfg, model, 2, device, args.steps, args.warmup)
     mem_name = "peak GPU memory" if device.type == "cuda" else "peak process RSS"
     print(
@@ -173,9 +161,7 @@ def main() -> None:
     )
     if args.max_batch and device.type == "cuda":
         b, sec_b, mem_b = max_batch(cfg, model, device)
-        print(
-            f"train, largest batch {b}: {sec_b * 1e3:.1f} ms/step, {b / sec_b:.2f} pairs/s, peak {mem_b:.2f} GiB"
-        )
+        print(f"train, largest batch {b}: {sec_b * 1e3:.1f} ms/step, {b / sec_b:.2f} pairs/s, peak {mem_b:.2f} GiB")
     elif args.max_batch:
         print("largest batch: only searched on CUDA")
     ref, ours = time_eval(cfg, model, device, args.queries, args.voters)

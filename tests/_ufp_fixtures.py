@@ -85,8 +85,7 @@ def make_store(path: Path, samples: list[Sample], masks: dict[str, np.ndarray], 
         for k, s in enumerate(samples):
             start = skip if k == 0 else 0
             writes = [
-                MaskWrite(mask=masks[s.sample_id][j], frame_idx=j, source="human")
-                for j in range(start, len(s.frames))
+                MaskWrite(mask=masks[s.sample_id][j], frame_idx=j, source="human") for j in range(start, len(s.frames))
             ]
             store.write_sample_masks(s.sample_id, writes, author="test")
     return path
@@ -113,9 +112,7 @@ def write_finediving_annotations(root: Path, samples: list[Sample]) -> Path:
             "difficulty": s.difficulty,
             "judge_scores": [7.0, 7.5, 7.0, 6.5, 7.0],
         }
-        types = {
-            np.int64(v): {2: "Back", 15: "2.5 Soms.Pike", 36: "Entry"}[int(v)] for v in set(labels.tolist())
-        }
+        types = {np.int64(v): {2: "Back", 15: "2.5 Soms.Pike", 36: "Entry"}[int(v)] for v in set(labels.tolist())}
         fine[key] = {
             "action_type": s.action,
             "dive_score": s.score,

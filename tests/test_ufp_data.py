@@ -64,9 +64,7 @@ def test_exemplar_groups_and_documented_fallback(tmp_path):
     assert group_of(replace(train[0], dataset="aqa7", action_class="diving"), "auto") == "class:diving"
     pool = ExemplarPool(train, "auto")
     q = train[0]
-    assert all(
-        e.action == q.action and e.sample_id != q.sample_id for e in pool.candidates(q, allow_self=True)
-    )
+    assert all(e.action == q.action and e.sample_id != q.sample_id for e in pool.candidates(q, allow_self=True))
     lonely = replace(q, sample_id="x/9", action="999z", difficulty=2.0)
     fallback = pool.candidates(lonely, allow_self=False)
     assert fallback and all(e.difficulty == 2.0 for e in fallback) and pool.fallbacks == 1
@@ -93,9 +91,7 @@ def test_store_source_cache_and_pairs(tmp_path):
     cache = build_cache(samples, tmp_path / "root", src, tmp_path / "cache", (24, 32))
     f, m, v = cache.get(samples[0].sample_id, np.arange(6))
     assert f.shape == (6, 24, 32, 3) and f.dtype == np.uint8 and m.dtype == bool and v.all()
-    expected = cv2.resize(
-        masks[samples[0].sample_id][2].astype(np.uint8), (32, 24), interpolation=cv2.INTER_NEAREST
-    )
+    expected = cv2.resize(masks[samples[0].sample_id][2].astype(np.uint8), (32, 24), interpolation=cv2.INTER_NEAREST)
     assert np.array_equal(m[2], expected.astype(bool))  # nearest, never bilinear
     assert build_cache(samples, tmp_path / "root", src, tmp_path / "cache", (24, 32)).folder == cache.folder
     cfg = load_run_config("tiny", overrides=["model.frames=4", "model.token_stride=4", "model.size=16"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _ufp_fixtures import make_dataset, make_store, one_torch_thread  # noqa: F401
+from _ufp_fixtures import make_dataset, make_store, one_torch_thread, write_finediving_annotations  # noqa: F401
 from typer.testing import CliRunner
 
 from hmtools.cli import app
@@ -58,9 +58,7 @@ def test_cached_evaluation_equals_uncached(trained):
     fast = evaluate_checkpoint(best, "test", device="cpu", samples=samples, voters=3)
     slow = evaluate_checkpoint(best, "test", device="cpu", samples=samples, voters=3, reuse_features=False)
     assert [r["sample_id"] for r in fast.rows] == [r["sample_id"] for r in slow.rows]
-    np.testing.assert_allclose(
-        [r["pred"] for r in fast.rows], [r["pred"] for r in slow.rows], rtol=1e-4, atol=1e-3
-    )
+    np.testing.assert_allclose([r["pred"] for r in fast.rows], [r["pred"] for r in slow.rows], rtol=1e-4, atol=1e-3)
     m = json.loads((best.parent / "metrics.json").read_text())["test"]
     assert fast.metrics["rho"] == pytest.approx(m["rho"], abs=1e-6)
 
@@ -70,9 +68,7 @@ def test_explain_writes_contact_sheet_and_mp4(trained, tmp_path):
 
     _, samples, _, best = trained
     sid = samples[-1].sample_id
-    ex = explain_sample(
-        best, sid, tmp_path / "sheet.png", device="cpu", samples=samples, mp4=tmp_path / "a.mp4"
-    )
+    ex = explain_sample(best, sid, tmp_path / "sheet.png", device="cpu", samples=samples, mp4=tmp_path / "a.mp4")
     assert (tmp_path / "sheet.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "a.mp4").stat().st_size > 1000
     assert ex.attention.shape == (16, 32, 32) and ex.posterior.shape == (16, 3)
@@ -97,9 +93,7 @@ def test_resume_continues_exactly_where_the_checkpoint_left(tmp_path):
     assert resumed["step"] == full["step"] and resumed["epoch"] == 2
     for k, v in full["model"].items():
         torch.testing.assert_close(resumed["model"][k], v, rtol=0, atol=1e-6, msg=k)
-    assert [h["loss"] for h in resumed["history"]] == pytest.approx(
-        [h["loss"] for h in full["history"]], abs=1e-6
-    )
+    assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], abs=1e-6)
 
 
 def test_checkpoint_from_another_config_is_refused(trained):
@@ -148,12 +142,12 @@ def test_bf16_autocast_matches_fp32_loss_curve(trained):
 
 
 def test_cli_train_then_eval_json(tmp_path, monkeypatch):
-    """`hmtools train --preset tiny` and `hmtools eval --json` end to end (dataset adapter patched)."""
+    """CLI wiring and bad input with the dataset adapter patched (the real adapter: next test)."""
     import uni_fineparser.run as run
 
     samples, masks = make_dataset(tmp_path / "root", n_train=8, n_test=4, n_frames=16)
     store = make_store(tmp_path / "m.db", samples, masks)
-    monkeypatch.setattr(run, "load_samples", lambda data: samples)
+    monkeypatch.setattr(run, "load_samples", lambda data: (samples, tmp_path / "root"))
     runner = CliRunner()
     args = ["train", "--dataset", "finediving", "--root", str(tmp_path / "root"), "--masks", str(store)]
     res = runner.invoke(
@@ -171,19 +165,54 @@ def test_cli_train_then_eval_json(tmp_path, monkeypatch):
         ],
     )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(
-        app, ["eval", "--checkpoint", str(tmp_path / "out" / "best.pt"), "--json", "--device", "cpu"]
-    )
+    res = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "out" / "best.pt"), "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output.strip().splitlines()[-1])
     assert set(report) == {"rho", "rl2", "aiou_0.5", "aiou_0.75", "mask_iou", "n"} and report["n"] == 4
-    res = runner.invoke(
-        app, [*args, "--out", str(tmp_path / "bad"), "--preset", "tiny", "--set", "train.lrr=1"]
-    )
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "bad"), "--preset", "tiny", "--set", "train.lrr=1"])
     assert isinstance(res.exception, ConfigError) and res.exception.exit_code == 2
     assert "did you mean 'lr'" in str(res.exception)
     samples2 = [replace(s, split="test") for s in samples]
-    monkeypatch.setattr(run, "load_samples", lambda data: samples2)
+    monkeypatch.setattr(run, "load_samples", lambda data: (samples2, tmp_path / "root"))
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "none"), "--preset", "tiny", "--device", "cpu"])
     assert isinstance(res.exception, InputError) and res.exception.exit_code == 2
     assert "need at least 2 training samples" in str(res.exception)
+
+
+def test_cli_end_to_end_on_finediving_layout_with_store_masks(tmp_path):
+    """`hmtools train --preset tiny` then `hmtools eval --json` and `hmtools explain` through the real
+    FineDiving adapter: frames in FineDiving's layout, the six annotation pickles, masks in a store."""
+    from hmtools.datasets import load_dataset
+
+    made, masks = make_dataset(tmp_path / "root", n_train=8, n_test=4, n_frames=16)
+    write_finediving_annotations(tmp_path / "root", made)
+    samples = load_dataset("finediving", tmp_path / "root").samples  # keys relative to the frame folder
+    assert sorted(s.sample_id for s in samples) == sorted(s.sample_id for s in made)
+    store = make_store(tmp_path / "m.db", samples, masks)
+    runner = CliRunner()
+    out = tmp_path / "out"
+    args = ["--dataset", "finediving", "--root", str(tmp_path / "root"), "--masks", str(store), "--out", str(out)]
+    res = runner.invoke(app, ["train", *args, "--preset", "tiny", "--device", "cpu", "--set", "train.epochs=1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["n"] == 4
+    res = runner.invoke(app, ["eval", "--checkpoint", str(out / "best.pt"), "--json", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output.strip().splitlines()[-1])
+    assert set(report) == {"rho", "rl2", "aiou_0.5", "aiou_0.75", "mask_iou", "n"} and report["n"] == 4
+    sid = samples[-1].sample_id
+    res = runner.invoke(
+        app,
+        [
+            "explain",
+            "--checkpoint",
+            str(out / "best.pt"),
+            "--sample",
+            sid,
+            "--out",
+            str(tmp_path / "x.png"),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"

@@ -117,9 +117,7 @@ class I3DBackbone(nn.Module):
     ``(B, 1, T / 2, H / 8, W / 8)``.
     """
 
-    def __init__(
-        self, width: float = 1.0, token_stride: int = 4, attn_hidden: int = 64, attn_bias: float = -2.2
-    ):
+    def __init__(self, width: float = 1.0, token_stride: int = 4, attn_hidden: int = 64, attn_bias: float = -2.2):
         super().__init__()
 
         def w(c: int) -> int:
@@ -181,9 +179,7 @@ def load_kinetics_weights(backbone: I3DBackbone, path: str | Path) -> int:
     state = {k: v for k, v in state.items() if not k.startswith("conv3d_0c_1x1")}
     own = backbone.state_dict()
     wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = [
-        k for k in own if k not in state and not k.startswith("mask_attention") and "num_batches" not in k
-    ]
+    missing = [k for k in own if k not in state and not k.startswith("mask_attention") and "num_batches" not in k]
     if wrong or missing:
         raise InputError(
             f"I3D weights {p} do not fit this backbone ({len(wrong)} shape mismatches, e.g. "

@@ -52,9 +52,7 @@ class ClipCache:
     def get(self, sample_id: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frames ``(T, h, w, 3)`` uint8, masks ``(T, h, w)`` bool and mask-valid ``(T,)`` bool at clip indices ``idx``."""
         if self._arrays is None:
-            self._arrays = tuple(
-                np.load(self.folder / f"{n}.npy", mmap_mode="r") for n in ("frames", "masks", "valid")
-            )  # type: ignore[assignment]
+            self._arrays = tuple(np.load(self.folder / f"{n}.npy", mmap_mode="r") for n in ("frames", "masks", "valid"))  # type: ignore[assignment]
         frames, masks, valid = self._arrays  # type: ignore[misc]
         offset, n = self.index[sample_id]
         rows = offset + np.clip(idx, 0, n - 1)
@@ -111,9 +109,7 @@ def _read_sample(sample: Sample, root: Path, source: MaskSource, size: tuple[int
     for i, key in enumerate(sample.frames):
         img = cv2.imread(str(root / key), cv2.IMREAD_COLOR)
         if img is None:
-            raise DataFormatError(
-                f"frame {root / key} of sample {sample.sample_id} is missing or not an image"
-            )
+            raise DataFormatError(f"frame {root / key} of sample {sample.sample_id} is missing or not an image")
         frames[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)[..., ::-1]
     masks = np.zeros((len(sample.frames), h, (w + 7) // 8), np.uint8)
     valid = np.zeros(len(sample.frames), bool)

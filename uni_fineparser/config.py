@@ -157,9 +157,7 @@ def check(cfg: RunConfig) -> None:
     if m.d_model % m.heads:
         raise ConfigError(f"model.d_model ({m.d_model}) must be divisible by model.heads ({m.heads})")
     if m.frames % m.token_stride:
-        raise ConfigError(
-            f"model.frames ({m.frames}) must be a multiple of model.token_stride ({m.token_stride})"
-        )
+        raise ConfigError(f"model.frames ({m.frames}) must be a multiple of model.token_stride ({m.token_stride})")
     if m.size % 16:
         raise ConfigError(f"model.size ({m.size}) must be a multiple of 16")
     if len(m.step_weights) != m.num_steps:
@@ -168,9 +166,7 @@ def check(cfg: RunConfig) -> None:
             "give one weight per step"
         )
     if min(t.resize) < m.size:
-        raise ConfigError(
-            f"train.resize {list(t.resize)} must be at least model.size ({m.size}) on both sides"
-        )
+        raise ConfigError(f"train.resize {list(t.resize)} must be at least model.size ({m.size}) on both sides")
     if t.temporal_shift[0] > t.temporal_shift[1]:
         raise ConfigError(f"train.temporal_shift {list(t.temporal_shift)} must be (min, max)")
     if not 0.0 <= t.val_fraction < 1.0:

@@ -47,9 +47,7 @@ def carve_validation(train: list[Sample], fraction: float, seed: int) -> tuple[l
     order = np.random.default_rng(seed).permutation(len(train))
     n_val = min(max(1, round(fraction * len(train))), len(train) - 1)
     val_idx = set(order[:n_val].tolist())
-    return [s for i, s in enumerate(train) if i not in val_idx], [
-        s for i, s in enumerate(train) if i in val_idx
-    ]
+    return [s for i, s in enumerate(train) if i not in val_idx], [s for i, s in enumerate(train) if i in val_idx]
 
 
 class ExemplarPool:
@@ -145,9 +143,7 @@ class PairDataset(Dataset):
     Items are dicts with ``q_*`` and ``e_*`` keys (see :func:`load_view`).
     """
 
-    def __init__(
-        self, queries: list[Sample], pool: ExemplarPool, cache: ClipCache, model_cfg, train_cfg, seed: int
-    ):  # type: ignore[no-untyped-def]
+    def __init__(self, queries: list[Sample], pool: ExemplarPool, cache: ClipCache, model_cfg, train_cfg, seed: int):  # type: ignore[no-untyped-def]
         self.queries, self.pool, self.cache = queries, pool, cache
         self.m, self.t, self.seed = model_cfg, train_cfg, seed
         self.epoch = 0

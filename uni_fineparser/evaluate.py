@@ -98,9 +98,7 @@ def encode_all(
     )
     out: dict[str, VideoResult] = {}
     for batch in loader:
-        for i, res in zip(
-            batch["index"].tolist(), _video_results(model, batch, device, cfg.train.amp), strict=True
-        ):
+        for i, res in zip(batch["index"].tolist(), _video_results(model, batch, device, cfg.train.amp), strict=True):
             out[mine[i].sample_id] = res
     merged: dict[str, VideoResult] = {}
     for part in gather_objects(info, out):

@@ -70,8 +70,7 @@ def explain(run: OpenRun, sample_id: str) -> Explanation:
     view = load_view(run.cache, sample, m.frames, m.size, m.num_steps, None)
     voters = run.pool.voters(sample, run.cfg.train.voters, run.cfg.train.seed)
     videos = torch.stack(
-        [view["video"]]
-        + [load_view(run.cache, e, m.frames, m.size, m.num_steps, None)["video"] for e in voters]
+        [view["video"]] + [load_view(run.cache, e, m.frames, m.size, m.num_steps, None)["video"] for e in voters]
     )
     with torch.no_grad(), autocast(run.device, run.cfg.train.amp):
         enc = run.model.encode(videos.to(run.device))

@@ -14,9 +14,7 @@ import torch
 import torch.nn.functional as F
 
 
-def loss_e(
-    delta_qe: torch.Tensor, delta_eq: torch.Tensor, y_q: torch.Tensor, y_e: torch.Tensor
-) -> torch.Tensor:
+def loss_e(delta_qe: torch.Tensor, delta_eq: torch.Tensor, y_q: torch.Tensor, y_e: torch.Tensor) -> torch.Tensor:
     """``MSE(delta_qe, y_q - y_e) + MSE(delta_eq, y_e - y_q)``; all ``(B,)`` in the same (normalised) units."""
     return F.mse_loss(delta_qe.float(), y_q - y_e) + F.mse_loss(delta_eq.float(), y_e - y_q)
 

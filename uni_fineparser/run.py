@@ -25,15 +25,14 @@ from uni_fineparser.model import UniFineParser
 from uni_fineparser.train import run_config_from, train, train_per_class
 
 
-def load_samples(data: dict[str, Any]) -> list[Sample]:
-    """Samples of ``data["dataset"]`` under ``data["root"]`` (adapter options and class filter applied)."""
+def load_samples(data: dict[str, Any]) -> tuple[list[Sample], Path]:
+    """Samples of ``data["dataset"]`` under ``data["root"]`` (adapter options and class filter applied)
+    and the folder their frame keys are relative to (the adapter's frame folder)."""
     from hmtools.datasets import load_dataset
 
-    index = load_dataset(
-        data["dataset"], data["root"], data.get("annotations"), **(data.get("options") or {})
-    )
+    index = load_dataset(data["dataset"], data["root"], data.get("annotations"), **(data.get("options") or {}))
     keep = data.get("filter") or {}
-    return [s for s in index.samples if all(getattr(s, k) == v for k, v in keep.items())]
+    return [s for s in index.samples if all(getattr(s, k) == v for k, v in keep.items())], Path(index.root)
 
 
 def train_from_dataset(
@@ -61,11 +60,11 @@ def train_from_dataset(
         "masks": str(Path(masks).resolve()),
         "options": options or {},
     }
-    samples = load_samples(data)
+    samples, frame_root = load_samples(data)
     source = open_mask_source(masks)
     if dataset.replace("_", "-").lower() == "aqa7":
-        return train_per_class(cfg, samples, source, root, out, device=device, data=data)
-    train(cfg, samples, source, root, out, device=device, data=data)
+        return train_per_class(cfg, samples, source, frame_root, out, device=device, data=data)
+    train(cfg, samples, source, frame_root, out, device=device, data=data)
     metrics_file = Path(out) / "metrics.json"
     return json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
 
@@ -98,7 +97,8 @@ def open_run(
     if voters is not None:
         cfg = replace(cfg, train=replace(cfg.train, voters=voters))
     data = ckpt["data"]
-    samples = samples if samples is not None else load_samples(data)
+    if samples is None:
+        samples, _ = load_samples(data)
     source = open_mask_source(masks or data["masks"])
     dev = resolve_device(device)
     train_all = [s for s in samples if s.split == "train" and s.score is not None]
@@ -110,7 +110,7 @@ def open_run(
         "test": test,
     }
     cache = build_cache(
-        [*train_all, *test], data["root"], source, data["cache_dir"], cfg.train.resize, allow_missing=True
+        [*train_all, *test], data["frame_root"], source, data["cache_dir"], cfg.train.resize, allow_missing=True
     )
     model = UniFineParser(cfg.model).to(dev)
     model.load_state_dict(ckpt["model"])

@@ -76,9 +76,7 @@ def compute_losses(
         torch.cat([batch["q_masks"], batch["e_masks"]]),
         torch.cat([batch["q_valid"], batch["e_valid"]]),
     )
-    lt = losses.loss_t(
-        torch.cat([out.query.attn, out.exemplar.attn]), torch.cat([batch["q_steps"], batch["e_steps"]])
-    )
+    lt = losses.loss_t(torch.cat([out.query.attn, out.exemplar.attn]), torch.cat([batch["q_steps"], batch["e_steps"]]))
     total = t.loss_e * le + t.loss_a * la + t.loss_t * lt
     return total, torch.stack([total, le, la, lt]).detach()
 
@@ -187,11 +185,7 @@ def train(
         epoch, step, best, history = ckpt["epoch"], ckpt["step"], ckpt["best_metric"], ckpt["history"]
         if info.main:
             log.info("resumed from %s at epoch %d, step %d", out / "last.pt", epoch, step)
-    ddp = (
-        DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
-        if info.enabled
-        else model
-    )
+    ddp = DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None) if info.enabled else model
     forward = torch.compile(ddp) if t.compile else ddp
 
     def checkpoint() -> dict[str, Any]:
@@ -205,8 +199,9 @@ def train(
             "best_metric": best,
             "score_scale": scale,
             "data": {
-                **(data or {}),
                 "root": str(Path(root).resolve()),
+                **(data or {}),
+                "frame_root": str(Path(root).resolve()),
                 "cache_dir": str(cache_dir.resolve()),
             },
             "splits": {"val": [s.sample_id for s in val_s]},
@@ -257,9 +252,7 @@ def train(
             step += 1
             bar.update(1)
             if info.main and t.progress and step % 10 == 0:
-                bar.set_postfix(
-                    loss=f"{parts[0].item():.4f}", pairs_s=f"{seen / (time.perf_counter() - tic):.1f}"
-                )
+                bar.set_postfix(loss=f"{parts[0].item():.4f}", pairs_s=f"{seen / (time.perf_counter() - tic):.1f}")
             if t.max_steps and step >= t.max_steps:
                 done = True
                 break

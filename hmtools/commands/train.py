@@ -11,9 +11,7 @@ from typing import Annotated
 import typer
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: cuda).")]
-CheckpointOpt = Annotated[
-    Path, typer.Option("--checkpoint", help="A best.pt/last.pt written by hmtools train.")
-]
+CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", help="A best.pt/last.pt written by hmtools train.")]
 
 
 def train(
@@ -22,21 +20,15 @@ def train(
     masks: Annotated[Path, typer.Option("--masks", help="Mask store file, or a FineParser mask folder.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder; an existing last.pt there is resumed.")],
     annotations: Annotated[Path | None, typer.Option("--annotations", help="Annotation folder.")] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="YAML config (see configs/train_*.yaml).")
-    ] = None,
-    preset: Annotated[
-        str, typer.Option("--preset", help="paper (full size) or tiny (CPU smoke runs).")
-    ] = "paper",
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config (see configs/train_*.yaml).")] = None,
+    preset: Annotated[str, typer.Option("--preset", help="paper (full size) or tiny (CPU smoke runs).")] = "paper",
     device: DeviceOpt = "auto",
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override, e.g. train.lr=3e-4 (repeatable).")
     ] = None,
     allow_missing_masks: Annotated[
         bool,
-        typer.Option(
-            "--allow-missing-masks", help="Leave frames without a mask out of L_A instead of failing."
-        ),
+        typer.Option("--allow-missing-masks", help="Leave frames without a mask out of L_A instead of failing."),
     ] = False,
 ) -> None:
     """Train Uni-FineParser; writes checkpoints, metrics.json, predictions_test.csv and curves.png into --out."""
@@ -76,19 +68,13 @@ def evaluate(
 
 def explain(
     checkpoint: CheckpointOpt,
-    sample: Annotated[
-        str, typer.Option("--sample", help="Sample id, e.g. FINADivingWorldCup2021_Men3m_final_r1/0.")
-    ],
+    sample: Annotated[str, typer.Option("--sample", help="Sample id, e.g. FINADivingWorldCup2021_Men3m_final_r1/0.")],
     out: Annotated[Path, typer.Option("--out", help="PNG contact sheet to write.")],
-    mp4: Annotated[
-        Path | None, typer.Option("--mp4", help="Also write the attention overlay as an MP4.")
-    ] = None,
+    mp4: Annotated[Path | None, typer.Option("--mp4", help="Also write the attention overlay as an MP4.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Render the mask attention, the predicted vs true step boundaries and the per-step scores of one sample."""
     from uni_fineparser.explain import explain_sample
 
     ex = explain_sample(checkpoint, sample, out, device=device, mp4=mp4)
-    typer.echo(
-        f"wrote {out}" + (f" and {mp4}" if mp4 else "") + f": predicted {ex.pred:.2f}, true {ex.true:.2f}"
-    )
+    typer.echo(f"wrote {out}" + (f" and {mp4}" if mp4 else "") + f": predicted {ex.pred:.2f}, true {ex.true:.2f}")
