@@ -137,12 +137,17 @@ def main() -> None:
     ap.add_argument("--voters", type=int, default=10)
     ap.add_argument("--max-batch", action="store_true", help="search the largest batch that fits (CUDA)")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     amp = args.amp or ("bf16" if device.type == "cuda" else "none")
     cfg = load_run_config(args.preset, overrides=[f"train.amp={amp}", f"train.compile={str(args.compile).lower()}"])
     torch.manual_seed(0)
     model = UniFineParser(cfg.model).to(device)
+    if args.compile:
+        model.compile()
     if device.type == "cuda":
         model.channels_last = True
         model.to(memory_format=torch.channels_last_3d)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from _ufp_fixtures import one_torch_thread  # noqa: F401
@@ -123,3 +125,19 @@ def test_config_errors_name_the_problem():
     cfg = load_run_config("tiny", overrides=["train.lr=3e-4"])
     assert cfg.train.lr == pytest.approx(3e-4)
     assert to_dict(cfg)["model"]["frames"] == 16
+
+
+def test_shipped_configs_load_and_finediving_lists_every_key_at_defaults():
+    import dataclasses
+
+    import yaml
+
+    from uni_fineparser.config import RunConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    full = yaml.safe_load((root / "train_finediving.yaml").read_text())
+    for section, cls in (("model", ModelConfig), ("train", load_run_config().train.__class__)):
+        assert set(full[section]) == {f.name for f in dataclasses.fields(cls)}
+    assert load_run_config("paper", root / "train_finediving.yaml") == RunConfig()
+    for name in ("train_mtl_aqa.yaml", "train_aqa7.yaml"):
+        assert load_run_config("paper", root / name).train.loss_t == 0.0

@@ -216,3 +216,21 @@ def test_cli_end_to_end_on_finediving_layout_with_store_masks(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_aqa7_trains_one_model_per_class_and_fisher_z_averages(tmp_path):
+    from uni_fineparser.metrics import fisher_z_mean
+    from uni_fineparser.run import train_per_class
+
+    made, masks = make_dataset(tmp_path / "root", n_train=12, n_test=6, n_frames=16)
+    samples = [replace(s, dataset="aqa7", action_class=("diving", "gym_vault")[i % 2]) for i, s in enumerate(made)]
+    store = make_store(tmp_path / "m.db", samples, masks)
+    cfg = load_run_config("tiny", overrides=["train.epochs=1", "train.val_fraction=0.2"])
+    summary = train_per_class(cfg, samples, open_mask_source(store), tmp_path / "root", tmp_path / "out", device="cpu")
+    assert set(summary["per_class"]) == {"diving", "gym_vault"}
+    assert all(summary["per_class"][c]["n"] == 3 for c in ("diving", "gym_vault"))
+    rhos = [summary["per_class"][c]["rho"] for c in ("diving", "gym_vault")]
+    assert summary["rho_fisher_z"] == pytest.approx(fisher_z_mean(rhos))
+    ckpt = torch.load(tmp_path / "out" / "diving" / "best.pt", weights_only=True)
+    assert ckpt["data"]["filter"] == {"action_class": "diving"}
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["rl2_mean"] == pytest.approx(summary["rl2_mean"])

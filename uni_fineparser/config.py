@@ -43,15 +43,15 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, data and evaluation settings (free to change between resumes)."""
 
-    seed: int = 10086
-    epochs: int = 400
+    seed: int = 10086  # seeds torch/numpy/python, the validation split, pairs and voters
+    epochs: int = 400  # passes over the training pairs (FineParser: 400)
     batch_size: int = 2  # query/exemplar pairs per process per micro-step
     accumulate: int = 2  # micro-steps per optimizer step
-    optimizer: Literal["adamw", "adam"] = "adam"
+    optimizer: Literal["adamw", "adam"] = "adam"  # Adam as in FineParser; AdamW decouples weight decay
     lr: float = 1e-3  # head learning rate (peak)
     backbone_lr_factor: float = 0.1  # backbone lr = lr * factor
-    weight_decay: float = 0.0
-    warmup_epochs: float = 5.0
+    weight_decay: float = 0.0  # L2 (adam) or decoupled (adamw) weight decay
+    warmup_epochs: float = 5.0  # linear warmup length, then cosine decay to min_lr_ratio * lr
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of the peak lr
     grad_clip: float = 10.0  # max global grad norm; 0 disables
     amp: Literal["bf16", "none"] = "bf16"  # bf16 autocast (CUDA and CPU); "none" = fp32
@@ -61,7 +61,9 @@ class TrainConfig:
     loss_a: float = 1.0  # weight of L_A (mask attention vs human masks)
     loss_t: float = 1.0  # weight of L_T (step-query attention vs step boundaries)
     score_norm: bool = True  # regress deltas divided by the training score range
-    exemplar_by: Literal["auto", "action", "difficulty", "class", "any"] = "auto"
+    exemplar_by: Literal["auto", "action", "difficulty", "class", "any"] = (
+        "auto"  # exemplar group; auto: dive number (FineDiving, MTL-AQA), class (AQA-7)
+    )
     voters: int = 10  # exemplars per query at evaluation
     val_fraction: float = 0.1  # share of train carved out (seeded) to choose the best checkpoint
     eval_every: int = 2  # epochs between validations

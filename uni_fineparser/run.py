@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from hmtools.config import build
 from hmtools.errors import InputError
 from hmtools.schema import Sample
 from uni_fineparser.cache import ClipCache, build_cache
@@ -20,9 +24,11 @@ from uni_fineparser.config import RunConfig
 from uni_fineparser.data import ExemplarPool
 from uni_fineparser.distributed import DistInfo, resolve_device
 from uni_fineparser.evaluate import EvalResult, evaluate_split
-from uni_fineparser.mask_source import open_mask_source
+from uni_fineparser.mask_source import MaskSource, open_mask_source
+from uni_fineparser.metrics import fisher_z_mean
 from uni_fineparser.model import UniFineParser
-from uni_fineparser.train import run_config_from, train, train_per_class
+from uni_fineparser.report import write_json
+from uni_fineparser.train import train
 
 
 def load_samples(data: dict[str, Any]) -> tuple[list[Sample], Path]:
@@ -51,7 +57,6 @@ def train_from_dataset(
     Returns:
         The run's ``metrics.json`` content.
     """
-    import json
 
     data = {
         "dataset": dataset,
@@ -148,3 +153,39 @@ def evaluate_checkpoint(
         run.score_scale,
         reuse_features,
     )
+
+
+def train_per_class(
+    cfg: RunConfig,
+    samples: list[Sample],
+    masks: MaskSource,
+    root: str | Path,
+    out: str | Path,
+    *,
+    device: str = "auto",
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """AQA-7: one model per ``action_class`` in ``<out>/<class>/``, then the Fisher-z mean of rho and the
+    mean R-l2 over classes in ``<out>/metrics.json``. Returns that summary."""
+    classes = sorted({s.action_class for s in samples if s.action_class})
+    per: dict[str, Any] = {}
+    for cls in classes:
+        subset = [s for s in samples if s.action_class == cls]
+        sub_data = {**(data or {}), "filter": {"action_class": cls}}
+        train(cfg, subset, masks, root, Path(out) / cls, device=device, data=sub_data)
+        per[cls] = json.loads((Path(out) / cls / "metrics.json").read_text())["test"]
+    rhos = [v["rho"] for v in per.values() if v.get("rho") is not None]
+    rl2 = [v["rl2"] for v in per.values() if v.get("rl2") is not None]
+    summary = {
+        "per_class": per,
+        "rho_fisher_z": fisher_z_mean(rhos) if rhos else None,
+        "rl2_mean": float(np.mean(rl2)) if rl2 else None,
+    }
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(Path(out) / "metrics.json", summary)
+    return summary
+
+
+def run_config_from(ckpt: dict[str, Any]) -> RunConfig:
+    """Rebuild the :class:`RunConfig` stored in a checkpoint."""
+    return build(RunConfig, ckpt["config"], "checkpoint config")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from contextlib import nullcontext
@@ -26,7 +25,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from hmtools.config import build, to_dict
+from hmtools.config import to_dict
 from hmtools.errors import InputError
 from hmtools.schema import Sample
 from uni_fineparser import losses
@@ -38,7 +37,6 @@ from uni_fineparser.data import ExemplarPool, PairDataset, carve_validation
 from uni_fineparser.distributed import all_reduce_mean, barrier, init_distributed, shutdown
 from uni_fineparser.evaluate import autocast, evaluate_split
 from uni_fineparser.mask_source import MaskSource
-from uni_fineparser.metrics import fisher_z_mean
 from uni_fineparser.model import UniFineParser, count_parameters
 from uni_fineparser.report import plot_curves, write_json, write_predictions
 
@@ -309,43 +307,6 @@ def train(
         write_predictions(out / "predictions_test.csv", result.rows)
         plot_curves(out / "curves.png", history)
         write_json(out / "history.json", history)
+    barrier(info)
     shutdown(info)
     return chosen
-
-
-def train_per_class(
-    cfg: RunConfig,
-    samples: list[Sample],
-    masks: MaskSource,
-    root: str | Path,
-    out: str | Path,
-    *,
-    device: str = "auto",
-    data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """AQA-7: one model per ``action_class`` in ``<out>/<class>/``, then the Fisher-z mean of rho and the
-    mean R-l2 over classes in ``<out>/metrics.json``. Returns that summary."""
-    import json
-
-    classes = sorted({s.action_class for s in samples if s.action_class})
-    per: dict[str, Any] = {}
-    for cls in classes:
-        subset = [s for s in samples if s.action_class == cls]
-        sub_data = {**(data or {}), "filter": {"action_class": cls}}
-        train(cfg, subset, masks, root, Path(out) / cls, device=device, data=sub_data)
-        per[cls] = json.loads((Path(out) / cls / "metrics.json").read_text())["test"]
-    rhos = [v["rho"] for v in per.values() if v.get("rho") is not None]
-    rl2 = [v["rl2"] for v in per.values() if v.get("rl2") is not None]
-    summary = {
-        "per_class": per,
-        "rho_fisher_z": fisher_z_mean(rhos) if rhos else None,
-        "rl2_mean": float(np.mean(rl2)) if rl2 else None,
-    }
-    if int(os.environ.get("RANK", "0")) == 0:
-        write_json(Path(out) / "metrics.json", summary)
-    return summary
-
-
-def run_config_from(ckpt: dict[str, Any]) -> RunConfig:
-    """Rebuild the :class:`RunConfig` stored in a checkpoint."""
-    return build(RunConfig, ckpt["config"], "checkpoint config")
