@@ -146,3 +146,45 @@ def test_missing_frame_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataFormatError, match="missing or not an image"):
         build_cache(samples, tmp_path / "root", src, tmp_path / "cache", (24, 32))
     assert not [p for p in (tmp_path / "cache").iterdir()]
+
+
+def _write_hdf5_export(path, samples, masks, absent=()):
+    """An export in the documented ``hmtools-masks`` v1 layout (docs/formats.md), written with h5py."""
+    from urllib.parse import quote
+
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "hmtools-masks"
+        f.attrs["format_version"] = 1
+        root = f.create_group("samples")
+        for s in samples:
+            g = root.create_group(quote(s.sample_id, safe=""))
+            m = masks[s.sample_id]
+            present = np.array([0 if (s.sample_id, i) in absent else 1 for i in range(len(m))], np.uint8)
+            packed = np.packbits(m * present[:, None, None].astype(bool), axis=1)
+            d = g.create_dataset("masks", data=packed)
+            d.attrs["height"] = m.shape[1]
+            g.create_dataset("present", data=present)
+            g.create_dataset("frame_keys", data=list(s.frames), dtype=h5py.string_dtype("utf-8"))
+
+
+def test_hdf5_export_source(tmp_path):
+    from uni_fineparser.mask_source import Hdf5Masks
+
+    samples, masks = make_dataset(tmp_path / "root", n_train=2, n_test=0, n_frames=3)
+    _write_hdf5_export(tmp_path / "m.h5", samples, masks, absent={(samples[1].sample_id, 2)})
+    src = open_mask_source(tmp_path / "m.h5")
+    assert isinstance(src, Hdf5Masks)
+    got = src.read(samples[0])
+    assert all(np.array_equal(g, m) for g, m in zip(got, masks[samples[0].sample_id], strict=True))
+    assert src.available(samples[1]) == [True, True, False] and src.read(samples[1])[2] is None
+    with pytest.raises(InputError, match="another version of the dataset"):
+        src.available(replace(samples[0], frames=samples[0].frames[:2]))
+    assert src.available(replace(samples[0], sample_id="nope/0")) == [False, False, False]
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("x", data=[1])
+    with pytest.raises(InputError, match="not an hmtools mask export"):
+        open_mask_source(tmp_path / "other.h5")

@@ -234,3 +234,13 @@ def test_aqa7_trains_one_model_per_class_and_fisher_z_averages(tmp_path):
     ckpt = torch.load(tmp_path / "out" / "diving" / "best.pt", weights_only=True)
     assert ckpt["data"]["filter"] == {"action_class": "diving"}
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["rl2_mean"] == pytest.approx(summary["rl2_mean"])
+
+
+def test_explain_unknown_sample_and_eval_unknown_split_fail_clearly(trained):
+    from uni_fineparser.explain import explain_sample
+
+    _, samples, _, best = trained
+    with pytest.raises(InputError, match="no sample 'nope/1'"):
+        explain_sample(best, "nope/1", "/dev/null", device="cpu", samples=samples)
+    with pytest.raises(InputError, match="--split must be"):
+        evaluate_checkpoint(best, "dev", device="cpu", samples=samples)

@@ -22,6 +22,8 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -38,11 +40,11 @@ class ClipCache:
     def __init__(self, folder: Path):
         self.folder = folder
         info = json.loads((folder / "index.json").read_text())
-        self.size: tuple[int, int] = tuple(info["size"])  # type: ignore[assignment]
-        self.index: dict[str, tuple[int, int]] = {k: tuple(v) for k, v in info["samples"].items()}  # type: ignore[misc]
+        self.size: tuple[int, int] = (int(info["size"][0]), int(info["size"][1]))
+        self.index: dict[str, tuple[int, int]] = {k: (int(v[0]), int(v[1])) for k, v in info["samples"].items()}
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def __getstate__(self) -> dict:  # type: ignore[type-arg]
+    def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": None}
 
     def length(self, sample_id: str) -> int:
@@ -52,8 +54,13 @@ class ClipCache:
     def get(self, sample_id: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frames ``(T, h, w, 3)`` uint8, masks ``(T, h, w)`` bool and mask-valid ``(T,)`` bool at clip indices ``idx``."""
         if self._arrays is None:
-            self._arrays = tuple(np.load(self.folder / f"{n}.npy", mmap_mode="r") for n in ("frames", "masks", "valid"))  # type: ignore[assignment]
-        frames, masks, valid = self._arrays  # type: ignore[misc]
+            d = self.folder
+            self._arrays = (
+                np.load(d / "frames.npy", mmap_mode="r"),
+                np.load(d / "masks.npy", mmap_mode="r"),
+                np.load(d / "valid.npy", mmap_mode="r"),
+            )
+        frames, masks, valid = self._arrays
         offset, n = self.index[sample_id]
         rows = offset + np.clip(idx, 0, n - 1)
         packed = masks[rows]
@@ -93,7 +100,7 @@ def check_masks(samples: list[Sample], source: MaskSource, allow_missing: bool) 
     return missing
 
 
-def import_cv2():  # type: ignore[no-untyped-def]
+def import_cv2() -> ModuleType:
     """OpenCV with its own thread pool off: its spinning workers slow torch's CPU kernels ~5x in the
     same process (measured on the 2-core dev VM); parallelism comes from our thread pool instead."""
     import cv2
@@ -102,7 +109,9 @@ def import_cv2():  # type: ignore[no-untyped-def]
     return cv2
 
 
-def _read_sample(sample: Sample, root: Path, source: MaskSource, size: tuple[int, int]):  # type: ignore[no-untyped-def]
+def _read_sample(
+    sample: Sample, root: Path, source: MaskSource, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cv2 = import_cv2()
     h, w = size
     frames = np.empty((len(sample.frames), h, w, 3), np.uint8)

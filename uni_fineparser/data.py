@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from hmtools.schema import Sample
 from uni_fineparser.cache import ClipCache
+from uni_fineparser.config import ModelConfig, TrainConfig
 from uni_fineparser.transforms import paired_view, sample_indices
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,15 @@ class PairDataset(Dataset):
     Items are dicts with ``q_*`` and ``e_*`` keys (see :func:`load_view`).
     """
 
-    def __init__(self, queries: list[Sample], pool: ExemplarPool, cache: ClipCache, model_cfg, train_cfg, seed: int):  # type: ignore[no-untyped-def]
+    def __init__(
+        self,
+        queries: list[Sample],
+        pool: ExemplarPool,
+        cache: ClipCache,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        seed: int,
+    ):
         self.queries, self.pool, self.cache = queries, pool, cache
         self.m, self.t, self.seed = model_cfg, train_cfg, seed
         self.epoch = 0
@@ -179,7 +188,7 @@ class PairDataset(Dataset):
 class VideoDataset(Dataset):
     """Single videos for evaluation (no shift, centre crop, no flip); items add ``index``."""
 
-    def __init__(self, samples: list[Sample], cache: ClipCache, model_cfg):  # type: ignore[no-untyped-def]
+    def __init__(self, samples: list[Sample], cache: ClipCache, model_cfg: ModelConfig):
         self.samples, self.cache, self.m = samples, cache, model_cfg
 
     def __len__(self) -> int:

@@ -10,7 +10,7 @@ code's way, 20 video encodings per query for 10 voters); both give the same numb
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,7 @@ class EvalResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def autocast(device: torch.device, amp: str):  # type: ignore[no-untyped-def]
+def autocast(device: torch.device, amp: str) -> AbstractContextManager[Any]:
     """bf16 autocast context for ``amp == "bf16"``, else a null context."""
     if amp == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -172,8 +173,8 @@ def explain_sample(
     *,
     device: str = "auto",
     mp4: str | Path | None = None,
-    **kw,
-) -> Explanation:  # type: ignore[no-untyped-def]
+    **kw: Any,
+) -> Explanation:
     """Load a checkpoint, explain ``sample_id`` and write the PNG (and optional MP4)."""
     ex = explain(open_run(checkpoint, device=device, **kw), sample_id)
     render(ex, out, title=f"{sample_id}: {Path(checkpoint).name}")

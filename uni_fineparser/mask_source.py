@@ -5,7 +5,10 @@ Supported now:
 * a mask store (SQLite file, :class:`hmtools.store.MaskStore`): the newest version of each
   frame's mask (``current_masks``), whatever its review status;
 * a FineParser mask folder: ``<mask_root>/<frame key with a .jpg suffix>``, grayscale JPEG/PNG,
-  foreground where the value is >= 128 (FineDiving-HM's ``diving_mask_annotation_gray``).
+  foreground where the value is >= 128 (FineDiving-HM's ``diving_mask_annotation_gray``);
+* an hmtools HDF5 export (format ``hmtools-masks`` version 1, docs/formats.md): group
+  ``/samples/<quoted sample id>`` with ``masks`` ``(T, ceil(H/8), W)`` uint8 bit-packed along the
+  height (bitorder big), ``present`` ``(T,)`` and ``frame_keys`` ``(T,)``.
 
 A new format is one more class with ``available``/``read``/``fingerprint`` and one more branch in
 :func:`open_mask_source`.
@@ -16,12 +19,16 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 import numpy as np
 
 from hmtools.errors import InputError
 from hmtools.schema import Sample
+
+if TYPE_CHECKING:
+    from hmtools.store_types import MaskRecord
 
 
 class MaskSource(Protocol):
@@ -52,7 +59,7 @@ class StoreMasks:
         self.store = MaskStore(path, create=False)
         self.description = f"mask store {path}"
 
-    def _records(self, sample: Sample):  # type: ignore[no-untyped-def]
+    def _records(self, sample: Sample) -> list[MaskRecord | None]:
         recs = self.store.current_masks(sample.sample_id)
         if not recs:
             raise InputError(
@@ -106,8 +113,58 @@ class FolderMasks:
         return f"folder:{self.root.resolve()}:{st.st_mtime_ns}"
 
 
+class Hdf5Masks:
+    """Masks from an hmtools HDF5 export (read with h5py, one sample group at a time)."""
+
+    def __init__(self, path: Path):
+        import h5py
+
+        self.path = path
+        self.description = f"HDF5 export {path}"
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != "hmtools-masks" or "samples" not in f:
+                raise InputError(f"--masks {path} is an HDF5 file but not an hmtools mask export")
+            if int(f.attrs.get("format_version", 0)) > 1:
+                raise InputError(f"--masks {path} has export format version {f.attrs['format_version']}; this reads 1")
+
+    def _group(self, f: Any, sample: Sample) -> Any:
+        name = quote(sample.sample_id, safe="")
+        if name not in f["samples"]:
+            return None
+        g = f["samples"][name]
+        keys = tuple(g["frame_keys"].asstr()[()])
+        if keys != tuple(sample.frames):
+            raise InputError(
+                f"sample {sample.sample_id}: the export lists {len(keys)} frames, the dataset {len(sample.frames)} "
+                "(or other keys); the export was made from another version of the dataset"
+            )
+        return g
+
+    def available(self, sample: Sample) -> list[bool]:
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            g = self._group(f, sample)
+            return [False] * len(sample.frames) if g is None else [bool(x) for x in g["present"][()]]
+
+    def read(self, sample: Sample) -> list[np.ndarray | None]:
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            g = self._group(f, sample)
+            if g is None:
+                return [None] * len(sample.frames)
+            height = int(g["masks"].attrs["height"])
+            masks = np.unpackbits(g["masks"][()], axis=1, count=height).astype(bool)  # (T, H, W)
+            return [m if ok else None for m, ok in zip(masks, g["present"][()], strict=True)]
+
+    def fingerprint(self) -> str:
+        st = os.stat(self.path)
+        return f"hdf5:{self.path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def open_mask_source(path: str | Path) -> MaskSource:
-    """Open the masks at ``path``: a store file (SQLite) or a FineParser mask folder.
+    """Open the masks at ``path``: a store file (SQLite), an HDF5 export or a FineParser mask folder.
 
     Raises:
         InputError: nothing at ``path``, or a file that is not a mask store.
@@ -120,9 +177,12 @@ def open_mask_source(path: str | Path) -> MaskSource:
             head = f.read(16)
         if head.startswith(b"SQLite format 3"):
             return StoreMasks(p)
+        if head.startswith(b"\x89HDF\r\n\x1a\n"):
+            return Hdf5Masks(p)
         raise InputError(
-            f"--masks {p} is neither a mask store (SQLite) nor a mask folder; "
-            "pass the store file written by build-masks or a folder of <frame key>.jpg masks"
+            f"--masks {p} is neither a mask store (SQLite), an HDF5 export nor a mask folder; "
+            "pass the store file written by build-masks, an `hmtools export --format hdf5` file or a "
+            "folder of <frame key>.jpg masks"
         )
     raise InputError(f"--masks {p} does not exist; pass a mask store file or a mask folder")
 

@@ -48,6 +48,8 @@ def spearman_rho(pred: np.ndarray, true: np.ndarray) -> float:
 def relative_l2(pred: np.ndarray, true: np.ndarray, score_range: float | None = None) -> float:
     """R-l2 x100: ``100 * mean(((pred - true) / range)**2)``; ``range`` defaults to ``max(true) - min(true)``."""
     pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if len(true) == 0:
+        return float("nan")
     rng = float(true.max() - true.min()) if score_range is None else float(score_range)
     if rng <= 0:
         return float("nan")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hmtools.config import build
-from hmtools.errors import InputError
+from hmtools.errors import DataFormatError, InputError
 from hmtools.schema import Sample
 from uni_fineparser.cache import ClipCache, build_cache
 from uni_fineparser.checkpoint import load_checkpoint
@@ -118,7 +118,14 @@ def open_run(
         [*train_all, *test], data["frame_root"], source, data["cache_dir"], cfg.train.resize, allow_missing=True
     )
     model = UniFineParser(cfg.model).to(dev)
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[1:2] or [str(e)]
+        raise DataFormatError(
+            f"{checkpoint}: its weights do not fit the model its config describes ({first[0].strip()}); "
+            "was it written by another version of hmtools?"
+        ) from e
     model.eval()
     pool = ExemplarPool(splits["train"], cfg.train.exemplar_by)
     return OpenRun(cfg, model, samples, splits, pool, cache, float(ckpt["score_scale"]), dev)

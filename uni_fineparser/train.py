@@ -37,7 +37,7 @@ from uni_fineparser.data import ExemplarPool, PairDataset, carve_validation
 from uni_fineparser.distributed import all_reduce_mean, barrier, init_distributed, shutdown
 from uni_fineparser.evaluate import autocast, evaluate_split
 from uni_fineparser.mask_source import MaskSource
-from uni_fineparser.model import UniFineParser, count_parameters
+from uni_fineparser.model import PairOutput, UniFineParser, count_parameters
 from uni_fineparser.report import plot_curves, write_json, write_predictions
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,8 @@ def make_optimizer(model: UniFineParser, cfg: RunConfig, device: torch.device) -
 
 
 def compute_losses(
-    out, batch: dict[str, torch.Tensor], cfg: RunConfig, scale: float
-) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    out: PairOutput, batch: dict[str, torch.Tensor], cfg: RunConfig, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Total loss and the detached ``[total, L_E, L_A, L_T]`` vector for one micro-batch."""
     t = cfg.train
     le = losses.loss_e(out.delta_qe, out.delta_eq, batch["q_score"] / scale, batch["e_score"] / scale)

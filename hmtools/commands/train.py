@@ -17,7 +17,7 @@ CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", help="A best.pt/las
 def train(
     dataset: Annotated[str, typer.Option("--dataset", help="finediving, mtl-aqa or aqa7.")],
     root: Annotated[Path, typer.Option("--root", help="Dataset root folder (frames).")],
-    masks: Annotated[Path, typer.Option("--masks", help="Mask store file, or a FineParser mask folder.")],
+    masks: Annotated[Path, typer.Option("--masks", help="Mask store file, HDF5 export, or FineParser mask folder.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder; an existing last.pt there is resumed.")],
     annotations: Annotated[Path | None, typer.Option("--annotations", help="Annotation folder.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML config (see configs/train_*.yaml).")] = None,
