@@ -103,7 +103,11 @@ def open_run(
         cfg = replace(cfg, train=replace(cfg.train, voters=voters))
     data = ckpt["data"]
     if samples is None:
+        if not data.get("dataset"):
+            raise InputError(f"{checkpoint} does not name its dataset (trained from a sample list); pass samples=")
         samples, _ = load_samples(data)
+    if masks is None and not data.get("masks"):
+        raise InputError(f"{checkpoint} does not record its masks path; pass masks=")
     source = open_mask_source(masks or data["masks"])
     dev = resolve_device(device)
     train_all = [s for s in samples if s.split == "train" and s.score is not None]
