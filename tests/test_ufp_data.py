@@ -188,3 +188,22 @@ def test_hdf5_export_source(tmp_path):
         f.create_dataset("x", data=[1])
     with pytest.raises(InputError, match="not an hmtools mask export"):
         open_mask_source(tmp_path / "other.h5")
+
+
+def test_pairs_depend_on_epoch_not_on_worker_count(tmp_path):
+    from torch.utils.data import DataLoader
+
+    samples, masks = make_dataset(tmp_path / "root", n_train=6, n_test=0, n_frames=8)
+    src = open_mask_source(make_store(tmp_path / "m.db", samples, masks))
+    cache = build_cache(samples, tmp_path / "root", src, tmp_path / "cache", (40, 40))
+    cfg = load_run_config("tiny")
+    ds = PairDataset(samples, ExemplarPool(samples, "auto"), cache, cfg.model, cfg.train, seed=0)
+
+    def epoch_videos(epoch: int, workers: int) -> list[np.ndarray]:
+        ds.set_epoch(epoch)
+        return [b["q_video"].numpy() for b in DataLoader(ds, batch_size=2, num_workers=workers)]
+
+    e0, e1 = epoch_videos(0, 0), epoch_videos(1, 0)
+    assert any(not np.array_equal(a, b) for a, b in zip(e0, e1, strict=True))  # new crops/flips each epoch
+    for epoch, ref in ((0, e0), (1, e1)):
+        assert all(np.array_equal(a, b) for a, b in zip(ref, epoch_videos(epoch, 2), strict=True))

@@ -148,7 +148,7 @@ def train(
         num_workers=t.workers,
         pin_memory=dev.type == "cuda",
         drop_last=True,
-        persistent_workers=t.workers > 0,
+        persistent_workers=False,  # workers must see set_epoch(): fresh copies of the dataset each epoch
     )
     if len(loader) < t.accumulate:
         raise InputError(
@@ -288,11 +288,10 @@ def train(
     barrier(info)
 
     # ---- test at the best-validation checkpoint ---------------------------------------------------
-    chosen = out / ("best.pt" if (out / "best.pt").is_file() else "last.pt")
     if info.main and not val_s:
         save_checkpoint(out / "best.pt", checkpoint())
-        chosen = out / "best.pt"
     barrier(info)
+    chosen = out / ("best.pt" if (out / "best.pt").is_file() else "last.pt")
     model.load_state_dict(load_checkpoint(chosen)["model"])
     result = evaluate_split(model, test, pool, cache, cfg, dev, info, scale)
     if info.main:
