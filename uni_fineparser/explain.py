@@ -113,8 +113,8 @@ def render(ex: Explanation, out: str | Path, title: str = "") -> Path:
     t, k = ex.posterior.shape
     names = STEP_NAMES.get(k, tuple(f"step {i}" for i in range(k)))
     picks = np.linspace(0, t - 1, 8).astype(int)
-    fig = plt.figure(figsize=(16, 8.5))
-    grid = fig.add_gridspec(3, 8, height_ratios=[1.6, 1, 1])
+    fig = plt.figure(figsize=(16, 7))
+    grid = fig.add_gridspec(3, 8, height_ratios=[1.1, 1, 1])
     for col, i in enumerate(picks):
         ax = fig.add_subplot(grid[0, col])
         ax.imshow(_overlay(ex.frames[i], ex.attention[i]))
