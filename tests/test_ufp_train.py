@@ -244,3 +244,16 @@ def test_explain_unknown_sample_and_eval_unknown_split_fail_clearly(trained):
         explain_sample(best, "nope/1", "/dev/null", device="cpu", samples=samples)
     with pytest.raises(InputError, match="--split must be"):
         evaluate_checkpoint(best, "dev", device="cpu", samples=samples)
+
+
+def test_dataset_without_step_labels_trains_and_reports_null_aiou(tmp_path):
+    """MTL-AQA/AQA-7-like samples: no step labels -> L_T is 0, AIoU is NaN (null in metrics.json)."""
+    made, masks = make_dataset(tmp_path / "root", n_train=8, n_test=4, n_frames=16)
+    samples = [replace(s, dataset="mtl-aqa", frame_labels=None, step_transitions=None) for s in made]
+    store = make_store(tmp_path / "m.db", samples, masks)
+    cfg = load_run_config("tiny", overrides=["train.epochs=1"])
+    train(cfg, samples, open_mask_source(store), tmp_path / "root", tmp_path / "out", device="cpu")
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["test"]["aiou_0.5"] is None and m["test"]["n"] == 4 and m["test"]["rho"] is not None
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert history[0]["loss_t"] == 0.0 and history[0]["loss_a"] > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -58,7 +59,9 @@ def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
     info = DistInfo(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
     dev = resolve_device(device, info.local_rank)
     if info.enabled and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        # rank 0 may spend a long time packing the clip cache while the others wait at a barrier
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(hours=3))
     return info, dev
 
 
