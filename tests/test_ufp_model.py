@@ -141,3 +141,26 @@ def test_shipped_configs_load_and_finediving_lists_every_key_at_defaults():
     assert load_run_config("paper", root / "train_finediving.yaml") == RunConfig()
     for name in ("train_mtl_aqa.yaml", "train_aqa7.yaml"):
         assert load_run_config("paper", root / name).train.loss_t == 0.0
+
+
+def test_optional_static_stream_adds_to_the_tokens_and_loads_torchvision_weights(tmp_path):
+    from torchvision.models import resnet18
+
+    from uni_fineparser.backbone import load_resnet18_weights
+
+    cfg = load_run_config("tiny", overrides=["model.static_stream=resnet18"]).model
+    model = UniFineParser(cfg)
+    assert model.static is not None and count_params(model) > count_params(UniFineParser(_tiny())) + 11e6
+    q = torch.randint(0, 256, (2, cfg.frames, cfg.size, cfg.size, 3), dtype=torch.uint8)
+    out = model(q, q.flip(0))
+    out.delta_qe.sum().backward()
+    assert model.static.net.conv1.weight.grad is not None and torch.isfinite(model.static.net.conv1.weight.grad).all()
+    torch.save(resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
+    assert load_resnet18_weights(model.static, tmp_path / "r18.pth") == 120  # fc dropped
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(InputError, match="do not fit"):
+        load_resnet18_weights(model.static, tmp_path / "bad.pth")
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -159,6 +159,48 @@ class I3DBackbone(nn.Module):
         return x, attn_logits
 
 
+class StaticStream(nn.Module):
+    """Per-frame 2D ResNet-18 trunk (torchvision layout), frames pooled to the I3D token rate.
+
+    Input ``(B, 3, T, H, W)`` normalised RGB; output ``(B, T / token_stride, 512)``.
+    """
+
+    def __init__(self, token_stride: int):
+        super().__init__()
+        from torchvision.models import resnet18
+
+        self.net = resnet18(weights=None)
+        self.net.fc = nn.Identity()
+        self.token_stride = token_stride
+        self.out_channels = 512
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        f = self.net(x.transpose(1, 2).reshape(b * t, c, h, w))  # (B*T, 512)
+        return f.view(b, t // self.token_stride, self.token_stride, -1).mean(2)
+
+
+def load_resnet18_weights(stream: StaticStream, path: str | Path) -> int:
+    """Load a torchvision ResNet-18 state dict (``fc.*`` dropped) into the static stream.
+
+    Raises:
+        InputError: missing/unreadable file or tensors that do not fit.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"ResNet-18 weights {p} not found; pass train.static_weights=PATH")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for bad pickles
+        raise InputError(f"ResNet-18 weights {p} could not be read as a state dict: {e}") from e
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        stream.net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise InputError(f"ResNet-18 weights {p} do not fit torchvision's resnet18: {str(e).splitlines()[0]}") from e
+    return len(state)
+
+
 def load_kinetics_weights(backbone: I3DBackbone, path: str | Path) -> int:
     """Load hassony2's Kinetics-400 ``model_rgb.pth`` into ``backbone`` (logits layer dropped).
 

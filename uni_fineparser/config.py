@@ -37,6 +37,7 @@ class ModelConfig:
     regressor_hidden: int = 256  # hidden width of the contrastive regressor MLP
     step_weights: tuple[float, ...] = (0.3, 0.5, 0.2)  # lambda_l of each step's delta (FineParser code)
     freeze_bn: bool = True  # keep the backbone's BatchNorm in eval mode (stats from Kinetics)
+    static_stream: Literal["none", "resnet18"] = "none"  # 2nd (per-frame 2D) stream summed into K/V
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class TrainConfig:
     cache_dir: str = ""  # packed clip cache folder; "" = <out>/cache
     allow_missing_masks: bool = False  # frames without a mask are left out of L_A instead of failing
     backbone_weights: str = ""  # path to I3D Kinetics model_rgb.pth; "" = random init (warns)
+    static_weights: str = ""  # path to a torchvision ResNet-18 ImageNet state dict for model.static_stream
     progress: bool = True  # tqdm progress bar on rank 0
     max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs); for smoke runs
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uni_fineparser.backbone import I3DBackbone
+from uni_fineparser.backbone import I3DBackbone, StaticStream
 from uni_fineparser.config import ModelConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -130,6 +130,11 @@ class UniFineParser(nn.Module):
         self.backbone = I3DBackbone(cfg.backbone_width, cfg.token_stride, cfg.attn_hidden, cfg.attn_bias_init)
         c5 = self.backbone.out_channels
         self.proj = nn.Sequential(nn.LayerNorm(c5), nn.Linear(c5, d))
+        self.static: StaticStream | None = None
+        self.static_proj: nn.Module | None = None
+        if cfg.static_stream == "resnet18":  # the figure's second (2D) stream, summed into K/V
+            self.static = StaticStream(cfg.token_stride)
+            self.static_proj = nn.Sequential(nn.LayerNorm(512), nn.Linear(512, d))
         self.pos = nn.Parameter(torch.randn(1, cfg.frames // cfg.token_stride, d) * 0.02)
         self.decoder = StepDecoder(cfg)
         self.score_encoder = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU())
@@ -144,11 +149,12 @@ class UniFineParser(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1) * 255, persistent=False)
 
     def train(self, mode: bool = True) -> UniFineParser:
-        """Switch modes; with ``freeze_bn`` the backbone's BatchNorm stays in eval mode."""
+        """Switch modes; with ``freeze_bn`` the pretrained streams' BatchNorm stays in eval mode."""
         super().train(mode)
         if mode and self.cfg.freeze_bn:
-            for m in self.backbone.modules():
-                if isinstance(m, nn.BatchNorm3d):
+            streams = [self.backbone] + ([self.static] if self.static is not None else [])
+            for m in (m for s in streams for m in s.modules()):
+                if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
                     m.eval()
         return self
 
@@ -160,6 +166,8 @@ class UniFineParser(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last_3d)
         feat, mask_logits = self.backbone(x)  # (B, C5, N, h5, w5), (B, 1, T/2, H/8, W/8)
         tokens = self.proj(feat.mean(dim=(3, 4)).transpose(1, 2)) + self.pos  # (B, N, d)
+        if self.static is not None and self.static_proj is not None:
+            tokens = tokens + self.static_proj(self.static(x))  # (B, N, d)
         steps, attn = self.decoder(tokens)  # (B, K, d), (B, 2, K, N)
         return Encoded(self.score_encoder(steps), attn, mask_logits)
 

@@ -29,7 +29,7 @@ from hmtools.config import to_dict
 from hmtools.errors import InputError
 from hmtools.schema import Sample
 from uni_fineparser import losses
-from uni_fineparser.backbone import load_kinetics_weights, warn_random_init
+from uni_fineparser.backbone import load_kinetics_weights, load_resnet18_weights, warn_random_init
 from uni_fineparser.cache import build_cache
 from uni_fineparser.checkpoint import load_checkpoint, save_checkpoint
 from uni_fineparser.config import RunConfig
@@ -52,12 +52,13 @@ def lr_lambda(step: int, warmup: int, total: int, floor: float) -> float:
 
 
 def make_optimizer(model: UniFineParser, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam/AdamW with two groups: pretrained backbone (lower lr) and everything new."""
+    """Adam/AdamW with two groups: pretrained streams (lower lr) and everything new (incl. mask attention)."""
     t = cfg.train
+    pretrained = ("backbone.", "static.") if t.static_weights else ("backbone.",)
     slow, fast = [], []
     for name, p in model.named_parameters():
-        is_backbone = name.startswith("backbone.") and not name.startswith("backbone.mask_attention")
-        (slow if is_backbone else fast).append(p)
+        is_pretrained = name.startswith(pretrained) and not name.startswith("backbone.mask_attention")
+        (slow if is_pretrained else fast).append(p)
     groups = [{"params": slow, "lr": t.lr * t.backbone_lr_factor}, {"params": fast, "lr": t.lr}]
     kind = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     return kind(groups, lr=t.lr, weight_decay=t.weight_decay, fused=device.type == "cuda")
@@ -163,6 +164,11 @@ def train(
         log.info("loaded %d I3D tensors from %s", n, t.backbone_weights)
     elif info.main:
         warn_random_init()
+    if model.static is not None and t.static_weights:
+        n = load_resnet18_weights(model.static, t.static_weights)
+        log.info("loaded %d ResNet-18 tensors from %s", n, t.static_weights)
+    elif model.static is not None and info.main:
+        log.warning("model.static_stream=resnet18 without train.static_weights: the 2D stream starts random")
     model.to(dev)
     if t.channels_last and dev.type == "cuda":
         model.channels_last = True
