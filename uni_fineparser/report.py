@@ -79,8 +79,8 @@ def plot_curves(path: str | Path, history: list[dict[str, Any]]) -> None:
         label="val R-l2 x100",
     )
     twin.set_ylabel("R-l2 x100")
-    ax2.legend(loc="upper left")
-    twin.legend(loc="upper right")
+    handles = ax2.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax2.legend(handles, [str(h.get_label()) for h in handles], loc="center right")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
