@@ -212,3 +212,26 @@ def test_frame_keys_that_climb_out_of_the_folder_are_refused(tmp_path: Path) -> 
         export_store(path, "fineparser", tmp_path / "fp")
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("evil.db")) == []
     assert not (tmp_path.parent / "outside.jpg").exists()
+
+
+def test_export_reads_one_snapshot_while_annotators_write(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hmtools.exchange import export as export_mod
+    from hmtools.store_types import MaskWrite
+
+    seen: list[int] = []
+
+    def spy(samples, tmp, info, opts):  # type: ignore[no-untyped-def]
+        stream = iter(samples)
+        next(stream)
+        with MaskStore(store_path) as other:  # another connection writes mid-export (WAL lets it)
+            other.write_sample_masks("diving/003", [MaskWrite(mask=np.zeros((H, W), bool))], author="annotator")
+        seen.extend(r.version for r in list(stream)[-1].records)
+        tmp.write_text("{}")
+
+    monkeypatch.setitem(export_mod.EXPORTERS, "coco", spy)
+    export_store(store_path, "coco", tmp_path / "c.json")
+    assert seen and set(seen) == {1}  # the export did not see the annotator's version 2
+    with MaskStore(store_path) as st:
+        assert st.current_mask("diving-out/003/img_00001.jpg").version == 2
