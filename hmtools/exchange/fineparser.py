@@ -80,6 +80,7 @@ def write_fineparser(samples: Iterable[SampleMasks], out: Path, ext: str, worker
 
     def jobs() -> Iterator[tuple[str, bytes, int, int]]:
         last_parent = None
+        names: set[str] = set()  # mask names in the current folder (frames differing only by extension)
         for sm in samples:
             for frame, rec in zip(sm.frames, sm.records, strict=True):
                 if rec is None:
@@ -88,7 +89,10 @@ def write_fineparser(samples: Iterable[SampleMasks], out: Path, ext: str, worker
                 parent = os.path.dirname(rel)
                 if parent != last_parent:
                     (out / parent).mkdir(parents=True, exist_ok=True)
-                    last_parent = parent
+                    last_parent, names = parent, set()
+                if rel in names:
+                    raise DataFormatError(f"two frames of {parent or 'the root'} map to the mask file {rel}")
+                names.add(rel)
                 yield rel, rec.rle["counts"].encode("ascii"), sm.height, sm.width
 
     def work(batch: list[tuple[str, bytes, int, int]]) -> str:

@@ -152,11 +152,13 @@ def check_files(path: Path, manifest: dict[str, Any]) -> list[str]:
 
 
 def store_info(store: Any, sample_ids: list[str]) -> dict[str, Any]:
-    """The store facts a manifest records: its file name and the build configurations used."""
+    """The store facts a manifest records: file name, schema version, the build configurations used."""
     from hmtools.store_admin import get_config
+    from hmtools.store_schema import SCHEMA_VERSION
 
     hashes = sorted({h for sid in sample_ids if (h := store.build_config(sid)) is not None})
     return {
         "name": Path(store.path).name,
+        "schema_version": SCHEMA_VERSION,
         "build_configs": {h: get_config(store, h) for h in hashes},
     }
