@@ -235,3 +235,25 @@ def test_export_reads_one_snapshot_while_annotators_write(
     assert seen and set(seen) == {1}  # the export did not see the annotator's version 2
     with MaskStore(store_path) as st:
         assert st.current_mask("diving-out/003/img_00001.jpg").version == 2
+
+
+def test_manifest_records_counts_and_build_configuration(tmp_path: Path) -> None:
+    from hmtools.store_admin import put_config
+    from hmtools.store_types import MaskWrite
+
+    path = tmp_path / "built.db"
+    samples = make_samples(n_samples=2, n_frames=2)
+    with MaskStore(path) as st:
+        st.add_samples(samples)
+        put_config(st, "abc123", {"detector": "yolo11n", "segmenter": "sam_vit_b"})
+        for s in samples:
+            writes = [MaskWrite(mask=np.ones((H, W), bool), score=0.8) for _ in s.frames]
+            st.write_sample_masks(s.sample_id, writes, author="build", build_config="abc123")
+    export_store(path, "hdf5", tmp_path / "m.h5")
+    manifest = json.loads((tmp_path / "m.h5.manifest.json").read_text())
+    assert manifest["store"]["build_configs"] == {"abc123": {"detector": "yolo11n", "segmenter": "sam_vit_b"}}
+    assert manifest["counts"]["masks"] == 4 and manifest["counts"]["by_source"]["auto"] == 4
+    import hashlib
+
+    digest = hashlib.sha256((tmp_path / "m.h5").read_bytes()).hexdigest()
+    assert manifest["files"] == {"m.h5": {"sha256": digest, "bytes": (tmp_path / "m.h5").stat().st_size}}
