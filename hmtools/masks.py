@@ -63,9 +63,7 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
         raise DataFormatError(f"expected RLE {{'size': [H, W], 'counts': ...}}, found {rle!r:.80}") from e
     if isinstance(counts, list):
         if sum(int(c) for c in counts) != height * width:
-            raise DataFormatError(
-                f"uncompressed RLE counts sum to {sum(counts)}, expected H*W = {height * width}"
-            )
+            raise DataFormatError(f"uncompressed RLE counts sum to {sum(counts)}, expected H*W = {height * width}")
         compressed = _coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
     else:
         raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)

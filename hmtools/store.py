@@ -31,19 +31,8 @@ import numpy as np
 from hmtools.errors import DataFormatError, InputError, StaleVersionError
 from hmtools.masks import RLE, encode_rle, rle_area, rle_to_box
 from hmtools.schema import SOURCES, STATUSES, Sample
-from hmtools.store_schema import MIGRATIONS, SCHEMA_VERSION
+from hmtools.store_schema import migrate
 from hmtools.store_types import MASK_COLUMNS, FrameRow, MaskRecord, MaskWrite, row_to_record
-
-
-def _statements(script: str) -> list[str]:
-    """Split an SQL script into complete statements (semicolons inside comments are safe)."""
-    out, buf = [], ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            out.append(buf)
-            buf = ""
-    return out
 
 
 def _check_vocab(source: str, status: str) -> None:
@@ -79,7 +68,7 @@ class MaskStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            migrate(self._conn, self.path)
         except sqlite3.DatabaseError as e:
             self._conn.close()
             raise DataFormatError(f"{self.path} is not an hmtools mask store (SQLite said: {e})") from e
@@ -113,21 +102,6 @@ class MaskStore:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise InputError(
-                f"{self.path} has store schema {version}, this hmtools reads up to {SCHEMA_VERSION}; upgrade hmtools"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        with self.transaction() as c:
-            for step in range(version, SCHEMA_VERSION):
-                for statement in _statements(MIGRATIONS[step]):
-                    c.execute(statement)
-            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            c.execute("INSERT OR REPLACE INTO meta VALUES ('created', ?)", (str(time.time()),))
-
     # -- samples and frames --------------------------------------------------------------
     def add_samples(self, samples: Iterable[Sample], author: str = "hmtools") -> int:
         """Register samples and their frames; already registered samples are updated in place.
@@ -158,10 +132,7 @@ class MaskStore:
                         (s.dataset, s.split, info, len(s.frames), s.sample_id),
                     )
                     keys = [
-                        r[0]
-                        for r in c.execute(
-                            "SELECT key FROM frames WHERE sample_id=? ORDER BY idx", (s.sample_id,)
-                        )
+                        r[0] for r in c.execute("SELECT key FROM frames WHERE sample_id=? ORDER BY idx", (s.sample_id,))
                     ]
                     if keys == list(s.frames):
                         continue
@@ -199,12 +170,8 @@ class MaskStore:
         """The registered :class:`Sample` (with its frame keys)."""
         rows = self.query("SELECT info FROM samples WHERE sample_id=?", (sample_id,))
         if not rows:
-            raise InputError(
-                f"no sample {sample_id!r} in {self.path}; `hmtools stats --store` lists the samples"
-            )
-        keys = tuple(
-            r[0] for r in self.query("SELECT key FROM frames WHERE sample_id=? ORDER BY idx", (sample_id,))
-        )
+            raise InputError(f"no sample {sample_id!r} in {self.path}; `hmtools stats --store` lists the samples")
+        keys = tuple(r[0] for r in self.query("SELECT key FROM frames WHERE sample_id=? ORDER BY idx", (sample_id,)))
         return Sample.from_json(json.loads(rows[0][0]), keys)
 
     def frames(self, sample_id: str) -> list[FrameRow]:
@@ -218,9 +185,7 @@ class MaskStore:
     def set_frame_sizes(self, sizes: dict[str, tuple[int, int]]) -> None:
         """Record frame sizes as ``{frame_key: (height, width)}``."""
         with self.transaction() as c:
-            c.executemany(
-                "UPDATE frames SET height=?, width=? WHERE key=?", [(h, w, k) for k, (h, w) in sizes.items()]
-            )
+            c.executemany("UPDATE frames SET height=?, width=? WHERE key=?", [(h, w, k) for k, (h, w) in sizes.items()])
 
     # -- masks ---------------------------------------------------------------------------
     def write_sample_masks(
@@ -245,24 +210,18 @@ class MaskStore:
         for i, w in enumerate(writes):
             idx = i if w.frame_idx is None else w.frame_idx
             if not 0 <= idx < len(frames):
-                raise InputError(
-                    f"sample {sample_id} has {len(frames)} frames; got a mask for frame index {idx}"
-                )
+                raise InputError(f"sample {sample_id} has {len(frames)} frames; got a mask for frame index {idx}")
             rows.append((frames[idx], w))
         with self.transaction() as c:
             for frame, w in rows:
-                head = c.execute(
-                    "SELECT head_version FROM frames WHERE frame_id=?", (frame.frame_id,)
-                ).fetchone()[0]
+                head = c.execute("SELECT head_version FROM frames WHERE frame_id=?", (frame.frame_id,)).fetchone()[0]
                 self._insert_mask(c, frame.frame_id, head + 1, w, author, now)
             if build_config is not None:
                 c.execute(
                     "UPDATE samples SET build_config=?, built_at=? WHERE sample_id=?",
                     (build_config, now, sample_id),
                 )
-            self._audit(
-                c, author, "write_sample_masks", sample_id, {"masks": len(rows), "config": build_config}
-            )
+            self._audit(c, author, "write_sample_masks", sample_id, {"masks": len(rows), "config": build_config})
         return len(rows)
 
     def put_mask(
@@ -284,18 +243,14 @@ class MaskStore:
         with self.transaction() as c:
             frame_id, head = self._frame_head(c, frame_key)
             if head != expected_version:
-                last = c.execute(
-                    "SELECT author FROM masks WHERE frame_id=? AND version=?", (frame_id, head)
-                ).fetchone()
+                last = c.execute("SELECT author FROM masks WHERE frame_id=? AND version=?", (frame_id, head)).fetchone()
                 raise StaleVersionError(
                     f"frame {frame_key} is at version {head} (by {last[0] if last else '?'}), not {expected_version}: "
                     "reload the frame and redo the edit"
                 )
             self._insert_mask(c, frame_id, head + 1, write, author, time.time())
             sample = c.execute("SELECT sample_id FROM frames WHERE frame_id=?", (frame_id,)).fetchone()[0]
-            self._audit(
-                c, author, "put_mask", sample, {"key": frame_key, "version": head + 1, "source": write.source}
-            )
+            self._audit(c, author, "put_mask", sample, {"key": frame_key, "version": head + 1, "source": write.source})
         return head + 1
 
     def set_status(
@@ -328,9 +283,7 @@ class MaskStore:
             for key, version in expected.items():
                 frame_id, head = self._frame_head(c, key)
                 if head != version:
-                    raise StaleVersionError(
-                        f"frame {key} is at version {head}, not {version}: reload and review again"
-                    )
+                    raise StaleVersionError(f"frame {key} is at version {head}, not {version}: reload and review again")
                 if head == 0:
                     raise InputError(f"frame {key} has no mask to review yet")
             for key in expected:
@@ -384,9 +337,7 @@ class MaskStore:
 
     # -- internals -----------------------------------------------------------------------
     @staticmethod
-    def _audit(
-        c: sqlite3.Connection, author: str, action: str, sample_id: str | None, detail: dict[str, Any]
-    ) -> None:
+    def _audit(c: sqlite3.Connection, author: str, action: str, sample_id: str | None, detail: dict[str, Any]) -> None:
         c.execute(
             "INSERT INTO audit (at, author, action, sample_id, detail) VALUES (?,?,?,?,?)",
             (time.time(), author, action, sample_id, json.dumps(detail, sort_keys=True)),
@@ -400,9 +351,7 @@ class MaskStore:
         return int(row[0]), int(row[1])
 
     @staticmethod
-    def _insert_mask(
-        c: sqlite3.Connection, frame_id: int, version: int, w: MaskWrite, author: str, now: float
-    ) -> None:
+    def _insert_mask(c: sqlite3.Connection, frame_id: int, version: int, w: MaskWrite, author: str, now: float) -> None:
         _check_vocab(w.source, w.status)
         if w.rle is not None:
             rle: RLE = {

@@ -98,12 +98,8 @@ def store_stats(store: MaskStore) -> dict[str, Any]:
         "flag_reasons": {reason: n}, "samples_built": n}`` (every source and status listed, zeros included).
     """
     head = "FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version"
-    by_source = dict.fromkeys(SOURCES, 0) | dict(
-        store.query(f"SELECT m.source, COUNT(*) {head} GROUP BY m.source")
-    )
-    by_status = dict.fromkeys(STATUSES, 0) | dict(
-        store.query(f"SELECT m.status, COUNT(*) {head} GROUP BY m.status")
-    )
+    by_source = dict.fromkeys(SOURCES, 0) | dict(store.query(f"SELECT m.source, COUNT(*) {head} GROUP BY m.source"))
+    by_status = dict.fromkeys(STATUSES, 0) | dict(store.query(f"SELECT m.status, COUNT(*) {head} GROUP BY m.status"))
     reasons: dict[str, int] = {}
     for (reason,) in store.query(f"SELECT m.reason {head} WHERE m.status='flagged' AND m.reason IS NOT NULL"):
         for part in reason.split("; "):

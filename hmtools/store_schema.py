@@ -7,6 +7,12 @@ transaction. A store newer than this code is refused (upgrade hmtools).
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from pathlib import Path
+
+from hmtools.errors import InputError
+
 SCHEMA_V1 = """
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -76,3 +82,40 @@ MIGRATIONS: tuple[str, ...] = (SCHEMA_V1,)
 """``MIGRATIONS[i]`` upgrades a store from schema version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (semicolons inside comments are safe)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf)
+            buf = ""
+    return out
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the store behind ``conn`` (autocommit mode) to :data:`SCHEMA_VERSION` in one transaction.
+
+    Raises:
+        InputError: the store was written by a newer hmtools.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise InputError(
+            f"{path} has store schema {version}, this hmtools reads up to {SCHEMA_VERSION}; upgrade hmtools"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for step in range(version, SCHEMA_VERSION):
+            for statement in _statements(MIGRATIONS[step]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('created', ?)", (str(time.time()),))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -12,9 +12,7 @@ DatasetOpt = Annotated[str, typer.Option("--dataset", help="Dataset adapter: fin
 RootOpt = Annotated[Path, typer.Option("--root", help="Dataset root folder.")]
 AnnotationsOpt = Annotated[
     Path | None,
-    typer.Option(
-        "--annotations", help="Folder of the annotation files (default: where the dataset keeps them)."
-    ),
+    typer.Option("--annotations", help="Folder of the annotation files (default: where the dataset keeps them)."),
 ]
 ScaleOpt = Annotated[
     str,
@@ -58,9 +56,7 @@ def report_lines(report: dict, notes: list[str]) -> list[str]:  # type: ignore[t
         f"{report['frames_found']} frames found",
     ]
     for name, info in report.get("classes", {}).items():
-        lines.append(
-            f"  class {name}: {info['samples']} samples, score {info['score_min']}-{info['score_max']}"
-        )
+        lines.append(f"  class {name}: {info['samples']} samples, score {info['score_min']}-{info['score_max']}")
     if report.get("score_range"):
         lo, hi = report["score_range"]
         lines.append(f"  scores {lo}-{hi}")
@@ -82,9 +78,7 @@ def extract_frames(
     ] = None,
     video: Annotated[Path | None, typer.Option("--video", help="One video file to extract.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Frame folder for --video.")] = None,
-    pattern: Annotated[
-        str, typer.Option("--pattern", help="File name pattern for --video frames.")
-    ] = "%05d.jpg",
+    pattern: Annotated[str, typer.Option("--pattern", help="File name pattern for --video frames.")] = "%05d.jpg",
     start: Annotated[int, typer.Option("--start", help="Number of the first frame file for --video.")] = 0,
 ) -> None:
     """Decode videos into frame folders in the dataset's naming (resumable)."""

@@ -58,9 +58,7 @@ DATASETS: dict[str, Callable[..., DatasetIndex]] = {
 """Adapter name -> loader ``(root, annotations, **options) -> DatasetIndex``."""
 
 
-def load_dataset(
-    name: str, root: str | Path, annotations: str | Path | None = None, **options: Any
-) -> DatasetIndex:
+def load_dataset(name: str, root: str | Path, annotations: str | Path | None = None, **options: Any) -> DatasetIndex:
     """Index a dataset with the named adapter.
 
     Args:
