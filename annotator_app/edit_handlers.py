@@ -85,7 +85,11 @@ def mask_from_editor(value: dict[str, Any] | None, shape: tuple[int, int]) -> np
     for layer in layers:
         if layer.shape[:2] != shape:
             raise InputError(f"brush layer is {layer.shape[1]}x{layer.shape[0]}, the frame is {shape[1]}x{shape[0]}")
-        mask |= layer[..., 3] > 0 if layer.ndim == 3 and layer.shape[2] == 4 else layer.reshape(shape[0], shape[1], -1).any(-1)
+        mask |= (
+            layer[..., 3] > 0
+            if layer.ndim == 3 and layer.shape[2] == 4
+            else layer.reshape(shape[0], shape[1], -1).any(-1)
+        )
     return mask
 
 

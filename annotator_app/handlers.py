@@ -13,11 +13,9 @@ from typing import Any
 import numpy as np
 
 from annotator_app import session
-from annotator_app.backend import Prompt
-from annotator_app.propagate import propagate
 from annotator_app.render import THUMB_WIDTH
 from annotator_app.review_queue import QUEUE_COLUMNS, next_flagged, queue_rows
-from annotator_app.state import MODES, AppContext, Clicks, SessionState
+from annotator_app.state import MODES, AppContext, SessionState
 from annotator_app.view import View, build_view
 from hmtools.errors import HMToolsError, StaleVersionError
 
@@ -47,7 +45,11 @@ def _arrive(ctx: AppContext, state: SessionState, idx: int) -> None:
     n = len(state.keys)
     state.frame_idx = max(0, min(int(idx), n - 1))
     i = state.frame_idx
-    near = [i, *range(i + 1, min(n, i + 1 + ctx.prefetch_ahead)), *range(i - 1, max(-1, i - 1 - ctx.prefetch_behind), -1)]
+    near = [
+        i,
+        *range(i + 1, min(n, i + 1 + ctx.prefetch_ahead)),
+        *range(i - 1, max(-1, i - 1 - ctx.prefetch_behind), -1),
+    ]
     ctx.backend.prefetch([(state.keys[j], frame_loader(ctx, state.keys[j])) for j in near])
 
 

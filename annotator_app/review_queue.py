@@ -10,7 +10,18 @@ from hmtools.store import MaskStore
 QUEUE_FILTERS = ("all", "has flagged", "has unreviewed", "has rejected", "done")
 """Status filters of the queue; ``done`` = every frame accepted or rejected."""
 
-QUEUE_COLUMNS = ("sample", "dataset", "split", "frames", "accepted", "flagged", "rejected", "unreviewed", "no mask", "locked by")
+QUEUE_COLUMNS = (
+    "sample",
+    "dataset",
+    "split",
+    "frames",
+    "accepted",
+    "flagged",
+    "rejected",
+    "unreviewed",
+    "no mask",
+    "locked by",
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +42,16 @@ class QueueRow:
     def as_list(self) -> list[str | int]:
         """The row in :data:`QUEUE_COLUMNS` order."""
         return [
-            self.sample_id, self.dataset, self.split, self.frames, self.accepted, self.flagged,
-            self.rejected, self.unreviewed, self.no_mask, self.locked_by,
+            self.sample_id,
+            self.dataset,
+            self.split,
+            self.frames,
+            self.accepted,
+            self.flagged,
+            self.rejected,
+            self.unreviewed,
+            self.no_mask,
+            self.locked_by,
         ]
 
 
@@ -86,7 +105,9 @@ def next_flagged(
         sql, params = sql + "AND s.split=? ", [*params, split]
     order = "ORDER BY f.sample_id, f.idx LIMIT 1"
     if after is not None:
-        rows = store.query(sql + "AND (f.sample_id>? OR (f.sample_id=? AND f.idx>?)) " + order, [*params, after[0], after[0], after[1]])
+        rows = store.query(
+            sql + "AND (f.sample_id>? OR (f.sample_id=? AND f.idx>?)) " + order, [*params, after[0], after[0], after[1]]
+        )
         if rows:
             return rows[0][0], int(rows[0][1])
     rows = store.query(sql + order, params)

@@ -73,14 +73,17 @@ def keep_lock(ctx: AppContext, state: SessionState) -> None:
         return
     holder = lock_holder(ctx.store, state.sample_id)
     if holder is not None and holder.owner != state.user:
-        raise LockedError(
-            f"your lease on {state.sample_id} expired and {holder.owner} has it now; nothing was saved"
-        )
+        raise LockedError(f"your lease on {state.sample_id} expired and {holder.owner} has it now; nothing was saved")
     state.lock_until = acquire_lock(ctx.store, state.sample_id, state.user, ctx.lock_ttl_s).expires_at
 
 
 def save_mask(
-    ctx: AppContext, state: SessionState, idx: int, mask: np.ndarray, *, source: str = "human",
+    ctx: AppContext,
+    state: SessionState,
+    idx: int,
+    mask: np.ndarray,
+    *,
+    source: str = "human",
     score: float | None = None,
 ) -> Change:
     """Write ``mask`` (``(H, W)`` bool) as a new version of frame ``idx`` (status unreviewed),
@@ -154,17 +157,29 @@ def _replay(
         if c.restore:
             old = history[c.restore]
             write = MaskWrite(
-                rle=old.rle, source=old.source, score=old.score, status=old.status, reason=old.reason,
+                rle=old.rle,
+                source=old.source,
+                score=old.score,
+                status=old.status,
+                reason=old.reason,
                 tracks=old.tracks,
             )
         else:
             h, w = _frame_size(ctx, c.key)
             write = MaskWrite(mask=np.zeros((h, w), bool), source="human")
-        done.append(_put(ctx, state, c.frame_idx, write, expected=c.head))
+        new = _put(ctx, state, c.frame_idx, write, expected=c.head)
+        done.append(new)
+        # the new head holds version ``c.restore``'s content: older entries that ended there now end here
+        for stack in (source, target):
+            stack[:] = [[_rebase(e, c.key, c.restore, new.head) for e in g] for g in stack]
     source.pop()
     target.append(done)
     refresh(ctx, state)
     return done
+
+
+def _rebase(e: Change, key: str, old_head: int, new_head: int) -> Change:
+    return Change(e.frame_idx, e.key, e.restore, new_head) if e.key == key and e.head == old_head else e
 
 
 def _put(ctx: AppContext, state: SessionState, idx: int, write: MaskWrite, expected: int | None = None) -> Change:

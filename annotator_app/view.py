@@ -77,8 +77,14 @@ def _info(ctx: AppContext, state: SessionState, rec: MaskRecord | None) -> str:
         if rec.reason:
             lines.append(f"flag reason: **{rec.reason}**")
     holder = lock_holder(ctx.store, state.sample_id or "")
-    lock = f"locked by you until {time.strftime('%H:%M:%S', time.localtime(holder.expires_at))}" if holder else "not locked"
-    lines.append(f"user {state.user} · {lock} · mode **{state.mode}** · undo {len(state.undo)} · redo {len(state.redo)}")
+    lock = (
+        f"locked by you until {time.strftime('%H:%M:%S', time.localtime(holder.expires_at))}"
+        if holder
+        else "not locked"
+    )
+    lines.append(
+        f"user {state.user} · {lock} · mode **{state.mode}** · undo {len(state.undo)} · redo {len(state.redo)}"
+    )
     return "  \n".join(lines)
 
 

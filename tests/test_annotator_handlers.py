@@ -1,0 +1,250 @@
+"""Annotator handlers as plain functions: a real SQLite store, real JPEG frames, a fake backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from _annotator_fixtures import make_dataset
+from conftest import REPO
+
+from annotator_app import edit_handlers as eh
+from annotator_app import handlers as h
+from annotator_app.backend import FakeBackend
+from annotator_app.frames import FrameSource
+from annotator_app.render import THUMB_WIDTH
+from annotator_app.state import AppContext, SessionState
+from hmtools.store import MaskStore
+from hmtools.store_admin import lock_holder
+from hmtools.store_types import MaskWrite
+
+
+@pytest.fixture
+def ds(tmp_path):
+    return make_dataset(tmp_path)
+
+
+@pytest.fixture
+def ctx(ds):
+    store = MaskStore(ds.store_path, create=False)
+    yield AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend(radius=0.1))
+    store.close()
+
+
+def _open(ctx, user="alice", sample="diving/001", idx=0):
+    state = h.set_user(ctx, SessionState(), user)
+    state, view = h.on_open(ctx, state, sample, idx)
+    return state, view
+
+
+def test_open_shows_frame_info_flag_reason_and_locks(ctx):
+    state, view = _open(ctx, idx=3)
+    assert view.image.shape == (96, 128, 3) and view.n_frames == 8 and view.frame_idx == 3
+    assert "flag reason: **low score**" in view.info and "status **flagged**" in view.info
+    assert lock_holder(ctx.store, "diving/001").owner == "alice"
+    assert view.strip.shape[1] == 800 and view.filmstrip.shape[1] == 8 * (THUMB_WIDTH + 8)
+    bob, bview = _open(ctx, user="bob")
+    assert bob.sample_id is None and "being edited by alice" in bview.message
+    state, _ = h.on_release(ctx, state)
+    assert lock_holder(ctx.store, "diving/001") is None
+    bob, bview = _open(ctx, user="bob")
+    assert bob.sample_id == "diving/001"
+
+
+def test_positive_then_negative_click_saves_human_versions(ctx, ds):
+    state, _ = _open(ctx, idx=3)
+    key = state.keys[3]
+    assert ctx.store.current_mask(key).version == 1
+    state, view = eh.on_click(ctx, state, 40.0, 30.0)
+    rec = ctx.store.current_mask(key)
+    assert (rec.version, rec.source, rec.author, rec.status) == (2, "human", "alice", "unreviewed")
+    m = rec.mask()
+    assert m[30, 40] and not m[90, 120] and "Saved version 2" in view.message
+    state, _ = h.on_mode(ctx, state, "negative")
+    state, _ = eh.on_click(ctx, state, 40.0, 30.0)
+    rec = ctx.store.current_mask(key)
+    assert rec.version == 3 and not rec.mask()[30, 40]
+    assert ctx.backend.predict_calls == 2
+
+
+def test_box_mode_needs_two_corners(ctx):
+    state, _ = _open(ctx)
+    state, _ = h.on_mode(ctx, state, "box")
+    state, view = eh.on_click(ctx, state, 10, 10)
+    assert "opposite corner" in view.message and ctx.store.current_mask(state.keys[0]).version == 1
+    state, view = eh.on_click(ctx, state, 50, 40)
+    m = ctx.store.current_mask(state.keys[0]).mask()
+    assert m[20, 20] and not m[60, 60] and m.sum() == 41 * 31
+
+
+def test_brush_layer_roundtrip_and_no_change(ctx, ds):
+    state, _ = _open(ctx)
+    value = eh.brush_value(ctx, state)
+    layer = value["layers"][0]
+    assert (layer[..., 3] > 0).sum() == ds.truth[state.keys[0]].sum()
+    state, view = eh.on_brush_apply(ctx, state, value)
+    assert "No pixel changed" in view.message
+    layer[0:10, 0:10] = (40, 220, 90, 255)  # brush
+    layer[layer[..., 3] > 0][:0] = 0
+    layer[30:40, :, 3] = 0  # eraser
+    state, view = eh.on_brush_apply(ctx, state, value)
+    rec = ctx.store.current_mask(state.keys[0])
+    assert rec.version == 2 and rec.source == "human"
+    m = rec.mask()
+    assert m[0:10, 0:10].all() and not m[30:40].any()
+    with pytest.raises(Exception, match="frame is 128x96"):
+        eh.mask_from_editor({"layers": [np.zeros((5, 5, 4), np.uint8)]}, (96, 128))
+
+
+def test_undo_redo_write_new_versions_and_keep_history(ctx, ds):
+    state, _ = _open(ctx, idx=3)
+    key = state.keys[3]
+    original = ctx.store.current_mask(key)
+    state, _ = eh.on_click(ctx, state, 40, 30)
+    clicked = ctx.store.current_mask(key).mask()
+    state, _ = eh.on_status(ctx, state, "accepted", "frame")
+    assert ctx.store.current_mask(key).status == "accepted"
+    state, view = eh.on_undo(ctx, state)  # undo accept
+    rec = ctx.store.current_mask(key)
+    assert rec.version == 4 and rec.status == "unreviewed" and np.array_equal(rec.mask(), clicked)
+    state, view = eh.on_undo(ctx, state)  # undo the click: back to the flagged auto mask
+    rec = ctx.store.current_mask(key)
+    assert rec.version == 5 and np.array_equal(rec.mask(), original.mask())
+    assert (rec.status, rec.reason, rec.source, rec.author) == ("flagged", "low score", "auto", "alice")
+    state, view = eh.on_undo(ctx, state)
+    assert "Nothing to undo" in view.message
+    state, view = eh.on_redo(ctx, state)
+    rec = ctx.store.current_mask(key)
+    assert rec.version == 6 and np.array_equal(rec.mask(), clicked) and rec.source == "human"
+    assert [r.version for r in ctx.store.history(key)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_stale_save_is_refused_and_view_reloads(ctx, ds):
+    state, _ = _open(ctx, idx=2)
+    key = state.keys[2]
+    # someone else (same user in another tab, or a re-run) writes version 2 after we saw version 1
+    ctx.store.put_mask(
+        key, MaskWrite(mask=np.zeros((96, 128), bool), source="human"), author="other", expected_version=1
+    )
+    state, view = eh.on_click(ctx, state, 40, 30)
+    assert "Refused, not saved" in view.message and "version 2 (by other)" in view.message
+    assert ctx.store.current_mask(key).version == 2 and state.seen[2] == 2
+    state, view = eh.on_click(ctx, state, 40, 30)  # after seeing the new version the edit goes through
+    assert ctx.store.current_mask(key).version == 3
+
+
+def test_accept_range_and_sample_and_reject(ctx):
+    state, _ = _open(ctx)
+    state, view = eh.on_status(ctx, state, "accepted", "range", 2, 4)
+    assert [ctx.store.current_mask(k).status for k in state.keys[:5]] == [
+        "unreviewed",
+        "accepted",
+        "accepted",
+        "accepted",
+        "unreviewed",
+    ]
+    state, view = eh.on_status(ctx, state, "rejected", "sample")
+    assert {ctx.store.current_mask(k).status for k in state.keys} == {"rejected"}
+    state, view = eh.on_status(ctx, state, "accepted", "range", 0, 9)
+    assert "within 1..8" in view.message
+    state, _ = eh.on_undo(ctx, state)
+    assert ctx.store.current_mask(state.keys[1]).status == "accepted"
+
+
+def test_propagation_preview_is_not_saved_until_save(ctx, ds):
+    state, _ = _open(ctx, idx=1)
+    state, view = eh.on_propagate(ctx, state, 1, 3)
+    assert sorted(state.preview) == [2, 3, 4] and view.has_preview and "PREVIEW" not in view.info
+    assert all(ctx.store.current_mask(state.keys[j]).version == 1 for j in (2, 3, 4))
+    state, view = h.on_goto(ctx, state, 3)
+    assert "PREVIEW (not saved)" in view.info
+    state, view = eh.on_click(ctx, state, 5, 5)
+    assert "save or discard" in view.message
+    state, view = eh.on_save_preview(ctx, state)
+    recs = [ctx.store.current_mask(state.keys[j]) for j in (2, 3, 4)]
+    assert [(r.version, r.source, r.author) for r in recs] == [(2, "propagated", "alice")] * 3
+    # each frame was prompted from the previous answer: non-empty, inside the start mask's padded box
+    start_box = ctx.store.current_mask(state.keys[1]).bbox
+    assert all(r.area > 0 and r.score == pytest.approx(0.9) for r in recs)
+    assert recs[0].bbox[0] >= start_box[0] - 3 and recs[0].bbox[2] <= start_box[2] + 3
+    state, _ = eh.on_undo(ctx, state)
+    assert all(ctx.store.current_mask(state.keys[j]).version == 3 for j in (2, 3, 4))
+    state, _ = eh.on_propagate(ctx, state, -1, 5)
+    assert state.frame_idx == 2 and sorted(state.preview) == [0, 1]  # undo showed frame 2
+    state, view = eh.on_discard_preview(ctx, state)
+    assert not state.preview and ctx.store.current_mask(state.keys[0]).version == 1
+
+
+def test_queue_progress_filters_and_next_flagged(ctx):
+    rows, summary = h.queue_table(ctx, "all", "all")
+    assert [r[:9] for r in rows] == [
+        ["diving/001", "aqa7", "train", 8, 0, 1, 0, 7, 0],
+        ["diving/002", "aqa7", "test", 8, 0, 1, 0, 7, 0],
+    ]
+    assert "16 frames: 0 accepted · 2 flagged" in summary
+    assert [r[0] for r in h.queue_table(ctx, "test", "all")[0]] == ["diving/002"]
+    state, view = h.on_next_flagged(ctx, h.set_user(ctx, SessionState(), "alice"))
+    assert (state.sample_id, state.frame_idx) == ("diving/001", 3)
+    assert h.queue_table(ctx, "all", "all")[0][0][9] == "alice"
+    state, _ = eh.on_status(ctx, state, "accepted", "frame")
+    assert h.queue_table(ctx, "all", "has flagged")[0][0][0] == "diving/002"
+    state, view = h.on_next_flagged(ctx, state)
+    assert (state.sample_id, state.frame_idx) == ("diving/002", 3)
+    assert lock_holder(ctx.store, "diving/001") is None  # moving on released the old sample
+    bob = h.set_user(ctx, SessionState(), "bob")
+    bob, view = h.on_next_flagged(ctx, bob)
+    assert bob.sample_id is None and "No flagged frame" in view.message  # alice holds the only one
+
+
+def test_lease_expiry_is_detected(ds):
+    store = MaskStore(ds.store_path, create=False)
+    ctx = AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend(), lock_ttl_s=0.2)
+    state, _ = _open(ctx)
+    time.sleep(0.3)
+    bob, _ = _open(ctx, user="bob")
+    assert bob.sample_id == "diving/001"
+    state, view = eh.on_click(ctx, state, 40, 30)
+    assert "expired and bob has it now" in view.message
+    assert store.current_mask(state.keys[0]).version == 1
+
+
+def test_restart_loses_nothing(ds):
+    store = MaskStore(ds.store_path, create=False)
+    ctx = AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend())
+    state, _ = _open(ctx)
+    state, _ = eh.on_click(ctx, state, 40, 30)
+    saved = store.current_mask(state.keys[0])
+    store.close()  # the "server" goes away without any shutdown step
+    store2 = MaskStore(ds.store_path, create=False)
+    ctx2 = AppContext(store=store2, frames=FrameSource(ds.root), backend=FakeBackend())
+    state2, view = _open(ctx2)  # same user re-opens: own lease is still valid
+    assert state2.seen[0] == saved.version == 2 and "source **human**" in view.info
+    store2.close()
+
+
+def test_navigation_prefetches_neighbours_and_filmstrip_click(ctx):
+    state, _ = _open(ctx, idx=4)
+    # current frame first, then up to 4 ahead and 2 behind
+    assert ctx.backend.prefetched[-6:] == [state.keys[j] for j in (4, 5, 6, 7, 3, 2)]
+    state, view = h.on_filmstrip_click(ctx, state, 2 * (THUMB_WIDTH + 8) + 5)
+    assert view.frame_idx == 2
+    state, view = h.on_strip_click(ctx, state, 799)
+    assert view.frame_idx == 7
+    state, view = h.on_step(ctx, state, 5)
+    assert view.frame_idx == 7
+
+
+def test_missing_frame_is_a_message_not_a_crash(ctx, ds):
+    (ds.root / ds.samples[0].frames[5]).unlink()
+    state, _ = _open(ctx)
+    state, view = h.on_goto(ctx, state, 5)
+    assert "cannot read frame" in view.message
+
+
+def test_handlers_do_not_import_gradio():
+    code = "import sys, annotator_app.handlers, annotator_app.edit_handlers; print('gradio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
