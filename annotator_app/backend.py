@@ -250,9 +250,14 @@ def build_backend(
     name: str, checkpoint: Path | None = None, device: str = "cpu", cache_mb: float = 1024.0
 ) -> SegmentBackend:
     """Build the annotator's backend: ``"fake"`` (no model, for demos and tests) or a SAM
-    segmenter name understood by ``pipelines.segment.build_segmenter`` (e.g. ``"sam_vit_b"``)."""
+    segmenter name understood by ``pipelines.segment.build_segmenter`` (e.g. ``"sam_vit_b"``);
+    ``device="auto"`` picks CUDA when available."""
     if name == "fake":
         return FakeBackend()
     from pipelines.segment import build_segmenter
 
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     return SamBackend(build_segmenter(name, checkpoint, device), cache_mb=cache_mb)

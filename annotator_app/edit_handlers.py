@@ -14,16 +14,20 @@ from annotator_app import session
 from annotator_app.backend import Prompt
 from annotator_app.handlers import Result, frame_loader, run_action
 from annotator_app.propagate import propagate
+from annotator_app.render import render_frame
 from annotator_app.state import AppContext, Clicks, SessionState
 from hmtools.errors import InputError
 
-MASK_LAYER_RGBA = (40, 220, 90, 160)
-"""Colour of the mask layer handed to the brush editor (RGBA)."""
+ADD_COLOR = "#00ff00"
+ERASE_COLOR = "#ff0000"
+"""Brush colours: strokes in the green-dominant colour add to the mask, red-dominant ones erase."""
 
 
 def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result:
-    """A click at pixel (x, y) of the frame: add a point (or a box corner) and re-run SAM on this
-    frame with every prompt given here so far; the answer is saved as a new ``human`` version."""
+    """A click at pixel (x, y) of the main view (frame pixels times ``state.display_scale``): add a
+    point (or a box corner) and re-run SAM on this frame with every prompt given here so far; the
+    answer is saved as a new ``human`` version."""
+    x, y = float(int(x) // state.display_scale), float(int(y) // state.display_scale)
 
     def action() -> str:
         session.keep_lock(ctx, state)
@@ -58,54 +62,51 @@ def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result
 
 
 def brush_value(ctx: AppContext, state: SessionState) -> dict[str, Any] | None:
-    """The brush editor's value for the frame on screen: the frame as background and the current
-    mask as one RGBA layer, which the brush paints on and the eraser erases from."""
+    """The brush editor's value for the frame on screen: the frame with its mask tinted as the
+    background, and no strokes yet."""
     if state.sample_id is None:
         return None
     i = state.frame_idx
-    frame = ctx.frames.load(state.keys[i])
-    layer = np.zeros((*frame.shape[:2], 4), np.uint8)
     rec = ctx.store.current_mask(state.keys[i])
     mask = state.preview.get(i, None if rec is None else rec.mask())
-    if mask is not None:
-        layer[mask] = MASK_LAYER_RGBA
-    return {"background": frame, "layers": [layer], "composite": None}
+    background = render_frame(ctx.frames.load(state.keys[i]), mask, opacity=0.35)
+    return {"background": background, "layers": [], "composite": None}
 
 
-def mask_from_editor(value: dict[str, Any] | None, shape: tuple[int, int]) -> np.ndarray:
-    """The edited mask ``(H, W)`` bool: every pixel with paint on any layer (alpha > 0).
+def mask_from_editor(value: dict[str, Any] | None, mask: np.ndarray) -> np.ndarray:
+    """Apply brush strokes to ``mask`` (``(H, W)`` bool): painted pixels (alpha > 0 on any layer)
+    whose green exceeds their red are added, the others (red strokes) erased.
 
     Raises:
-        InputError: there is no layer, or it does not match the frame size.
+        InputError: a layer does not match the frame size.
     """
+    out = mask.copy()
     layers = [] if value is None else [np.asarray(v) for v in value.get("layers") or [] if v is not None]
-    if not layers:
-        raise InputError("the brush editor is empty; press 'Load frame into brush' first")
-    mask = np.zeros(shape, bool)
     for layer in layers:
-        if layer.shape[:2] != shape:
-            raise InputError(f"brush layer is {layer.shape[1]}x{layer.shape[0]}, the frame is {shape[1]}x{shape[0]}")
-        mask |= (
-            layer[..., 3] > 0
-            if layer.ndim == 3 and layer.shape[2] == 4
-            else layer.reshape(shape[0], shape[1], -1).any(-1)
-        )
-    return mask
+        if layer.shape[:2] != mask.shape or layer.ndim != 3 or layer.shape[2] != 4:
+            raise InputError(
+                f"brush layer is {layer.shape[1]}x{layer.shape[0]} RGBA?, the frame is {mask.shape[1]}x{mask.shape[0]}"
+            )
+        painted = layer[..., 3] > 0
+        green = layer[..., 1].astype(np.int16) > layer[..., 0].astype(np.int16)
+        out[painted & green] = True
+        out[painted & ~green] = False
+    return out
 
 
 def on_brush_apply(ctx: AppContext, state: SessionState, value: dict[str, Any] | None) -> Result:
-    """Save the brush/eraser result on the frame on screen as a new ``human`` version."""
+    """Save the brush strokes on the frame on screen as a new ``human`` version."""
 
     def action() -> str:
         session.keep_lock(ctx, state)
         if state.preview:
             raise InputError("save or discard the propagation preview first")
         i = state.frame_idx
-        frame = ctx.frames.load(state.keys[i])
-        mask = mask_from_editor(value, frame.shape[:2])
         rec = ctx.store.current_mask(state.keys[i])
-        if rec is not None and np.array_equal(rec.mask(), mask):
-            return "No pixel changed; nothing saved."
+        old = np.zeros(ctx.frames.load(state.keys[i]).shape[:2], bool) if rec is None else rec.mask()
+        mask = mask_from_editor(value, old)
+        if np.array_equal(old, mask):
+            return "No pixel changed; nothing saved (load the frame into the brush, paint, then save)."
         change = session.save_mask(ctx, state, i, mask)
         state.clicks = None
         return f"Saved brush edit as version {change.head} ({int(mask.sum())} px)."

@@ -69,6 +69,8 @@ class SessionState:
         preview: Unsaved propagated masks ``{frame_idx: (H, W) bool}``.
         preview_scores: SAM scores of the preview masks.
         lock_until: Unix time the held lease on the sample expires (0 = none held).
+        display_scale: Integer factor the main view is enlarged by (small frames); clicks on the
+            view are divided by it.
     """
 
     user: str = ""
@@ -86,6 +88,7 @@ class SessionState:
     preview: dict[int, np.ndarray] = field(default_factory=dict)
     preview_scores: dict[int, float] = field(default_factory=dict)
     lock_until: float = 0.0
+    display_scale: int = 1
 
 
 class ThumbCache:
@@ -125,6 +128,7 @@ class AppContext:
         prefetch_ahead: ... and after it.
         filmstrip_radius: Thumbnails shown on each side of the current frame.
         default_user: Author name when the server runs without authentication.
+        min_display_width: Frames narrower than this are shown enlarged by an integer factor.
     """
 
     store: MaskStore
@@ -135,4 +139,5 @@ class AppContext:
     prefetch_ahead: int = 4
     filmstrip_radius: int = 6
     default_user: str = "annotator"
+    min_display_width: int = 640
     thumbs: ThumbCache = field(default_factory=ThumbCache)

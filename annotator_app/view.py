@@ -18,8 +18,8 @@ class View:
     """Everything the page displays for one session.
 
     Attributes:
-        image: Main view ``(H, W, 3)`` uint8 at frame resolution (clicks map 1:1 to pixels), or
-            ``None`` without an open sample.
+        image: Main view ``(s*H, s*W, 3)`` uint8, the frame enlarged ``s = state.display_scale``
+            times (1 for frames at least ``ctx.min_display_width`` wide), or ``None`` without a sample.
         filmstrip: Thumbnails around the current frame framed by status, or ``None``.
         filmstrip_first: Frame index of the filmstrip's first cell.
         strip: One column per frame coloured by status, or ``None``.
@@ -117,6 +117,9 @@ def build_view(ctx: AppContext, state: SessionState, message: str = "") -> View:
         labels=clicks.labels if clicks else (),
         prompt_box=clicks.box if clicks else None,
     )
+    state.display_scale = max(1, -(-ctx.min_display_width // frame.shape[1]))
+    if state.display_scale > 1:
+        image = image.repeat(state.display_scale, axis=0).repeat(state.display_scale, axis=1)
     r = ctx.filmstrip_radius
     first = max(0, min(i - r, n - (2 * r + 1)))
     window = range(first, min(n, first + 2 * r + 1))

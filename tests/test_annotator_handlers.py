@@ -30,7 +30,7 @@ def ds(tmp_path):
 @pytest.fixture
 def ctx(ds):
     store = MaskStore(ds.store_path, create=False)
-    yield AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend(radius=0.1))
+    yield AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend(radius=0.1), min_display_width=1)
     store.close()
 
 
@@ -70,6 +70,16 @@ def test_positive_then_negative_click_saves_human_versions(ctx, ds):
     assert ctx.backend.predict_calls == 2
 
 
+def test_small_frames_are_enlarged_and_clicks_mapped_back(ctx):
+    ctx.min_display_width = 640
+    state, view = _open(ctx)
+    assert state.display_scale == 5 and view.image.shape == (480, 640, 3)
+    state, _ = h.on_mode(ctx, state, "box")
+    state, _ = eh.on_click(ctx, state, 5 * 10 + 2, 5 * 10 + 4)  # pixel (10, 10) of the frame
+    state, _ = eh.on_click(ctx, state, 5 * 50, 5 * 40 + 4)
+    assert state.clicks.box == (10.0, 10.0, 50.0, 40.0)
+
+
 def test_box_mode_needs_two_corners(ctx):
     state, _ = _open(ctx)
     state, _ = h.on_mode(ctx, state, "box")
@@ -80,23 +90,24 @@ def test_box_mode_needs_two_corners(ctx):
     assert m[20, 20] and not m[60, 60] and m.sum() == 41 * 31
 
 
-def test_brush_layer_roundtrip_and_no_change(ctx, ds):
+def test_brush_adds_green_and_erases_red_strokes(ctx, ds):
     state, _ = _open(ctx)
     value = eh.brush_value(ctx, state)
-    layer = value["layers"][0]
-    assert (layer[..., 3] > 0).sum() == ds.truth[state.keys[0]].sum()
+    assert value["background"].shape == (96, 128, 3) and value["layers"] == []
     state, view = eh.on_brush_apply(ctx, state, value)
-    assert "No pixel changed" in view.message
-    layer[0:10, 0:10] = (40, 220, 90, 255)  # brush
-    layer[layer[..., 3] > 0][:0] = 0
-    layer[30:40, :, 3] = 0  # eraser
-    state, view = eh.on_brush_apply(ctx, state, value)
+    assert "No pixel changed" in view.message and ctx.store.current_mask(state.keys[0]).version == 1
+    layer = np.zeros((96, 128, 4), np.uint8)
+    layer[0:10, 0:10] = (0, 255, 0, 150)  # green stroke: add
+    layer[30:40, :] = (255, 0, 0, 150)  # red stroke: erase
+    state, view = eh.on_brush_apply(ctx, state, {"background": None, "layers": [layer], "composite": None})
     rec = ctx.store.current_mask(state.keys[0])
-    assert rec.version == 2 and rec.source == "human"
+    assert (rec.version, rec.source, rec.author) == (2, "human", "alice")
     m = rec.mask()
+    truth = ds.truth[state.keys[0]]
     assert m[0:10, 0:10].all() and not m[30:40].any()
-    with pytest.raises(Exception, match="frame is 128x96"):
-        eh.mask_from_editor({"layers": [np.zeros((5, 5, 4), np.uint8)]}, (96, 128))
+    assert np.array_equal(m[50:], truth[50:])  # untouched pixels keep the old mask
+    with pytest.raises(Exception, match="the frame is 128x96"):
+        eh.mask_from_editor({"layers": [np.zeros((5, 5, 4), np.uint8)]}, np.zeros((96, 128), bool))
 
 
 def test_undo_redo_write_new_versions_and_keep_history(ctx, ds):
