@@ -144,8 +144,15 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
         outs = [state, image, info, message, slider, film, strip, save_prev, discard, mode]
 
+        def load_queue(sp: str, st: str) -> tuple[list[list[Any]], str]:
+            return h.queue_table(ctx, sp, st)
+
         def wire(
-            event: Callable[..., Any], fn: Callable[..., Any], inputs: list[Any] = (), select: bool = False
+            event: Callable[..., Any],
+            fn: Callable[..., Any],
+            inputs: list[Any] = (),
+            select: bool = False,
+            queue: bool = False,
         ) -> None:
             if select:
 
@@ -156,10 +163,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 def run(request: gr.Request, st: SessionState, *args: Any) -> tuple[Any, ...]:
                     return _emit(fn(ctx, h.set_user(ctx, st, request.username), *args))
 
-            event(run, [state, *inputs], outs, show_progress="minimal")
-
-        def load_queue(sp: str, st: str) -> tuple[list[list[Any]], str]:
-            return h.queue_table(ctx, sp, st)
+            dep = event(run, [state, *inputs], outs, show_progress="minimal")
+            if queue:  # the action changed review progress or locks: refresh the queue too
+                dep.then(load_queue, [split, status], [table, summary], show_progress="hidden")
 
         for ev in (demo.load, refresh.click, split.change, status.change):
             ev(load_queue, [split, status], [table, summary])
@@ -168,10 +174,10 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             return str(evt.row_value[0])
 
         table.select(pick_row, None, sample_id)
-        wire(open_btn.click, lambda c, s, sid: h.on_open(c, s, sid), [sample_id])
-        wire(sample_id.submit, lambda c, s, sid: h.on_open(c, s, sid), [sample_id])
-        wire(release_btn.click, h.on_release)
-        wire(next_flag.click, h.on_next_flagged, [split])
+        wire(open_btn.click, lambda c, s, sid: h.on_open(c, s, sid), [sample_id], queue=True)
+        wire(sample_id.submit, lambda c, s, sid: h.on_open(c, s, sid), [sample_id], queue=True)
+        wire(release_btn.click, h.on_release, queue=True)
+        wire(next_flag.click, h.on_next_flagged, [split], queue=True)
         wire(prev_btn.click, lambda c, s: h.on_step(c, s, -1))
         wire(next_btn.click, lambda c, s: h.on_step(c, s, 1))
         wire(slider.release, lambda c, s, v: h.on_goto(c, s, int(v) - 1), [slider])
@@ -183,17 +189,21 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         wire(clear.click, h.on_clear_clicks)
         wire(opacity.release, h.on_display, [opacity, onion])
         wire(onion.input, h.on_display, [opacity, onion])
-        wire(accept.click, lambda c, s: eh.on_status(c, s, "accepted", "frame"))
-        wire(reject.click, lambda c, s: eh.on_status(c, s, "rejected", "frame"))
-        wire(acc_range.click, lambda c, s, a, b: eh.on_status(c, s, "accepted", "range", a, b), [first, last])
-        wire(rej_range.click, lambda c, s, a, b: eh.on_status(c, s, "rejected", "range", a, b), [first, last])
-        wire(acc_all.click, lambda c, s: eh.on_status(c, s, "accepted", "sample"))
-        wire(rej_all.click, lambda c, s: eh.on_status(c, s, "rejected", "sample"))
-        wire(undo.click, eh.on_undo)
-        wire(redo.click, eh.on_redo)
+        wire(accept.click, lambda c, s: eh.on_status(c, s, "accepted", "frame"), queue=True)
+        wire(reject.click, lambda c, s: eh.on_status(c, s, "rejected", "frame"), queue=True)
+        wire(
+            acc_range.click, lambda c, s, a, b: eh.on_status(c, s, "accepted", "range", a, b), [first, last], queue=True
+        )
+        wire(
+            rej_range.click, lambda c, s, a, b: eh.on_status(c, s, "rejected", "range", a, b), [first, last], queue=True
+        )
+        wire(acc_all.click, lambda c, s: eh.on_status(c, s, "accepted", "sample"), queue=True)
+        wire(rej_all.click, lambda c, s: eh.on_status(c, s, "rejected", "sample"), queue=True)
+        wire(undo.click, eh.on_undo, queue=True)
+        wire(redo.click, eh.on_redo, queue=True)
         wire(fwd.click, lambda c, s, n: eh.on_propagate(c, s, 1, n), [n_prop])
         wire(back.click, lambda c, s, n: eh.on_propagate(c, s, -1, n), [n_prop])
-        wire(save_prev.click, eh.on_save_preview)
+        wire(save_prev.click, eh.on_save_preview, queue=True)
         wire(discard.click, eh.on_discard_preview)
         wire(apply_brush.click, eh.on_brush_apply, [editor])
         load_brush.click(lambda st: eh.brush_value(ctx, st), [state], editor)

@@ -10,18 +10,8 @@ from hmtools.store import MaskStore
 QUEUE_FILTERS = ("all", "has flagged", "has unreviewed", "has rejected", "done")
 """Status filters of the queue; ``done`` = every frame accepted or rejected."""
 
-QUEUE_COLUMNS = (
-    "sample",
-    "dataset",
-    "split",
-    "frames",
-    "accepted",
-    "flagged",
-    "rejected",
-    "unreviewed",
-    "no mask",
-    "locked by",
-)
+QUEUE_COLUMNS = ("sample", "dataset", "split", "frames", "acc", "flag", "rej", "todo", "none", "locked by")
+"""Queue table headers: frames accepted, flagged, rejected, unreviewed, without a mask; lease holder."""
 
 
 @dataclass(frozen=True)
