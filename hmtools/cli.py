@@ -13,6 +13,7 @@ import sys
 import typer
 
 from hmtools.commands import annotate as _annotate
+from hmtools.commands import build as _build
 from hmtools.commands import dataset as _dataset
 from hmtools.commands import store as _store
 from hmtools.errors import HMToolsError
@@ -28,6 +29,8 @@ app.command("inspect")(_dataset.inspect)
 app.command("extract-frames")(_dataset.extract_frames)
 app.command("stats")(_store.stats)
 app.command("validate")(_store.validate)
+app.command("build-masks")(_build.build_masks)
+app.command("preview")(_build.preview)
 app.command("annotate")(_annotate.annotate)
 
 
