@@ -35,8 +35,8 @@ class Prompt:
         points: ``(N, 2)`` float32 click positions (X, Y) in frame pixels, or ``None``.
         labels: ``(N,)`` int32, 1 = positive (athlete), 0 = negative (background), or ``None``.
         box: ``(4,)`` float32 XYXY box in frame pixels, or ``None``.
-        mask_input: ``(256, 256)`` float32 low-res logits of an earlier prediction on the same
-            frame (SAM's iterative refinement), or ``None``.
+        mask_input: ``(4E, 4E)`` float32 low-res logits of an earlier prediction on the same
+            frame (SAM's iterative refinement; 256x256 for the published models), or ``None``.
     """
 
     points: np.ndarray | None = None
@@ -47,8 +47,9 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One SAM answer: ``mask`` ``(H, W)`` bool, ``score`` predicted IoU in [0, 1], ``logits``
-    ``(256, 256)`` float32 low-res logits (feed back as :attr:`Prompt.mask_input`)."""
+    """One SAM answer: ``mask`` ``(H, W)`` bool, ``score`` SAM's IoU estimate, ``logits``
+    ``(4E, 4E)`` float32 low-res logits (256x256 for published SAMs; feed back as
+    :attr:`Prompt.mask_input`)."""
 
     mask: np.ndarray
     score: float

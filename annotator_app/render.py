@@ -37,8 +37,28 @@ def status_color(status: str) -> Color:
             return (30, 30, 30)
 
 
+def _crop(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
+    """The mask's bounding box grown by ``pad`` pixels (clipped), or ``None`` when it is empty."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return None
+    h, w = mask.shape
+    return (
+        slice(max(rows[0] - pad, 0), min(rows[-1] + pad + 1, h)),
+        slice(max(cols[0] - pad, 0), min(cols[-1] + pad + 1, w)),
+    )
+
+
 def outline(mask: np.ndarray, thickness: int = 2) -> np.ndarray:
     """Boundary pixels of a mask, ``thickness`` pixels wide, ``(H, W)`` bool."""
+    out = np.zeros_like(mask)
+    box = _crop(mask, 1)
+    if box is not None:
+        out[box] = _outline(mask[box], thickness)
+    return out
+
+
+def _outline(mask: np.ndarray, thickness: int) -> np.ndarray:
     inner = mask.copy()
     for _ in range(thickness):
         shrunk = inner.copy()
@@ -51,10 +71,12 @@ def outline(mask: np.ndarray, thickness: int = 2) -> np.ndarray:
 
 
 def _blend(img: np.ndarray, where: np.ndarray, color: Color, alpha: float) -> None:
-    if alpha <= 0 or not where.any():
+    box = _crop(where, 0) if alpha > 0 else None
+    if box is None:
         return
-    px = img[where].astype(np.float32)
-    img[where] = (px * (1 - alpha) + np.asarray(color, np.float32) * alpha).astype(np.uint8)
+    sub, w = img[box], where[box]
+    px = sub[w].astype(np.float32)
+    sub[w] = (px * (1 - alpha) + np.asarray(color, np.float32) * alpha).astype(np.uint8)
 
 
 def _rect(img: np.ndarray, box: Sequence[float], color: Color, t: int = 2) -> None:
