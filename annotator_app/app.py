@@ -12,6 +12,7 @@ import gradio as gr
 from annotator_app import edit_handlers as eh
 from annotator_app import handlers as h
 from annotator_app import session
+from annotator_app.components import brush_editor
 from annotator_app.review_queue import QUEUE_COLUMNS, QUEUE_FILTERS
 from annotator_app.shortcuts import shortcuts_markdown
 from annotator_app.state import MODES, AppContext, SessionState
@@ -121,23 +122,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                         "Discard preview", variant="stop", visible=False, elem_id="hm-prop-discard", min_width=90
                     )
                 with gr.Accordion("Brush / eraser (pixel edits)", open=False, elem_id="hm-brush-panel"):
-                    editor = gr.ImageEditor(
-                        type="numpy",
-                        image_mode="RGBA",
-                        sources=(),
-                        transforms=(),
-                        format="png",
-                        layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
-                        brush=gr.Brush(
-                            colors=[eh.ADD_COLOR, eh.ERASE_COLOR],
-                            default_color=eh.ADD_COLOR,
-                            color_mode="fixed",
-                            default_size=6,
-                        ),
-                        eraser=gr.Eraser(default_size=10),
-                        elem_id="hm-editor",
-                        label="Green paint adds to the mask, red paint erases from it (the eraser tool removes strokes)",
-                    )
+                    editor = brush_editor()
                     with gr.Row():
                         load_brush = gr.Button("Load frame into brush", elem_id="hm-brush-load")
                         apply_brush = gr.Button("Save brush edit", variant="primary", elem_id="hm-brush-apply")
@@ -157,11 +142,13 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             if select:
 
                 def run(request: gr.Request, evt: gr.SelectData, st: SessionState, *args: Any) -> tuple[Any, ...]:
-                    return _emit(fn(ctx, h.set_user(ctx, st, request.username), evt, *args))
+                    with ctx.session_lock(request.session_hash or ""):
+                        return _emit(fn(ctx, h.set_user(ctx, st, request.username), evt, *args))
             else:
 
                 def run(request: gr.Request, st: SessionState, *args: Any) -> tuple[Any, ...]:
-                    return _emit(fn(ctx, h.set_user(ctx, st, request.username), *args))
+                    with ctx.session_lock(request.session_hash or ""):
+                        return _emit(fn(ctx, h.set_user(ctx, st, request.username), *args))
 
             dep = event(run, [state, *inputs], outs, show_progress="minimal")
             if queue:  # the action changed review progress or locks: refresh the queue too

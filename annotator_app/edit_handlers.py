@@ -55,6 +55,7 @@ def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result
         key = state.keys[i]
         pred = ctx.backend.predict(key, frame_loader(ctx, key), prompt)
         change = session.save_mask(ctx, state, i, pred.mask, score=pred.score)
+        ctx.masks.put((key, change.head), pred.mask)
         c.logits = pred.logits
         return f"Saved version {change.head} ({int(pred.mask.sum())} px, SAM score {pred.score:.2f})."
 

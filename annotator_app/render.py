@@ -75,8 +75,9 @@ def _blend(img: np.ndarray, where: np.ndarray, color: Color, alpha: float) -> No
     if box is None:
         return
     sub, w = img[box], where[box]
-    px = sub[w].astype(np.float32)
-    sub[w] = (px * (1 - alpha) + np.asarray(color, np.float32) * alpha).astype(np.uint8)
+    a = int(round(alpha * 256))
+    mixed = (sub.astype(np.uint16) * (256 - a) + np.asarray(color, np.uint16) * a) >> 8
+    np.copyto(sub, mixed.astype(np.uint8), where=w[..., None])
 
 
 def _rect(img: np.ndarray, box: Sequence[float], color: Color, t: int = 2) -> None:

@@ -91,28 +91,33 @@ class SessionState:
     display_scale: int = 1
 
 
-class ThumbCache:
-    """Small thread-safe LRU of rendered filmstrip thumbnails keyed by ``(frame key, version)``."""
+class ArrayCache:
+    """Thread-safe LRU of arrays keyed by ``(frame key, version)``, bounded in MB (rendered
+    thumbnails, decoded masks: a version never changes, so entries never go stale)."""
 
-    def __init__(self, max_items: int = 4000):
-        self.max_items = max_items
+    def __init__(self, max_mb: float = 128.0):
+        self.max_bytes = int(max_mb * 2**20)
         self._items: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, int]) -> np.ndarray | None:
-        """The cached thumbnail or ``None``."""
+        """The cached array or ``None``."""
         with self._lock:
-            img = self._items.get(key)
-            if img is not None:
+            arr = self._items.get(key)
+            if arr is not None:
                 self._items.move_to_end(key)
-            return img
+            return arr
 
-    def put(self, key: tuple[str, int], img: np.ndarray) -> None:
-        """Insert, evicting the oldest beyond ``max_items``."""
+    def put(self, key: tuple[str, int], arr: np.ndarray) -> None:
+        """Insert, evicting the least recently used beyond ``max_bytes``."""
         with self._lock:
-            self._items[key] = img
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
+            old = self._items.pop(key, None)
+            self._bytes += arr.nbytes - (0 if old is None else old.nbytes)
+            self._items[key] = arr
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, gone = self._items.popitem(last=False)
+                self._bytes -= gone.nbytes
 
 
 @dataclass
@@ -128,6 +133,7 @@ class AppContext:
         prefetch_ahead: ... and after it.
         filmstrip_radius: Thumbnails shown on each side of the current frame.
         default_user: Author name when the server runs without authentication.
+        thumbs: Rendered filmstrip thumbnails. masks: Decoded masks.
         min_display_width: Frames narrower than this are shown enlarged by an integer factor.
     """
 
@@ -140,4 +146,13 @@ class AppContext:
     filmstrip_radius: int = 6
     default_user: str = "annotator"
     min_display_width: int = 640
-    thumbs: ThumbCache = field(default_factory=ThumbCache)
+    thumbs: ArrayCache = field(default_factory=ArrayCache)
+    masks: ArrayCache = field(default_factory=ArrayCache)
+    _session_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def session_lock(self, session: str) -> threading.Lock:
+        """A lock per browser session: its events run one at a time, in the order they are taken
+        (a fast "next frame, accept" must not accept the frame it is leaving)."""
+        with self._locks_guard:
+            return self._session_locks.setdefault(session, threading.Lock())

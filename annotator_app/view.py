@@ -40,11 +40,20 @@ class View:
     has_preview: bool = False
 
 
-def _mask_of(recs: list[MaskRecord | None], state: SessionState, i: int) -> np.ndarray | None:
+def decoded(ctx: AppContext, rec: MaskRecord) -> np.ndarray:
+    """The record's mask ``(H, W)`` bool, decoded once per version (cached in ``ctx.masks``)."""
+    mask = ctx.masks.get((rec.frame_key, rec.version))
+    if mask is None:
+        mask = rec.mask()
+        ctx.masks.put((rec.frame_key, rec.version), mask)
+    return mask
+
+
+def _mask_of(ctx: AppContext, recs: list[MaskRecord | None], state: SessionState, i: int) -> np.ndarray | None:
     if i in state.preview:
         return state.preview[i]
     if 0 <= i < len(recs) and recs[i] is not None:
-        return recs[i].mask()
+        return decoded(ctx, recs[i])
     return None
 
 
@@ -52,7 +61,8 @@ def _thumb(ctx: AppContext, key: str, rec: MaskRecord | None) -> np.ndarray:
     version = 0 if rec is None else rec.version
     img = ctx.thumbs.get((key, version))
     if img is None:
-        img = thumbnail_with_mask(ctx.frames.thumbnail(key, THUMB_WIDTH), None if rec is None else rec.mask())
+        mask = None if rec is None else decoded(ctx, rec)
+        img = thumbnail_with_mask(ctx.frames.thumbnail(key, THUMB_WIDTH), mask)
         ctx.thumbs.put((key, version), img)
     return img
 
@@ -107,11 +117,11 @@ def build_view(ctx: AppContext, state: SessionState, message: str = "") -> View:
     clicks = state.clicks if state.clicks is not None and state.clicks.frame_idx == i else None
     image = render_frame(
         frame,
-        _mask_of(recs, state, i),
+        _mask_of(ctx, recs, state, i),
         opacity=state.opacity,
         preview=i in state.preview,
-        prev_mask=_mask_of(recs, state, i - 1) if state.onion and i > 0 else None,
-        next_mask=_mask_of(recs, state, i + 1) if state.onion and i + 1 < n else None,
+        prev_mask=_mask_of(ctx, recs, state, i - 1) if state.onion and i > 0 else None,
+        next_mask=_mask_of(ctx, recs, state, i + 1) if state.onion and i + 1 < n else None,
         boxes=boxes,
         points=clicks.points if clicks else (),
         labels=clicks.labels if clicks else (),
