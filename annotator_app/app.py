@@ -138,7 +138,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             inputs: list[Any] = (),
             select: bool = False,
             queue: bool = False,
-        ) -> None:
+        ) -> Any:
             if select:
 
                 def run(request: gr.Request, evt: gr.SelectData, st: SessionState, *args: Any) -> tuple[Any, ...]:
@@ -153,6 +153,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             dep = event(run, [state, *inputs], outs, show_progress="minimal")
             if queue:  # the action changed review progress or locks: refresh the queue too
                 dep.then(load_queue, [split, status], [table, summary], show_progress="hidden")
+            return dep
 
         for ev in (demo.load, refresh.click, split.change, status.change):
             ev(load_queue, [split, status], [table, summary])
@@ -192,6 +193,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         wire(back.click, lambda c, s, n: eh.on_propagate(c, s, -1, n), [n_prop])
         wire(save_prev.click, eh.on_save_preview, queue=True)
         wire(discard.click, eh.on_discard_preview)
-        wire(apply_brush.click, eh.on_brush_apply, [editor])
-        load_brush.click(lambda st: eh.brush_value(ctx, st), [state], editor)
+        saved = wire(apply_brush.click, eh.on_brush_apply, [editor])
+        saved.then(lambda st: eh.brush_value(ctx, st), [state], [state, editor])  # fresh strokes layer
+        load_brush.click(lambda st: eh.brush_value(ctx, st), [state], [state, editor])
     return demo

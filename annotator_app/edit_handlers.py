@@ -62,16 +62,17 @@ def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result
     return run_action(ctx, state, action)
 
 
-def brush_value(ctx: AppContext, state: SessionState) -> dict[str, Any] | None:
+def brush_value(ctx: AppContext, state: SessionState) -> tuple[SessionState, dict[str, Any] | None]:
     """The brush editor's value for the frame on screen: the frame with its mask tinted as the
-    background, and no strokes yet."""
+    background, and no strokes yet. Remembers which frame version the strokes will apply to."""
     if state.sample_id is None:
-        return None
+        return state, None
     i = state.frame_idx
     rec = ctx.store.current_mask(state.keys[i])
-    mask = state.preview.get(i, None if rec is None else rec.mask())
+    mask = None if rec is None else rec.mask()
     background = render_frame(ctx.frames.load(state.keys[i]), mask, opacity=0.35)
-    return {"background": background, "layers": [], "composite": None}
+    state.brush_for = (state.keys[i], 0 if rec is None else rec.version)
+    return state, {"background": background, "layers": [], "composite": None}
 
 
 def mask_from_editor(value: dict[str, Any] | None, mask: np.ndarray) -> np.ndarray:
@@ -104,12 +105,14 @@ def on_brush_apply(ctx: AppContext, state: SessionState, value: dict[str, Any] |
             raise InputError("save or discard the propagation preview first")
         i = state.frame_idx
         rec = ctx.store.current_mask(state.keys[i])
+        if state.brush_for != (state.keys[i], 0 if rec is None else rec.version):
+            raise InputError("the brush holds another frame or an older version; press 'Load frame into brush' first")
         old = np.zeros(ctx.frames.load(state.keys[i]).shape[:2], bool) if rec is None else rec.mask()
         mask = mask_from_editor(value, old)
         if np.array_equal(old, mask):
             return "No pixel changed; nothing saved (load the frame into the brush, paint, then save)."
         change = session.save_mask(ctx, state, i, mask)
-        state.clicks = None
+        state.clicks, state.brush_for = None, None
         return f"Saved brush edit as version {change.head} ({int(mask.sum())} px)."
 
     return run_action(ctx, state, action)

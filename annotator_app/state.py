@@ -71,6 +71,7 @@ class SessionState:
         lock_until: Unix time the held lease on the sample expires (0 = none held).
         display_scale: Integer factor the main view is enlarged by (small frames); clicks on the
             view are divided by it.
+        brush_for: ``(frame key, version)`` loaded into the brush editor; strokes apply only to it.
     """
 
     user: str = ""
@@ -89,6 +90,7 @@ class SessionState:
     preview_scores: dict[int, float] = field(default_factory=dict)
     lock_until: float = 0.0
     display_scale: int = 1
+    brush_for: tuple[str, int] | None = None
 
 
 class ArrayCache:

@@ -180,6 +180,7 @@ def test_click_brush_undo_accept_propagate(env):
     page.locator("body").press("d")  # keyboard: next frame shows the unsaved preview
     expect(page.locator("#hm-info")).to_contain_text("PREVIEW (not saved)")
     assert _head(ds.store_path, ds.samples[0].frames[4]).version == 1
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=shots / "annotator_propagate.png")
     page.click("#hm-prop-save")
     expect(page.locator("#hm-message")).to_contain_text("Saved 2 propagated frames")

@@ -92,12 +92,14 @@ def test_box_mode_needs_two_corners(ctx):
 
 def test_brush_adds_green_and_erases_red_strokes(ctx, ds):
     state, _ = _open(ctx)
-    value = eh.brush_value(ctx, state)
+    layer = np.zeros((96, 128, 4), np.uint8)
+    layer[0:10, 0:10] = (0, 255, 0, 150)  # green stroke: add
+    state, view = eh.on_brush_apply(ctx, state, {"background": None, "layers": [layer], "composite": None})
+    assert "Load frame into brush" in view.message  # strokes need a loaded frame
+    state, value = eh.brush_value(ctx, state)
     assert value["background"].shape == (96, 128, 3) and value["layers"] == []
     state, view = eh.on_brush_apply(ctx, state, value)
     assert "No pixel changed" in view.message and ctx.store.current_mask(state.keys[0]).version == 1
-    layer = np.zeros((96, 128, 4), np.uint8)
-    layer[0:10, 0:10] = (0, 255, 0, 150)  # green stroke: add
     layer[30:40, :] = (255, 0, 0, 150)  # red stroke: erase
     state, view = eh.on_brush_apply(ctx, state, {"background": None, "layers": [layer], "composite": None})
     rec = ctx.store.current_mask(state.keys[0])
@@ -106,6 +108,8 @@ def test_brush_adds_green_and_erases_red_strokes(ctx, ds):
     truth = ds.truth[state.keys[0]]
     assert m[0:10, 0:10].all() and not m[30:40].any()
     assert np.array_equal(m[50:], truth[50:])  # untouched pixels keep the old mask
+    state, view = eh.on_brush_apply(ctx, state, {"background": None, "layers": [layer], "composite": None})
+    assert "older version" in view.message  # the editor must be reloaded after a save
     with pytest.raises(Exception, match="the frame is 128x96"):
         eh.mask_from_editor({"layers": [np.zeros((5, 5, 4), np.uint8)]}, np.zeros((96, 128), bool))
 
