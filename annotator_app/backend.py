@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -145,8 +145,11 @@ class SamBackend:
             return emb
         with self._lock:
             fut = self._inflight.get(key)
-        if fut is not None:
-            return fut.result()
+        if fut is not None and not fut.cancelled():
+            try:
+                return fut.result()
+            except CancelledError:
+                pass
         return self._compute(key, load)
 
     def embed(self, key: str, load: FrameLoader) -> None:
@@ -154,8 +157,14 @@ class SamBackend:
         self._embedding(key, load)
 
     def prefetch(self, items: Sequence[tuple[str, FrameLoader]]) -> None:
-        """See :meth:`SegmentBackend.prefetch`; frames already cached or queued are skipped."""
+        """See :meth:`SegmentBackend.prefetch`; frames already cached or queued are skipped, and
+        queued frames not in ``items`` are dropped (scrubbing must not leave a backlog of frames the
+        annotator has moved away from ahead of the one on screen)."""
+        wanted = {key for key, _ in items}
         with self._lock:
+            for key, fut in list(self._inflight.items()):
+                if key not in wanted and fut.cancel():
+                    self._inflight.pop(key, None)  # (the done callback may have removed it already)
             for key, load in items:
                 if key in self.cache or key in self._inflight:
                     continue
@@ -166,7 +175,7 @@ class SamBackend:
     def _done(self, key: str) -> None:
         with self._lock:
             fut = self._inflight.pop(key, None)
-        if fut is not None and fut.exception() is not None:
+        if fut is not None and not fut.cancelled() and fut.exception() is not None:
             log.warning("prefetch of %s failed: %s", key, fut.exception())
 
     def predict(self, key: str, load: FrameLoader, prompt: Prompt) -> Prediction:

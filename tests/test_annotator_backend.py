@@ -75,6 +75,18 @@ def test_prefetch_runs_in_background_and_is_not_repeated():
     backend.close()
 
 
+def test_moving_on_drops_queued_prefetches():
+    seg = _StubSegmenter(delay=0.2)
+    backend = SamBackend(seg, cache_mb=64)
+    backend.prefetch([(f"a{i}", _loader(i)) for i in range(5)])  # a0 starts, a1..a4 wait
+    time.sleep(0.05)
+    backend.prefetch([("b", _loader(9))])  # the annotator jumped elsewhere
+    pred = backend.predict("b", _loader(9), Prompt())
+    time.sleep(0.3)
+    assert seg.embeds == [0, 9] and pred.mask[:1].all()
+    backend.close()
+
+
 def test_fake_backend_disks_and_negative_points():
     fake = FakeBackend(radius=0.1)
     frame = np.zeros((100, 100, 3), np.uint8)

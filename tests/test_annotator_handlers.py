@@ -263,3 +263,23 @@ def test_handlers_do_not_import_gradio():
     code = "import sys, annotator_app.handlers, annotator_app.edit_handlers; print('gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_click_and_propagate_with_a_real_tiny_sam(ds):
+    from annotator_app.backend import SamBackend
+    from pipelines.segment import build_tiny_sam_segmenter
+
+    backend = SamBackend(build_tiny_sam_segmenter(seed=0), cache_mb=64)
+    store = MaskStore(ds.store_path, create=False)
+    ctx = AppContext(store=store, frames=FrameSource(ds.root), backend=backend, min_display_width=1)
+    state, _ = _open(ctx, idx=2)
+    state, view = eh.on_click(ctx, state, 40, 30)
+    state, view = eh.on_click(ctx, state, 60, 50)  # second click reuses the embedding and the logits
+    rec = store.current_mask(state.keys[2])
+    assert rec.version == 3 and rec.source == "human" and rec.rle["size"] == [96, 128]
+    assert state.clicks.logits.shape == (64, 64)
+    state, view = eh.on_propagate(ctx, state, 1, 2)
+    assert "Preview of" in view.message or "Not done" in view.message
+    assert store.current_mask(state.keys[3]).version == 1  # nothing saved by a preview
+    backend.close()
+    store.close()
