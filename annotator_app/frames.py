@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -29,11 +29,12 @@ class FrameSource:
         self._lock = threading.Lock()
 
     def path(self, key: str) -> Path:
-        """Absolute path of a frame key; refuses keys that leave the root."""
-        p = (self.root / key).resolve()
-        if not p.is_relative_to(self.root):
+        """Path of a frame key under the root; refuses absolute keys and ``..`` (symlinked frame
+        folders inside the root are fine)."""
+        rel = PurePosixPath(key)
+        if rel.is_absolute() or ".." in rel.parts:
             raise InputError(f"frame key {key!r} points outside the dataset root {self.root}")
-        return p
+        return self.root / rel
 
     def _get(self, key: str, width: int) -> np.ndarray | None:
         with self._lock:

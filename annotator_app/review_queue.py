@@ -10,8 +10,8 @@ from hmtools.store import MaskStore
 QUEUE_FILTERS = ("all", "has flagged", "has unreviewed", "has rejected", "done")
 """Status filters of the queue; ``done`` = every frame accepted or rejected."""
 
-QUEUE_COLUMNS = ("sample", "dataset", "split", "frames", "acc", "flag", "rej", "todo", "none", "locked by")
-"""Queue table headers: frames accepted, flagged, rejected, unreviewed, without a mask; lease holder."""
+QUEUE_COLUMNS = ("sample", "locked by", "split", "frames", "acc", "flag", "rej", "todo", "none", "dataset")
+"""Queue table headers: lease holder; frames accepted, flagged, rejected, unreviewed, without a mask."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class QueueRow:
         """The row in :data:`QUEUE_COLUMNS` order."""
         return [
             self.sample_id,
-            self.dataset,
+            self.locked_by,
             self.split,
             self.frames,
             self.accepted,
@@ -41,7 +41,7 @@ class QueueRow:
             self.rejected,
             self.unreviewed,
             self.no_mask,
-            self.locked_by,
+            self.dataset,
         ]
 
 

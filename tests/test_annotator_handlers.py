@@ -195,15 +195,15 @@ def test_propagation_preview_is_not_saved_until_save(ctx, ds):
 
 def test_queue_progress_filters_and_next_flagged(ctx):
     rows, summary = h.queue_table(ctx, "all", "all")
-    assert [r[:9] for r in rows] == [
-        ["diving/001", "aqa7", "train", 8, 0, 1, 0, 7, 0],
-        ["diving/002", "aqa7", "test", 8, 0, 1, 0, 7, 0],
+    assert rows == [
+        ["diving/001", "", "train", 8, 0, 1, 0, 7, 0, "aqa7"],
+        ["diving/002", "", "test", 8, 0, 1, 0, 7, 0, "aqa7"],
     ]
     assert "16 frames: 0 accepted · 2 flagged" in summary
     assert [r[0] for r in h.queue_table(ctx, "test", "all")[0]] == ["diving/002"]
     state, view = h.on_next_flagged(ctx, h.set_user(ctx, SessionState(), "alice"))
     assert (state.sample_id, state.frame_idx) == ("diving/001", 3)
-    assert h.queue_table(ctx, "all", "all")[0][0][9] == "alice"
+    assert h.queue_table(ctx, "all", "all")[0][0][1] == "alice"
     state, _ = eh.on_status(ctx, state, "accepted", "frame")
     assert h.queue_table(ctx, "all", "has flagged")[0][0][0] == "diving/002"
     state, view = h.on_next_flagged(ctx, state)
@@ -283,3 +283,34 @@ def test_click_and_propagate_with_a_real_tiny_sam(ds):
     assert store.current_mask(state.keys[3]).version == 1  # nothing saved by a preview
     backend.close()
     store.close()
+
+
+def test_sample_without_masks(ctx, ds):
+    from hmtools.schema import Sample
+
+    keys = ds.samples[0].frames  # reuse the pictures under new keys
+    new = tuple(k.replace("diving-out/001", "diving-out/009") for k in keys)
+    for a, b in zip(keys, new, strict=True):
+        (ds.root / b).parent.mkdir(parents=True, exist_ok=True)
+        (ds.root / b).write_bytes((ds.root / a).read_bytes())
+    ctx.store.add_samples([Sample("diving/009", "aqa7", new, "train")])
+    assert h.queue_table(ctx, "all", "has unreviewed")[0][-1][:9] == ["diving/009", "", "train", 8, 0, 0, 0, 0, 8]
+    state, view = _open(ctx, sample="diving/009")
+    assert "no mask yet" in view.info
+    state, view = eh.on_status(ctx, state, "accepted", "sample")
+    assert "Marked 0 frames accepted (8 without a mask skipped)" in view.message
+    state, view = eh.on_click(ctx, state, 40, 30)
+    assert ctx.store.current_mask(new[0]).version == 1
+    state, view = eh.on_undo(ctx, state)  # the frame had no mask: undo writes an empty one
+    rec = ctx.store.current_mask(new[0])
+    assert rec.version == 2 and rec.area == 0
+
+
+def test_frame_source_refuses_keys_outside_the_root(ds, tmp_path):
+    frames = FrameSource(ds.root)
+    with pytest.raises(Exception, match="outside the dataset root"):
+        frames.path("../masks.db")
+    with pytest.raises(Exception, match="outside the dataset root"):
+        frames.path("/etc/passwd")
+    key = ds.samples[0].frames[0]
+    assert frames.load(key).shape == (96, 128, 3) and frames.thumbnail(key, 64).shape == (48, 64, 3)
