@@ -17,6 +17,7 @@ from annotator_app.review_queue import QUEUE_COLUMNS, QUEUE_FILTERS
 from annotator_app.shortcuts import shortcuts_markdown
 from annotator_app.state import MODES, AppContext, SessionState
 from annotator_app.view import View
+from hmtools.store_admin import release_lock
 
 
 def _emit(result: tuple[SessionState, View]) -> tuple[Any, ...]:
@@ -43,6 +44,11 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     def _release(state: SessionState) -> None:
         if state.sample_id is not None:
             session.release(ctx, state)
+
+    def _closed(request: gr.Request) -> None:  # the tab was closed: give its lease back
+        held = ctx.close_session(request.session_hash or "")
+        if held is not None:
+            release_lock(ctx.store, held[1], held[0])
 
     with gr.Blocks(title="hmtools annotate") as demo:
         state = gr.State(SessionState(), delete_callback=_release)
@@ -143,12 +149,16 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
                 def run(request: gr.Request, evt: gr.SelectData, st: SessionState, *args: Any) -> tuple[Any, ...]:
                     with ctx.session_lock(request.session_hash or ""):
-                        return _emit(fn(ctx, h.set_user(ctx, st, request.username), evt, *args))
+                        result = fn(ctx, h.set_user(ctx, st, request.username), evt, *args)
+                        ctx.note_session(request.session_hash or "", result[0])
+                        return _emit(result)
             else:
 
                 def run(request: gr.Request, st: SessionState, *args: Any) -> tuple[Any, ...]:
                     with ctx.session_lock(request.session_hash or ""):
-                        return _emit(fn(ctx, h.set_user(ctx, st, request.username), *args))
+                        result = fn(ctx, h.set_user(ctx, st, request.username), *args)
+                        ctx.note_session(request.session_hash or "", result[0])
+                        return _emit(result)
 
             dep = event(run, [state, *inputs], outs, show_progress="minimal")
             if queue:  # the action changed review progress or locks: refresh the queue too
@@ -195,5 +205,6 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         wire(discard.click, eh.on_discard_preview)
         saved = wire(apply_brush.click, eh.on_brush_apply, [editor])
         saved.then(lambda st: eh.brush_value(ctx, st), [state], [state, editor])  # fresh strokes layer
+        demo.unload(_closed)
         load_brush.click(lambda st: eh.brush_value(ctx, st), [state], [state, editor])
     return demo

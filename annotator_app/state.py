@@ -151,6 +151,7 @@ class AppContext:
     thumbs: ArrayCache = field(default_factory=ArrayCache)
     masks: ArrayCache = field(default_factory=ArrayCache)
     _session_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _open_samples: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
     def session_lock(self, session: str) -> threading.Lock:
@@ -158,3 +159,18 @@ class AppContext:
         (a fast "next frame, accept" must not accept the frame it is leaving)."""
         with self._locks_guard:
             return self._session_locks.setdefault(session, threading.Lock())
+
+    def note_session(self, session: str, state: SessionState) -> None:
+        """Remember which sample a browser session has open (for :meth:`close_session`)."""
+        with self._locks_guard:
+            self._open_samples[session] = (state.user, state.sample_id)
+
+    def close_session(self, session: str) -> tuple[str, str] | None:
+        """Forget a closed browser session; returns ``(user, sample_id)`` whose lease should be
+        released, or ``None`` (no sample open, or the same user still has it open in another tab)."""
+        with self._locks_guard:
+            self._session_locks.pop(session, None)
+            user, sample = self._open_samples.pop(session, ("", None))
+            if sample is None or (user, sample) in self._open_samples.values():
+                return None
+            return user, sample

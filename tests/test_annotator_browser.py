@@ -23,6 +23,7 @@ from _annotator_fixtures import make_dataset
 from conftest import REPO
 
 from hmtools.store import MaskStore
+from hmtools.store_admin import lock_holder
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -211,8 +212,20 @@ def test_lock_for_others_and_stale_save_refused(env):
     tab2.screenshot(path=shots / "annotator_stale.png")
     rec = _head(ds.store_path, key)
     assert rec.version == 2 and rec.mask()[80, 100] and not rec.mask()[150, 200]
-    for p in (tab1, bob, tab2):
-        p.context.close()
+
+    tab1.context.close()  # alice still has the sample open in tab2: the lease stays
+    time.sleep(1.0)
+    with MaskStore(ds.store_path, create=False) as store:
+        assert lock_holder(store, sid).owner == "alice"
+    tab2.context.close()  # her last tab: the lease is given back at once, not after --lock-ttl
+    deadline = time.time() + 10
+    with MaskStore(ds.store_path, create=False) as store:
+        while lock_holder(store, sid) is not None and time.time() < deadline:
+            time.sleep(0.2)
+        assert lock_holder(store, sid) is None
+    bob.click("#hm-open")
+    expect(bob.locator("#hm-message")).to_contain_text(f"Opened {sid}")
+    bob.context.close()
 
 
 def test_wrong_password_refused(env):

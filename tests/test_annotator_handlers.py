@@ -314,3 +314,14 @@ def test_frame_source_refuses_keys_outside_the_root(ds, tmp_path):
         frames.path("/etc/passwd")
     key = ds.samples[0].frames[0]
     assert frames.load(key).shape == (96, 128, 3) and frames.thumbnail(key, 64).shape == (48, 64, 3)
+
+
+def test_closing_the_last_tab_frees_the_sample(ctx):
+    tab1, _ = _open(ctx)
+    tab2, _ = _open(ctx)
+    bob, _ = _open(ctx, user="bob", sample="diving/002")
+    for session, state in (("s1", tab1), ("s2", tab2), ("s3", bob)):
+        ctx.note_session(session, state)
+    assert ctx.close_session("s1") is None  # alice's other tab still has it
+    assert ctx.close_session("s2") == ("alice", "diving/001")
+    assert ctx.close_session("s9") is None  # unknown session
