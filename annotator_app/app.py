@@ -12,29 +12,11 @@ import gradio as gr
 from annotator_app import edit_handlers as eh
 from annotator_app import handlers as h
 from annotator_app import session
-from annotator_app.components import brush_editor
+from annotator_app.components import brush_editor, view_outputs
 from annotator_app.review_queue import QUEUE_COLUMNS, QUEUE_FILTERS
 from annotator_app.shortcuts import shortcuts_markdown
 from annotator_app.state import MODES, AppContext, SessionState
-from annotator_app.view import View
 from hmtools.store_admin import release_lock
-
-
-def _emit(result: tuple[SessionState, View]) -> tuple[Any, ...]:
-    state, v = result
-    n = max(v.n_frames, 1)
-    return (
-        state,
-        v.image,
-        v.info,
-        v.message,
-        gr.Slider(minimum=1, maximum=max(n, 2), value=v.frame_idx + 1, interactive=v.n_frames > 1),
-        v.filmstrip,
-        v.strip,
-        gr.Button(visible=v.has_preview),
-        gr.Button(visible=v.has_preview),
-        gr.Radio(value=state.mode),
-    )
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -151,14 +133,14 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                     with ctx.session_lock(request.session_hash or ""):
                         result = fn(ctx, h.set_user(ctx, st, request.username), evt, *args)
                         ctx.note_session(request.session_hash or "", result[0])
-                        return _emit(result)
+                        return view_outputs(result)
             else:
 
                 def run(request: gr.Request, st: SessionState, *args: Any) -> tuple[Any, ...]:
                     with ctx.session_lock(request.session_hash or ""):
                         result = fn(ctx, h.set_user(ctx, st, request.username), *args)
                         ctx.note_session(request.session_hash or "", result[0])
-                        return _emit(result)
+                        return view_outputs(result)
 
             dep = event(run, [state, *inputs], outs, show_progress="minimal")
             if queue:  # the action changed review progress or locks: refresh the queue too
