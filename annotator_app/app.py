@@ -11,7 +11,6 @@ import gradio as gr
 
 from annotator_app import edit_handlers as eh
 from annotator_app import handlers as h
-from annotator_app import session
 from annotator_app.components import brush_editor, view_outputs
 from annotator_app.review_queue import QUEUE_COLUMNS, QUEUE_FILTERS
 from annotator_app.shortcuts import shortcuts_markdown
@@ -23,17 +22,13 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     """Build the annotator page over ``ctx`` (its store, frames and backend are shared by all
     sessions; everything per user is in ``gr.State``)."""
 
-    def _release(state: SessionState) -> None:
-        if state.sample_id is not None:
-            session.release(ctx, state)
-
     def _closed(request: gr.Request) -> None:  # the tab was closed: give its lease back
         held = ctx.close_session(request.session_hash or "")
         if held is not None:
             release_lock(ctx.store, held[1], held[0])
 
     with gr.Blocks(title="hmtools annotate") as demo:
-        state = gr.State(SessionState(), delete_callback=_release)
+        state = gr.State(SessionState())
         with gr.Row():
             with gr.Column(scale=1, min_width=420):
                 gr.Markdown("### Queue")
@@ -154,6 +149,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             return str(evt.row_value[0])
 
         table.select(pick_row, None, sample_id)
+        wire(table.select, lambda c, s, e: h.on_open(c, s, str(e.row_value[0])), select=True, queue=True)
         wire(open_btn.click, lambda c, s, sid: h.on_open(c, s, sid), [sample_id], queue=True)
         wire(sample_id.submit, lambda c, s, sid: h.on_open(c, s, sid), [sample_id], queue=True)
         wire(release_btn.click, h.on_release, queue=True)

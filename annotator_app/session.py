@@ -61,20 +61,19 @@ def refresh(ctx: AppContext, state: SessionState) -> None:
 
 
 def keep_lock(ctx: AppContext, state: SessionState) -> None:
-    """Renew the lease when more than a quarter of it has passed (activity keeps it alive).
+    """Check that this user still holds the sample's lease (one read), and renew it when more than a
+    quarter of it has passed or it is gone (activity keeps it alive).
 
     Raises:
-        InputError: no sample is open. LockedError: the lease expired and someone else took it.
+        InputError: no sample is open. LockedError: someone else holds the sample now.
     """
     if state.sample_id is None:
         raise InputError("open a sample first")
-    now = time.time()
-    if state.lock_until - now > 0.75 * ctx.lock_ttl_s:
-        return
     holder = lock_holder(ctx.store, state.sample_id)
     if holder is not None and holder.owner != state.user:
         raise LockedError(f"your lease on {state.sample_id} expired and {holder.owner} has it now; nothing was saved")
-    state.lock_until = acquire_lock(ctx.store, state.sample_id, state.user, ctx.lock_ttl_s).expires_at
+    if holder is None or holder.expires_at - time.time() < 0.75 * ctx.lock_ttl_s:
+        state.lock_until = acquire_lock(ctx.store, state.sample_id, state.user, ctx.lock_ttl_s).expires_at
 
 
 def save_mask(

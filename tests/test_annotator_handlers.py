@@ -325,3 +325,14 @@ def test_closing_the_last_tab_frees_the_sample(ctx):
     assert ctx.close_session("s1") is None  # alice's other tab still has it
     assert ctx.close_session("s2") == ("alice", "diving/001")
     assert ctx.close_session("s9") is None  # unknown session
+
+
+def test_edit_after_the_lease_went_to_someone_else_is_refused(ctx):
+    tab1, _ = _open(ctx)
+    tab2, _ = _open(ctx)  # the same annotator in a second tab shares the lease
+    tab1, _ = h.on_release(ctx, tab1)
+    bob, _ = _open(ctx, user="bob")
+    assert bob.sample_id == "diving/001"
+    tab2, view = eh.on_click(ctx, tab2, 40, 30)
+    assert "bob has it now; nothing was saved" in view.message
+    assert ctx.store.current_mask(tab2.keys[0]).version == 1
