@@ -7,6 +7,7 @@ and the view is re-read from the store so the user sees what is really saved.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,12 @@ from annotator_app.view import View, build_view
 from hmtools.errors import HMToolsError, StaleVersionError
 
 Result = tuple[SessionState, View]
+log = logging.getLogger(__name__)
 
 
 def run_action(ctx: AppContext, state: SessionState, action: Callable[[], str]) -> Result:
+    """Run ``action`` (which returns the message to show), turn failures into the message, and
+    build the view from what the store now holds."""
     try:
         message = action()
     except StaleVersionError as e:
@@ -30,6 +34,9 @@ def run_action(ctx: AppContext, state: SessionState, action: Callable[[], str]) 
         message = f"**Refused, not saved:** {e}. The frame now shows the stored version."
     except HMToolsError as e:
         message = f"**Not done:** {e}"
+    except Exception as e:  # a model or I/O failure: keep the page alive, show what the store holds
+        log.exception("annotator action failed")
+        message = f"**Error:** {type(e).__name__}: {e} (details in the server log). The view shows what is stored."
     try:
         return state, build_view(ctx, state, message)
     except HMToolsError as e:
@@ -37,6 +44,7 @@ def run_action(ctx: AppContext, state: SessionState, action: Callable[[], str]) 
 
 
 def frame_loader(ctx: AppContext, key: str) -> Callable[[], np.ndarray]:
+    """A callable that reads frame ``key`` (``(H, W, 3)`` uint8) when the backend needs it."""
     return lambda: ctx.frames.load(key)
 
 

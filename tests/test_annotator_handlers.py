@@ -63,7 +63,8 @@ def test_positive_then_negative_click_saves_human_versions(ctx, ds):
     assert (rec.version, rec.source, rec.author, rec.status) == (2, "human", "alice", "unreviewed")
     m = rec.mask()
     assert m[30, 40] and not m[90, 120] and "Saved version 2" in view.message
-    state, _ = h.on_mode(ctx, state, "negative")
+    state, _ = h.on_toggle_mode(ctx, state)
+    assert state.mode == "negative"
     state, _ = eh.on_click(ctx, state, 40.0, 30.0)
     rec = ctx.store.current_mask(key)
     assert rec.version == 3 and not rec.mask()[30, 40]
@@ -336,3 +337,15 @@ def test_edit_after_the_lease_went_to_someone_else_is_refused(ctx):
     tab2, view = eh.on_click(ctx, tab2, 40, 30)
     assert "bob has it now; nothing was saved" in view.message
     assert ctx.store.current_mask(tab2.keys[0]).version == 1
+
+
+def test_a_backend_failure_keeps_the_page_alive(ctx):
+    class Broken(FakeBackend):
+        def predict(self, key, load, prompt):
+            raise RuntimeError("CUDA out of memory")
+
+    ctx.backend = Broken()
+    state, _ = _open(ctx)
+    state, view = eh.on_click(ctx, state, 40, 30)
+    assert "RuntimeError: CUDA out of memory" in view.message and view.image is not None
+    assert ctx.store.current_mask(state.keys[0]).version == 1
