@@ -9,6 +9,7 @@ import numpy as np
 
 from annotator_app.render import THUMB_WIDTH, filmstrip, render_frame, status_strip, thumbnail_with_mask
 from annotator_app.state import AppContext, SessionState
+from hmtools.errors import InputError
 from hmtools.store_admin import lock_holder
 from hmtools.store_types import MaskRecord
 
@@ -61,8 +62,11 @@ def _thumb(ctx: AppContext, key: str, rec: MaskRecord | None) -> np.ndarray:
     version = 0 if rec is None else rec.version
     img = ctx.thumbs.get((key, version))
     if img is None:
-        mask = None if rec is None else decoded(ctx, rec)
-        img = thumbnail_with_mask(ctx.frames.thumbnail(key, THUMB_WIDTH), mask)
+        try:
+            thumb = ctx.frames.thumbnail(key, THUMB_WIDTH)
+        except InputError:  # an unreadable neighbour must not hide the frame on screen
+            return np.full((THUMB_WIDTH * 3 // 4, THUMB_WIDTH, 3), 60, np.uint8)
+        img = thumbnail_with_mask(thumb, None if rec is None else decoded(ctx, rec))
         ctx.thumbs.put((key, version), img)
     return img
 

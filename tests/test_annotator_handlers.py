@@ -258,6 +258,8 @@ def test_missing_frame_is_a_message_not_a_crash(ctx, ds):
     state, _ = _open(ctx)
     state, view = h.on_goto(ctx, state, 5)
     assert "cannot read frame" in view.message
+    state, view = h.on_goto(ctx, state, 4)  # its neighbour shows, with a grey thumbnail for it
+    assert view.image is not None and view.frame_idx == 4 and view.message == ""
 
 
 def test_handlers_do_not_import_gradio():
