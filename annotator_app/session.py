@@ -103,11 +103,14 @@ def save_masks(
     """Write several frames' masks as one undo group. All expected versions are checked first, so a
     stale frame refuses the whole group before anything is written."""
     _check_fresh(ctx, state, list(masks))
-    changes = [
-        _put(ctx, state, i, MaskWrite(mask=m, source=source, score=scores.get(i))) for i, m in sorted(masks.items())
-    ]
-    state.undo.append(changes)
-    state.redo.clear()
+    changes: list[Change] = []
+    try:
+        for i, m in sorted(masks.items()):
+            changes.append(_put(ctx, state, i, MaskWrite(mask=m, source=source, score=scores.get(i))))
+    finally:  # a write refused half-way (a race after the check) still leaves the written ones undoable
+        if changes:
+            state.undo.append(changes)
+            state.redo.clear()
     return changes
 
 
@@ -150,30 +153,37 @@ def _replay(
         return []
     group = source[-1]
     _check_fresh(ctx, state, [c.frame_idx for c in group], {c.frame_idx: c.head for c in group})
-    done = []
-    for c in reversed(group):
-        history = {r.version: r for r in ctx.store.history(c.key)} if c.restore else {}
-        if c.restore:
-            old = history[c.restore]
-            write = MaskWrite(
-                rle=old.rle,
-                source=old.source,
-                score=old.score,
-                status=old.status,
-                reason=old.reason,
-                tracks=old.tracks,
-            )
+    done: list[Change] = []
+    try:
+        for c in reversed(group):
+            if c.restore:
+                old = {r.version: r for r in ctx.store.history(c.key)}[c.restore]
+                write = MaskWrite(
+                    rle=old.rle,
+                    source=old.source,
+                    score=old.score,
+                    status=old.status,
+                    reason=old.reason,
+                    tracks=old.tracks,
+                )
+            else:
+                h, w = _frame_size(ctx, c.key)
+                write = MaskWrite(mask=np.zeros((h, w), bool), source="human")
+            new = _put(ctx, state, c.frame_idx, write, expected=c.head)
+            done.append(new)
+            # the new head holds version ``c.restore``'s content: older entries that ended there now end here
+            for stack in (source, target):
+                stack[:] = [[_rebase(e, c.key, c.restore, new.head) for e in g] for g in stack]
+    finally:  # what was replayed moves to the other stack, even when a later frame was refused
+        replayed = {d.key for d in done}
+        rest = [e for e in source[-1] if e.key not in replayed]
+        if rest:
+            source[-1] = rest
         else:
-            h, w = _frame_size(ctx, c.key)
-            write = MaskWrite(mask=np.zeros((h, w), bool), source="human")
-        new = _put(ctx, state, c.frame_idx, write, expected=c.head)
-        done.append(new)
-        # the new head holds version ``c.restore``'s content: older entries that ended there now end here
-        for stack in (source, target):
-            stack[:] = [[_rebase(e, c.key, c.restore, new.head) for e in g] for g in stack]
-    source.pop()
-    target.append(done)
-    refresh(ctx, state)
+            source.pop()
+        if done:
+            target.append(done)
+        refresh(ctx, state)
     return done
 
 
