@@ -4,7 +4,7 @@ frames and segmentation backend come in through the :class:`AppContext`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gradio as gr
@@ -118,7 +118,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         def wire(
             event: Callable[..., Any],
             fn: Callable[..., Any],
-            inputs: list[Any] = (),
+            inputs: Sequence[Any] = (),
             select: bool = False,
             queue: bool = False,
         ) -> Any:
