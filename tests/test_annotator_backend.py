@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
 
 from annotator_app.backend import EmbeddingCache, FakeBackend, Prompt, SamBackend
 from annotator_app.propagate import prompt_from_mask
@@ -105,8 +104,9 @@ def test_prompt_from_mask_gives_box_and_one_point_per_part():
 
 
 def test_real_tiny_sam_through_the_adapter():
-    segment = pytest.importorskip("pipelines.segment", reason="pipelines/segment.py not merged yet")
-    backend = SamBackend(segment.build_tiny_sam_segmenter(seed=0), cache_mb=64)
+    from pipelines.segment import build_tiny_sam_segmenter
+
+    backend = SamBackend(build_tiny_sam_segmenter(seed=0), cache_mb=64)
     frame = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     prompt = Prompt(points=np.array([[30.0, 20.0]], np.float32), labels=np.array([1], np.int32))
     a = backend.predict("f", lambda: frame, prompt)
