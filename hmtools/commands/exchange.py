@@ -31,7 +31,7 @@ def export(
 
     ids = None if samples is None else tuple(s for arg in samples for s in arg.split(",") if s)
     statuses = None if status is None else tuple(s.strip() for s in status.split(",") if s.strip())
-    options = ExportOptions(image_format=image_format, overwrite=overwrite)
+    options = ExportOptions(image_format=image_format, overwrite=overwrite, progress=True)
     result = export_store(store, fmt, out, Selection(ids, statuses), options)
     c = result.counts
     typer.echo(
@@ -61,6 +61,6 @@ def import_masks(
     options = {"score_scale": score_scale} if dataset.replace("_", "-").lower() == "aqa7" else {}
     index = load_dataset(dataset, root, annotations, **options)
     with MaskStore(store) as st:
-        report = run_import(st, index.samples, fmt, masks, root=root, strict=strict)
+        report = run_import(st, index.samples, fmt, masks, root=root, strict=strict, progress=True)
     for line in report.lines():
         typer.echo(line)

@@ -6,7 +6,7 @@ temporary name, adds its manifest and is renamed into place when complete.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,13 @@ class ExportOptions:
         image_format: ``"jpg"`` or ``"png"`` for the FineParser folder.
         workers: Threads for per-frame image encoding (FineParser); ``None`` = all CPUs.
         overwrite: Replace an existing output.
+        progress: Show a progress bar (per sample) on a terminal.
     """
 
     image_format: str = "jpg"
     workers: int | None = None
     overwrite: bool = False
+    progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,16 @@ EXPORTERS: dict[str, Callable[[Iterable[SampleMasks], Path, dict[str, Any], Expo
 FOLDER_FORMATS = ("fineparser",)
 
 
+def _with_progress(stream: Iterable[SampleMasks], total: int, fmt: str, progress: bool) -> Iterator[SampleMasks]:
+    """``stream`` with a tqdm bar (terminals only; samples without a selected mask are not counted)."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=f"export {fmt}", unit="sample", disable=None if progress else True) as bar:
+        for sm in stream:
+            yield sm
+            bar.update(1)
+
+
 def export_store(
     store_path: Path,
     fmt: str,
@@ -112,7 +124,7 @@ def export_store(
         sample_ids = resolve_selection(store, selection)
         with atomic_output(Path(out), folder=folder, overwrite=options.overwrite) as tmp:
             stream = iter_sample_masks(store, sample_ids, selection.statuses, counts)
-            EXPORTERS[fmt](stream, tmp, info, options)
+            EXPORTERS[fmt](_with_progress(stream, len(sample_ids), fmt, options.progress), tmp, info, options)
             body = {
                 "format": fmt,
                 "counts": counts.to_json(),

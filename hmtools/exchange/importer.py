@@ -145,6 +145,7 @@ def import_masks(
     strict: bool = False,
     workers: int | None = None,
     author: str = "import",
+    progress: bool = False,
 ) -> ImportReport:
     """Register ``samples`` if needed and attach the masks found in ``masks`` by frame key, in one transaction.
 
@@ -157,12 +158,15 @@ def import_masks(
         strict: Also fail on frames without a mask and masks without a frame.
         workers: Decoding threads for image folders (``None`` = all CPUs).
         author: Recorded as the masks' author.
+        progress: Show a progress bar (per mask) on a terminal.
 
     Raises:
         InputError: unknown format, or ``masks`` is missing / of the wrong kind.
         DataFormatError: malformed input, a mask whose size differs from its frame, no mask that
             matches any frame (masks of another dataset?), or (``strict``) any unmatched frame/mask.
     """
+    from tqdm import tqdm
+
     if fmt not in FEEDERS:
         raise InputError(f"unknown import format {fmt!r}; valid formats: {', '.join(FEEDERS)}")
     if not masks.exists():
@@ -170,8 +174,10 @@ def import_masks(
     with store.transaction():
         added = store.add_samples(samples, author=author)
         sink = MaskSink(store, samples, root, author)
-        unmatched = FEEDERS[fmt](sink, masks, samples, workers or default_workers())
-        sink.flush()
+        with tqdm(total=len(sink.frames), desc=f"import {fmt}", unit="mask", disable=None if progress else True) as bar:
+            sink.on_put = bar.update
+            unmatched = FEEDERS[fmt](sink, masks, samples, workers or default_workers())
+            sink.flush()
         unmatched.count += sink.unmatched.count
         unmatched.examples = (unmatched.examples + sink.unmatched.examples)[:3]
         report = ImportReport(

@@ -8,6 +8,7 @@ buffers writes and flushes them per sample through :meth:`MaskStore.write_sample
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ class MaskSink:
         self.unmatched = Tally()
         self.size_mismatch = Tally()
         self.missing_frame_files = Tally()
+        self.on_put: Callable[[int], object] | None = None
+        """Called with 1 for every mask taken (a progress bar's ``update``)."""
 
     def lookup(self, key: str) -> _Frame | None:
         """The dataset frame a mask key names (extension ignored), or ``None``."""
@@ -107,6 +110,8 @@ class MaskSink:
             provenance: Optional ``score`` and ``status``.
             empty: Whether the mask has no foreground, when the reader knows (else computed).
         """
+        if self.on_put is not None:
+            self.on_put(1)
         frame = self.lookup(key)
         if frame is None:
             self.unmatched.add(key)
