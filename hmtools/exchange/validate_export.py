@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
 
 from hmtools.errors import DataFormatError, InputError
 from hmtools.exchange.manifest import SUMS_NAME, check_files, manifest_path, read_manifest
@@ -179,7 +178,7 @@ def _frame_for(root: Path, rel: str) -> Path | None:
     return None
 
 
-def _uncovered_frames(path: Path, root: Path, mask_stems: set[str], exts: Any) -> list[str]:
+def _uncovered_frames(path: Path, root: Path, mask_stems: set[str], exts: tuple[str, ...]) -> list[str]:
     """Frames in the mirrored folders under ``root`` that have no mask file."""
     problems = []
     folders = sorted({os.path.dirname(s) for s in mask_stems})

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hmtools.errors import DataFormatError
 from hmtools.exchange.jsonio import iter_array, top_level_keys
 from hmtools.masks import rle_area, rle_length
+
+SizeOf = Callable[[Path], "tuple[int, int] | None"]
+"""Reads ``(H, W)`` of an image file, ``None`` if unreadable."""
 
 _IMAGE_FIELDS = ("id", "file_name", "width", "height")
 _ANN_FIELDS = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
@@ -37,7 +41,7 @@ def _missing(entry: Any, fields: tuple[str, ...]) -> list[str]:
     return [f for f in fields if f not in entry]
 
 
-def validate_coco(path: Path, root: Path | None, size_of: Any) -> list[str]:
+def validate_coco(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
     """Problems of a COCO export (see :func:`hmtools.exchange.validate_export.validate_export`)."""
     problems: list[str] = []
     try:
@@ -85,7 +89,7 @@ def validate_coco(path: Path, root: Path | None, size_of: Any) -> list[str]:
     return problems
 
 
-def validate_ytvis(path: Path, root: Path | None, size_of: Any) -> list[str]:
+def validate_ytvis(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
     """Problems of a YouTube-VIS export."""
     problems: list[str] = []
     try:
@@ -149,7 +153,7 @@ def _sample_coverage(path: Path, per_sample: Counter[str]) -> list[str]:
     return problems
 
 
-def _frame_check(root: Path, key: str, size: tuple[int, int], size_of: Any) -> list[str]:
+def _frame_check(root: Path, key: str, size: tuple[int, int], size_of: SizeOf) -> list[str]:
     frame_size = size_of(root / key)
     if frame_size is None:
         return [f"{root / key}: frame listed in the export is missing or unreadable under --root"]
