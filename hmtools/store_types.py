@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from hmtools.masks import RLE, decode_rle
+from hmtools.errors import InputError
+from hmtools.masks import RLE, check_rle, decode_rle, encode_rle, rle_area_box
+from hmtools.schema import SOURCES, STATUSES
 
 
 @dataclass(frozen=True)
@@ -112,4 +114,59 @@ def row_to_record(row: tuple[Any, ...]) -> MaskRecord:
         reason=reason,
         author=author,
         created_at=at,
+    )
+
+
+class PreparedMask(NamedTuple):
+    """A :class:`MaskWrite` encoded and checked, ready to insert (everything but frame, version, author, time)."""
+
+    height: int
+    width: int
+    counts: str
+    area: int
+    bbox: str | None
+    tracks: str | None
+    source: str
+    score: float | None
+    status: str
+    reason: str | None
+
+
+def check_vocab(source: str, status: str) -> None:
+    """Raise :class:`InputError` unless ``source`` and ``status`` are known words."""
+    if source not in SOURCES:
+        raise InputError(f"mask source must be one of {', '.join(SOURCES)}; got {source!r}")
+    if status not in STATUSES:
+        raise InputError(f"review status must be one of {', '.join(STATUSES)}; got {status!r}")
+
+
+def prepare_mask(w: MaskWrite) -> PreparedMask:
+    """Encode (or check) the mask of a write and compute its area and box.
+
+    Raises:
+        InputError: unknown source/status, or a score outside [0, 1].
+        DataFormatError: ``w.rle`` is malformed or its counts disagree with its size.
+        ValueError: the write holds neither a mask nor an rle, or a mask that is not 2-D.
+    """
+    check_vocab(w.source, w.status)
+    if w.score is not None and not 0.0 <= float(w.score) <= 1.0:
+        raise InputError(f"mask score must be in [0, 1] or None (clip model confidences); got {w.score!r}")
+    if w.rle is not None:
+        rle = check_rle(dict(w.rle))
+    elif w.mask is not None:
+        rle = encode_rle(w.mask)
+    else:
+        raise ValueError("MaskWrite needs a mask or an rle")
+    area, box = rle_area_box(rle)
+    return PreparedMask(
+        height=rle["size"][0],
+        width=rle["size"][1],
+        counts=rle["counts"],
+        area=area,
+        bbox=None if box is None else f"[{box[0]!r}, {box[1]!r}, {box[2]!r}, {box[3]!r}]",
+        tracks=None if w.tracks is None else json.dumps(w.tracks, sort_keys=True),
+        source=w.source,
+        score=None if w.score is None else float(w.score),
+        status=w.status,
+        reason=w.reason,
     )
