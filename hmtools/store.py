@@ -28,7 +28,7 @@ from typing import Any
 
 from hmtools.errors import DataFormatError, InputError
 from hmtools.schema import Sample
-from hmtools.store_schema import migrate
+from hmtools.store_schema import check_store, migrate
 from hmtools.store_types import (
     MASK_COLUMNS,
     FrameRow,
@@ -76,7 +76,7 @@ class MaskStore:
         except sqlite3.Error as e:
             raise InputError(f"cannot open mask store {self.path}: {e}") from e
         try:
-            self._conn.execute("PRAGMA application_id").fetchone()  # fails here on a non-SQLite file
+            check_store(self._conn, self.path, create=create)  # before any write; fails on non-SQLite
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA mmap_size=268435456")  # read pages without a syscall each

@@ -214,11 +214,12 @@ def read_sample_masks(
         statuses: When given, masks whose review status is not listed count as absent.
 
     Returns:
-        ``(masks, present)``: ``(T, H, W)`` bool masks in frame order (all False where absent)
-        and ``(T,)`` bool, True where the frame has a (kept) mask.
+        ``(masks, present)``: ``(T, H, W)`` bool masks in frame order (all False where absent;
+        ``(T, 0, 0)`` while no frame size is known) and ``(T,)`` bool, True where the frame has a
+        (kept) mask.
 
     Raises:
-        InputError: unknown sample, frames of different or unknown sizes.
+        InputError: unknown sample, or frames of different sizes.
         DataFormatError: a stored RLE is corrupt.
     """
     rows = store.query(
@@ -229,12 +230,12 @@ def read_sample_masks(
     if not rows:
         store.get_sample(sample_id)  # raises InputError for an unknown sample
         return np.zeros((0, 0, 0), dtype=bool), np.zeros(0, dtype=bool)
-    sizes = {(r[0], r[1]) for r in rows}
-    if len(sizes) != 1 or None in next(iter(sizes)):
+    sizes = {(r[0], r[1]) for r in rows if r[0] is not None}
+    if len(sizes) > 1:
         raise InputError(
-            f"frames of sample {sample_id} have sizes {sorted(sizes, key=str)}; read them one by one with current_masks"
+            f"frames of sample {sample_id} have sizes {sorted(sizes)}; read them one by one with current_masks"
         )
-    height, width = next(iter(sizes))
+    height, width = next(iter(sizes)) if sizes else (0, 0)  # no size known: no frame has a mask
     present = np.array(
         [r[4] is not None and (statuses is None or r[5] in statuses) for r in rows], dtype=bool
     )

@@ -122,30 +122,21 @@ def migrate(conn: sqlite3.Connection, path: Path, *, create: bool) -> int:
         DataFormatError: the file is an SQLite database of another program.
         InputError: the store is newer than this hmtools, or (without ``create``) holds no store.
     """
-    version = _check_version(conn, path)
+    version = check_store(conn, path, create=create)
     if version == SCHEMA_VERSION:
         return version
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = _check_version(conn, path)
-        if version == 0:
-            if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-                raise DataFormatError(
-                    f"{path} is an SQLite database of another program, not an hmtools mask store; "
-                    "pass a store file made by hmtools (or a new path to create one)"
-                )
-            if not create:
-                raise InputError(
-                    f"{path} is an empty database, not a mask store; pass a store made by hmtools"
-                )
-        for step in range(version, SCHEMA_VERSION):
-            for statement in _statements(MIGRATIONS[step]):
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        now = str(time.time())
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (now,))
-        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"schema_{SCHEMA_VERSION}_at", now))
+        version = check_store(conn, path, create=create)  # another process may have migrated meanwhile
+        if version < SCHEMA_VERSION:
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[step]):
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            now = str(time.time())
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (now,))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"schema_{SCHEMA_VERSION}_at", now))
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -153,7 +144,18 @@ def migrate(conn: sqlite3.Connection, path: Path, *, create: bool) -> int:
     return version
 
 
-def _check_version(conn: sqlite3.Connection, path: Path) -> int:
+def check_store(conn: sqlite3.Connection, path: Path, *, create: bool) -> int:
+    """Read-only check that ``conn`` holds a mask store (or, with ``create``, an empty database).
+
+    Run it before anything writes to the file, so another program's database is never touched.
+
+    Returns:
+        The store's schema version (0 for an empty database).
+
+    Raises:
+        DataFormatError: the file is an SQLite database of another program.
+        InputError: the store is newer than this hmtools, or (without ``create``) holds no store.
+    """
     app = conn.execute("PRAGMA application_id").fetchone()[0]
     if app not in (0, APPLICATION_ID):
         raise DataFormatError(
@@ -164,6 +166,14 @@ def _check_version(conn: sqlite3.Connection, path: Path) -> int:
         raise InputError(
             f"{path} has store schema {version}, this hmtools reads up to {SCHEMA_VERSION}; upgrade hmtools"
         )
+    if version == 0:
+        if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+            raise DataFormatError(
+                f"{path} is an SQLite database of another program, not an hmtools mask store; "
+                "pass a store file made by hmtools (or a new path to create one)"
+            )
+        if not create:
+            raise InputError(f"{path} is an empty database, not a mask store; pass a store made by hmtools")
     return version
 
 
