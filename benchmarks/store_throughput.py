@@ -120,9 +120,7 @@ def run(n_total: int, per_sample: int, out: Path) -> dict[str, float]:
     (out / "jpeg").mkdir(parents=True)
     counts = [per_sample] * (n_total // per_sample) + ([n_total % per_sample] if n_total % per_sample else [])
     samples = [
-        Sample(
-            f"bench{i:05d}/0", "finediving", tuple(f"bench{i:05d}/0/{t:05d}.jpg" for t in range(n)), "train"
-        )
+        Sample(f"bench{i:05d}/0", "finediving", tuple(f"bench{i:05d}/0/{t:05d}.jpg" for t in range(n)), "train")
         for i, n in enumerate(counts)
     ]
     wall = dict.fromkeys(("store_write", "jpeg_write", "store_read", "jpeg_read"), 0.0)
@@ -146,9 +144,7 @@ def run(n_total: int, per_sample: int, out: Path) -> dict[str, float]:
             with _timed(wall, cpu, "jpeg_read"):
                 jpeg = [cv2.imread(str(out / "jpeg" / key), cv2.IMREAD_GRAYSCALE) > 127 for key in s.frames]
             truth = sample_masks(i, len(s.frames))
-            store_exact += int(present.all()) * sum(
-                bool((b == m).all()) for b, m in zip(back, truth, strict=True)
-            )
+            store_exact += int(present.all()) * sum(bool((b == m).all()) for b, m in zip(back, truth, strict=True))
             jpeg_ious += [mask_iou(j, m) for j, m in zip(jpeg, truth, strict=True)]
         problems = integrity_check(store)
     store_size = sum(os.stat(p).st_size for p in out.glob("masks.db*"))
@@ -173,9 +169,7 @@ def main() -> None:
     """Parse options, run the comparison, print the figures (and write ``results.json`` in ``--out``)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100_000, help="masks to write and read each way")
-    ap.add_argument(
-        "--frames-per-sample", type=int, default=104, help="frames per sample (FineDiving mean: 104)"
-    )
+    ap.add_argument("--frames-per-sample", type=int, default=104, help="frames per sample (FineDiving mean: 104)")
     ap.add_argument("--out", type=Path, default=Path("bench_out"), help="scratch folder (emptied first)")
     ap.add_argument("--keep", action="store_true", help="keep the written store and JPEGs")
     args = ap.parse_args()
@@ -189,9 +183,7 @@ def main() -> None:
         "size_ratio_allocated": r["jpeg_bytes_allocated"] / r["store_bytes_allocated"],
     }
     n = r["frames"]
-    print(
-        f"{n} masks of {H}x{W} (HxW), {platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
-    )
+    print(f"{n} masks of {H}x{W} (HxW), {platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     print(
         f"{'':13}{'write fr/s':>11}{'(cpu)':>8}{'read fr/s':>11}{'(cpu)':>8}{'bytes':>13}{'allocated':>13}{'B/fr':>6}"
     )

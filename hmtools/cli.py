@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from hmtools.commands import build as _build
 from hmtools.commands import dataset as _dataset
 from hmtools.commands import store as _store
 from hmtools.errors import HMToolsError
@@ -27,6 +28,8 @@ app.command("inspect")(_dataset.inspect)
 app.command("extract-frames")(_dataset.extract_frames)
 app.command("stats")(_store.stats)
 app.command("validate")(_store.validate)
+app.command("build-masks")(_build.build_masks)
+app.command("preview")(_build.preview)
 
 
 def main(argv: list[str] | None = None) -> None:

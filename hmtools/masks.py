@@ -97,13 +97,9 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     if isinstance(counts, list):
         runs = np.asarray(counts) if counts else np.zeros(0, dtype=np.int64)
         if runs.ndim != 1 or runs.dtype.kind not in "iu" or (runs < 0).any():
-            raise DataFormatError(
-                f"uncompressed RLE counts must be non-negative integers, found {counts!r:.60}"
-            )
+            raise DataFormatError(f"uncompressed RLE counts must be non-negative integers, found {counts!r:.60}")
         if int(runs.sum()) != height * width:
-            raise DataFormatError(
-                f"uncompressed RLE counts sum to {int(runs.sum())}, expected H*W = {height * width}"
-            )
+            raise DataFormatError(f"uncompressed RLE counts sum to {int(runs.sum())}, expected H*W = {height * width}")
         if height * width == 0:
             return np.zeros((height, width), dtype=bool)
         counts = _coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)["counts"]
@@ -154,9 +150,7 @@ def check_rle(rle: dict[str, Any]) -> RLE:
     """
     height, width, counts = size_and_counts(rle)
     if isinstance(counts, list):
-        raise DataFormatError(
-            "expected compressed RLE (counts as a string), found an uncompressed counts list"
-        )
+        raise DataFormatError("expected compressed RLE (counts as a string), found an uncompressed counts list")
     raw = counts_bytes(counts)
     rle_runs(raw, height, width)
     return {"size": [height, width], "counts": raw.decode("ascii")}

@@ -104,9 +104,7 @@ def decode_rles(rles: Sequence[dict[str, Any]], out: np.ndarray | None = None) -
     return decode_counts([r["counts"] for r in rles], *sizes[0], out=out)
 
 
-def decode_counts(
-    counts: Sequence[str | bytes], height: int, width: int, out: np.ndarray | None = None
-) -> np.ndarray:
+def decode_counts(counts: Sequence[str | bytes], height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
     """Decode compressed counts strings that share one size into an ``(N, H, W)`` bool array.
 
     All strings are parsed together in a handful of numpy calls, validated like :func:`rle_runs`,
@@ -164,9 +162,7 @@ def decode_counts(
     totals = np.add.reduceat(runs, start)
     if (totals != npix).any():
         i = int(np.flatnonzero(totals != npix)[0])
-        raise DataFormatError(
-            f"RLE counts {raws[i][:40]!r}: runs cover {int(totals[i])} pixels but H*W = {npix}"
-        )
+        raise DataFormatError(f"RLE counts {raws[i][:40]!r}: runs cover {int(totals[i])} pixels but H*W = {npix}")
     if npix == 0:
         return out
     values = np.zeros(runs.size, dtype=np.uint8)

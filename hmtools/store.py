@@ -155,12 +155,8 @@ class MaskStore:
         """The registered :class:`Sample` (with its frame keys)."""
         rows = self.query("SELECT info FROM samples WHERE sample_id=?", (sample_id,))
         if not rows:
-            raise InputError(
-                f"no sample {sample_id!r} in {self.path}; `hmtools stats --store` lists the samples"
-            )
-        keys = tuple(
-            r[0] for r in self.query("SELECT key FROM frames WHERE sample_id=? ORDER BY idx", (sample_id,))
-        )
+            raise InputError(f"no sample {sample_id!r} in {self.path}; `hmtools stats --store` lists the samples")
+        keys = tuple(r[0] for r in self.query("SELECT key FROM frames WHERE sample_id=? ORDER BY idx", (sample_id,)))
         return Sample.from_json(json.loads(rows[0][0]), keys)
 
     def frames(self, sample_id: str) -> list[FrameRow]:
@@ -179,9 +175,7 @@ class MaskStore:
         """
         with self.transaction() as c:
             for key, (h, w) in sizes.items():
-                row = c.execute(
-                    "SELECT height, width, head_version FROM frames WHERE key=?", (key,)
-                ).fetchone()
+                row = c.execute("SELECT height, width, head_version FROM frames WHERE key=?", (key,)).fetchone()
                 if row is None:
                     raise InputError(f"no frame {key!r} in {self.path}; register its sample first")
                 if row[2] > 0 and (row[0], row[1]) != (int(h), int(w)):
@@ -221,14 +215,10 @@ class MaskStore:
                 its frame's.
             StaleVersionError: a frame of ``expected_versions`` changed meanwhile (nothing written).
         """
-        prepared = [
-            (i if w.frame_idx is None else w.frame_idx, prepare_mask(w)) for i, w in enumerate(writes)
-        ]
+        prepared = [(i if w.frame_idx is None else w.frame_idx, prepare_mask(w)) for i, w in enumerate(writes)]
         now = time.time()
         with self.transaction() as c:
-            n = insert_sample_masks(
-                c, sample_id, prepared, author=author, now=now, expected_versions=expected_versions
-            )
+            n = insert_sample_masks(c, sample_id, prepared, author=author, now=now, expected_versions=expected_versions)
             if build_config is not None:
                 c.execute(
                     "UPDATE samples SET build_config=?, built_at=? WHERE sample_id=?",
@@ -261,9 +251,7 @@ class MaskStore:
             version, sample = insert_frame_mask(
                 c, frame_key, p, author=author, now=time.time(), expected_version=expected_version
             )
-            self._audit(
-                c, author, "put_mask", sample, {"key": frame_key, "version": version, "source": write.source}
-            )
+            self._audit(c, author, "put_mask", sample, {"key": frame_key, "version": version, "source": write.source})
         return version
 
     def set_status(
@@ -333,9 +321,7 @@ class MaskStore:
 
     # -- internals -----------------------------------------------------------------------
     @staticmethod
-    def _audit(
-        c: sqlite3.Connection, author: str, action: str, sample_id: str | None, detail: dict[str, Any]
-    ) -> None:
+    def _audit(c: sqlite3.Connection, author: str, action: str, sample_id: str | None, detail: dict[str, Any]) -> None:
         c.execute(
             "INSERT INTO audit (at, author, action, sample_id, detail) VALUES (?,?,?,?,?)",
             (time.time(), author, action, sample_id, json.dumps(detail, sort_keys=True)),

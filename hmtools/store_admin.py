@@ -111,12 +111,8 @@ def store_stats(store: MaskStore) -> dict[str, Any]:
         "flag_reasons": {reason: n}, "samples_built": n}`` (every source and status listed, zeros included).
     """
     head = "FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version"
-    by_source = dict.fromkeys(SOURCES, 0) | dict(
-        store.query(f"SELECT m.source, COUNT(*) {head} GROUP BY m.source")
-    )
-    by_status = dict.fromkeys(STATUSES, 0) | dict(
-        store.query(f"SELECT m.status, COUNT(*) {head} GROUP BY m.status")
-    )
+    by_source = dict.fromkeys(SOURCES, 0) | dict(store.query(f"SELECT m.source, COUNT(*) {head} GROUP BY m.source"))
+    by_status = dict.fromkeys(STATUSES, 0) | dict(store.query(f"SELECT m.status, COUNT(*) {head} GROUP BY m.status"))
     reasons: dict[str, int] = {}
     for (reason,) in store.query(f"SELECT m.reason {head} WHERE m.status='flagged' AND m.reason IS NOT NULL"):
         for part in reason.split("; "):
@@ -143,8 +139,7 @@ def integrity_check(store: MaskStore, chunk: int = 20000) -> list[str]:
     """
     problems = [f"sqlite: {r[0]}" for r in store.query("PRAGMA integrity_check") if r[0] != "ok"]
     problems += [
-        f"sqlite: row {r[1]} of {r[0]} points at a missing {r[2]}"
-        for r in store.query("PRAGMA foreign_key_check")
+        f"sqlite: row {r[1]} of {r[0]} points at a missing {r[2]}" for r in store.query("PRAGMA foreign_key_check")
     ]
     rows = store.query(
         "SELECT f.key, f.head_version, MAX(m.version), COUNT(m.mask_id) FROM frames f "
@@ -236,9 +231,7 @@ def read_sample_masks(
             f"frames of sample {sample_id} have sizes {sorted(sizes)}; read them one by one with current_masks"
         )
     height, width = next(iter(sizes)) if sizes else (0, 0)  # no size known: no frame has a mask
-    present = np.array(
-        [r[4] is not None and (statuses is None or r[5] in statuses) for r in rows], dtype=bool
-    )
+    present = np.array([r[4] is not None and (statuses is None or r[5] in statuses) for r in rows], dtype=bool)
     kept = [rows[t] for t in np.flatnonzero(present)]
     if any((r[2], r[3]) != (height, width) for r in kept):
         raise DataFormatError(f"sample {sample_id}: a stored mask is not {height}x{width} like its frame")

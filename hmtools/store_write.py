@@ -40,9 +40,7 @@ def register_sample(c: sqlite3.Connection, s: Sample) -> bool:
             "UPDATE samples SET dataset=?, split=?, info=?, n_frames=? WHERE sample_id=?",
             (s.dataset, s.split, info, len(s.frames), s.sample_id),
         )
-        keys = [
-            r[0] for r in c.execute("SELECT key FROM frames WHERE sample_id=? ORDER BY idx", (s.sample_id,))
-        ]
+        keys = [r[0] for r in c.execute("SELECT key FROM frames WHERE sample_id=? ORDER BY idx", (s.sample_id,))]
         if keys == list(s.frames):
             return False
         masked = c.execute(
@@ -128,9 +126,7 @@ def insert_frame_mask(
         raise InputError(f"no frame {frame_key!r} in the store")
     frame_id, head, height, width, sample_id = row
     if head != expected_version:
-        last = c.execute(
-            "SELECT author FROM masks WHERE frame_id=? AND version=?", (frame_id, head)
-        ).fetchone()
+        last = c.execute("SELECT author FROM masks WHERE frame_id=? AND version=?", (frame_id, head)).fetchone()
         raise StaleVersionError(
             f"frame {frame_key} is at version {head} (by {last[0] if last else '?'}), not {expected_version}: "
             "reload the frame and redo the edit"
@@ -165,9 +161,7 @@ def insert_status_versions(
         if row is None:
             raise InputError(f"no frame {key!r} in the store")
         if row[1] != version:
-            raise StaleVersionError(
-                f"frame {key} is at version {row[1]}, not {version}: reload and review again"
-            )
+            raise StaleVersionError(f"frame {key} is at version {row[1]}, not {version}: reload and review again")
         if row[1] == 0:
             raise InputError(f"frame {key} has no mask to review yet")
         heads[key] = (row[0], row[1])

@@ -45,9 +45,7 @@ def blob_mask(t: int, seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
     return body | limb
 
 
-def writer_process(
-    path: str, writer: int, samples: list[Sample], shared: list[str], n_cas: int, go, out: str
-) -> None:
+def writer_process(path: str, writer: int, samples: list[Sample], shared: list[str], n_cas: int, go, out: str) -> None:
     """One of two concurrent writers: create/open the store, write its own samples, then CAS-edit shared frames.
 
     Records every successful compare-and-set as ``[frame_key, version]`` in JSON at ``out``.

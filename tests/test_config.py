@@ -53,9 +53,7 @@ def test_defaults_and_yaml(tmp_path: Path) -> None:
 def test_misspelled_key_suggests_the_right_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown key config\.detect\.conff; did you mean 'conf'\?"):
         load_config(Config, write(tmp_path, "detect:\n  conff: 0.4\n"))
-    with pytest.raises(
-        ConfigError, match=r"config\.trian; did you mean 'train'\?.*valid keys: detect, train, seed"
-    ):
+    with pytest.raises(ConfigError, match=r"config\.trian; did you mean 'train'\?.*valid keys: detect, train, seed"):
         load_config(Config, None, ["trian.lr=0.1"])
     with pytest.raises(ConfigError, match="unknown key config.zzz \\(valid keys"):
         build(Config, {"zzz": 1})

@@ -29,9 +29,7 @@ from hmtools.store_types import MaskWrite
 def store(tmp_path: Path) -> MaskStore:
     s = MaskStore(tmp_path / "masks.db")
     s.add_samples(make_samples(3, 4))
-    s.write_sample_masks(
-        "clip0/0", [MaskWrite(mask=blob_mask(t), score=0.9) for t in range(4)], author="build"
-    )
+    s.write_sample_masks("clip0/0", [MaskWrite(mask=blob_mask(t), score=0.9) for t in range(4)], author="build")
     yield s
     s.close()
 
@@ -72,9 +70,7 @@ def test_stats(store: MaskStore) -> None:
     store.set_status({"clip0/0/00000.jpg": 1}, "flagged", author="rev", reason="leg cut off; blur")
     store.set_status({"clip0/0/00001.jpg": 1}, "flagged", author="rev", reason="blur")
     key = "clip1/0/00000.jpg"
-    store.put_mask(
-        key, MaskWrite(mask=blob_mask(1), source="human", status="accepted"), author="a", expected_version=0
-    )
+    store.put_mask(key, MaskWrite(mask=blob_mask(1), source="human", status="accepted"), author="a", expected_version=0)
     stats = store_stats(store)
     assert stats["samples"] == 3 and stats["frames"] == 12 and stats["frames_with_mask"] == 5
     assert stats["by_source"] == {"auto": 4, "propagated": 0, "human": 1, "imported": 0}
@@ -111,15 +107,11 @@ def test_integrity_check_is_clean_then_finds_corruption(store: MaskStore, tmp_pa
         "INSERT INTO masks (frame_id, version, height, width, counts, area, bbox, source, status, author, created_at) "
         "VALUES (?,?,?,?,?,?,?,'auto','unreviewed','raw',0)"
     )
-    raw.execute(
-        insert, (frame_id, 1, 24, 32, good["counts"][:-1] + "1", 10, None)
-    )  # counts disagree with size
+    raw.execute(insert, (frame_id, 1, 24, 32, good["counts"][:-1] + "1", 10, None))  # counts disagree with size
     raw.execute("UPDATE frames SET head_version=1, height=24, width=32 WHERE frame_id=?", (frame_id,))
     frame_id = raw.execute("SELECT frame_id FROM frames WHERE key='clip2/0/00001.jpg'").fetchone()[0]
     raw.execute(insert, (frame_id, 1, 24, 32, good["counts"], 1, None))  # wrong area and box
-    raw.execute(
-        "UPDATE frames SET head_version=3, height=24, width=32 WHERE frame_id=?", (frame_id,)
-    )  # no v2, v3
+    raw.execute("UPDATE frames SET head_version=3, height=24, width=32 WHERE frame_id=?", (frame_id,))  # no v2, v3
     raw.close()
     problems = integrity_check(store, chunk=2)  # small chunks: the paging code runs too
     text = "\n".join(problems)

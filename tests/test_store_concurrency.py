@@ -71,9 +71,7 @@ def test_writer_killed_mid_transaction_leaves_nothing_half_written(tmp_path: Pat
     n_frames = 400
     with MaskStore(path) as store:
         store.add_samples(make_samples(2, n_frames))
-        store.write_sample_masks(
-            "clip1/0", [MaskWrite(mask=blob_mask(t)) for t in range(n_frames)], author="ok"
-        )
+        store.write_sample_masks("clip1/0", [MaskWrite(mask=blob_mask(t)) for t in range(n_frames)], author="ok")
     marker = tmp_path / "parked"
     child = subprocess.Popen(
         [sys.executable, "-c", KILLED_WRITER, str(path), "clip0/0", str(marker), REPO_ROOT, TESTS_DIR, "300"],

@@ -61,10 +61,7 @@ def test_partial_and_repeated_frame_writes(store: MaskStore) -> None:
 def test_put_mask_compare_and_set(store: MaskStore) -> None:
     key = "clip0/0/00000.jpg"
     assert store.put_mask(key, MaskWrite(mask=blob_mask(0)), author="ann", expected_version=0) == 1
-    assert (
-        store.put_mask(key, MaskWrite(mask=blob_mask(1), source="human"), author="bob", expected_version=1)
-        == 2
-    )
+    assert store.put_mask(key, MaskWrite(mask=blob_mask(1), source="human"), author="bob", expected_version=1) == 2
     before = (n_masks(store), len(audit_log(store)))
     with pytest.raises(StaleVersionError, match="at version 2 \\(by bob\\), not 1"):
         store.put_mask(key, MaskWrite(mask=blob_mask(5), source="human"), author="ann", expected_version=1)
@@ -75,14 +72,10 @@ def test_put_mask_compare_and_set(store: MaskStore) -> None:
 def test_write_sample_masks_cas(store: MaskStore) -> None:
     writes = [MaskWrite(mask=blob_mask(t)) for t in range(6)]
     store.write_sample_masks("clip0/0", writes, author="build")
-    store.put_mask(
-        "clip0/0/00003.jpg", MaskWrite(mask=blob_mask(9), source="human"), author="ann", expected_version=1
-    )
+    store.put_mask("clip0/0/00003.jpg", MaskWrite(mask=blob_mask(9), source="human"), author="ann", expected_version=1)
     before = n_masks(store)
     with pytest.raises(StaleVersionError, match="frame 3 is at version 2, not 1"):
-        store.write_sample_masks(
-            "clip0/0", writes, author="build", expected_versions=dict.fromkeys(range(6), 1)
-        )
+        store.write_sample_masks("clip0/0", writes, author="build", expected_versions=dict.fromkeys(range(6), 1))
     assert n_masks(store) == before
     heads = {i: r.version for i, r in enumerate(store.current_masks("clip0/0"))}
     assert store.write_sample_masks("clip0/0", writes, author="build", expected_versions=heads) == 6
@@ -113,9 +106,7 @@ def test_rle_writes_and_size_checks(store: MaskStore) -> None:
     rec = store.current_mask("clip1/0/00000.jpg")
     assert rec.rle == rle and rec.source == "imported" and rec.area == int(blob_mask(3).sum())
     with pytest.raises(InputError, match="resolution"):
-        store.put_mask(
-            "clip1/0/00000.jpg", MaskWrite(mask=np.zeros((W, H), bool)), author="x", expected_version=1
-        )
+        store.put_mask("clip1/0/00000.jpg", MaskWrite(mask=np.zeros((W, H), bool)), author="x", expected_version=1)
     with pytest.raises(InputError, match="no frame"):
         store.put_mask("missing.jpg", MaskWrite(mask=blob_mask(0)), author="x", expected_version=0)
     with pytest.raises(InputError, match="cannot become"):

@@ -12,9 +12,7 @@ DatasetOpt = Annotated[str, typer.Option("--dataset", help="Dataset adapter: fin
 RootOpt = Annotated[Path, typer.Option("--root", help="Dataset root folder.")]
 AnnotationsOpt = Annotated[
     Path | None,
-    typer.Option(
-        "--annotations", help="Folder of the annotation files (default: where the dataset keeps them)."
-    ),
+    typer.Option("--annotations", help="Folder of the annotation files (default: where the dataset keeps them)."),
 ]
 ScaleOpt = Annotated[
     str,
@@ -37,8 +35,12 @@ def inspect(
     """Report a dataset's samples, splits, classes, score ranges, frames found and problems."""
     from hmtools.datasets import load_dataset
     from hmtools.datasets.report import summarize
+    from hmtools.errors import InputError
 
-    options = {"score_scale": score_scale} if dataset.replace("_", "-").lower() == "aqa7" else {}
+    is_aqa7 = dataset.replace("_", "-").lower() == "aqa7"
+    if not is_aqa7 and score_scale != "auto":
+        raise InputError("--score-scale applies to --dataset aqa7 only")
+    options = {"score_scale": score_scale} if is_aqa7 else {}
     index = load_dataset(dataset, root, annotations, **options)
     report = summarize(index)
     if as_json:
@@ -58,9 +60,7 @@ def report_lines(report: dict, notes: list[str]) -> list[str]:  # type: ignore[t
         f"{report['frames_found']} frames found",
     ]
     for name, info in report.get("classes", {}).items():
-        lines.append(
-            f"  class {name}: {info['samples']} samples, score {info['score_min']}-{info['score_max']}"
-        )
+        lines.append(f"  class {name}: {info['samples']} samples, score {info['score_min']}-{info['score_max']}")
     if report.get("score_range"):
         lo, hi = report["score_range"]
         lines.append(f"  scores {lo}-{hi}")
@@ -82,9 +82,7 @@ def extract_frames(
     ] = None,
     video: Annotated[Path | None, typer.Option("--video", help="One video file to extract.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Frame folder for --video.")] = None,
-    pattern: Annotated[
-        str, typer.Option("--pattern", help="File name pattern for --video frames.")
-    ] = "%05d.jpg",
+    pattern: Annotated[str, typer.Option("--pattern", help="File name pattern for --video frames.")] = "%05d.jpg",
     start: Annotated[int, typer.Option("--start", help="Number of the first frame file for --video.")] = 0,
 ) -> None:
     """Decode videos into frame folders in the dataset's naming (resumable)."""

@@ -24,9 +24,7 @@ def stats(
     if as_json:
         typer.echo(json.dumps(report, sort_keys=True))
         return
-    typer.echo(
-        f"samples {report['samples']}  frames {report['frames']}  with mask {report['frames_with_mask']}"
-    )
+    typer.echo(f"samples {report['samples']}  frames {report['frames']}  with mask {report['frames_with_mask']}")
     typer.echo("by source: " + ", ".join(f"{k} {v}" for k, v in report["by_source"].items()))
     typer.echo("by status: " + ", ".join(f"{k} {v}" for k, v in report["by_status"].items()))
     for reason, n in report["flag_reasons"].items():

@@ -1,0 +1,84 @@
+"""Mask-building commands: ``build-masks`` and ``preview``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Opt = typer.Option
+
+
+def build_masks(
+    dataset: Annotated[str, Opt("--dataset", help="Dataset adapter: finediving, mtl-aqa or aqa7.")],
+    root: Annotated[Path, Opt("--root", help="Dataset root folder.")],
+    store: Annotated[Path, Opt("--store", help="Mask store file (SQLite); created if absent.")],
+    annotations: Annotated[Path | None, Opt("--annotations", help="Folder of the annotation files.")] = None,
+    detector: Annotated[
+        str | None, Opt("--detector", help="yolo11n/s/m/l/x, yolov8n/s/m/l/x, a YOLO weights file, or lite.")
+    ] = None,
+    segmenter: Annotated[str | None, Opt("--segmenter", help="sam_vit_b, sam_vit_l, sam_vit_h or lite.")] = None,
+    sam_checkpoint: Annotated[
+        Path | None, Opt("--sam-checkpoint", help="SAM weights file (else cached/downloaded once).")
+    ] = None,
+    device: Annotated[str | None, Opt("--device", help="auto, cpu, cuda, cuda:1 ... (torchrun: LOCAL_RANK).")] = None,
+    samples: Annotated[
+        list[str] | None, Opt("--samples", help="Only these sample ids (repeat, or comma-separated).")
+    ] = None,
+    limit: Annotated[int | None, Opt("--limit", help="Only the first N samples.")] = None,
+    force: Annotated[bool, Opt("--force", help="Rebuild samples already built with this configuration.")] = False,
+    overwrite_human: Annotated[
+        bool, Opt("--overwrite-human", help="Also rebuild samples with human edits/reviews.")
+    ] = False,
+    batch_size: Annotated[
+        int | None, Opt("--batch-size", help="Frames per batch (halves on GPU out-of-memory).")
+    ] = None,
+    config: Annotated[Path | None, Opt("--config", help="YAML file (see configs/build_masks.yaml).")] = None,
+    sets: Annotated[list[str] | None, Opt("--set", help="Override a config key: key=value (repeatable).")] = None,
+) -> None:
+    """Build automatic athlete masks for a dataset into a mask store (resumable; see docs/pipeline.md)."""
+    from hmtools.config import load_config
+    from pipelines.config import BuildConfig
+    from pipelines.job import run_build_masks
+
+    flags = {
+        "detect.model": detector,
+        "segment.model": segmenter,
+        "segment.checkpoint": sam_checkpoint,
+        "device": device,
+        "frames.batch_size": batch_size,
+    }
+    overrides = [*(sets or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    cfg = load_config(BuildConfig, config, overrides)
+    summary = run_build_masks(
+        dataset,
+        root,
+        annotations,
+        store,
+        cfg,
+        sample_ids=samples,
+        limit=limit,
+        force=force,
+        overwrite_human=overwrite_human,
+    )
+    if os.environ.get("RANK", "0") == "0":
+        for line in summary.lines():
+            typer.echo(line)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def preview(
+    store: Annotated[Path, Opt("--store", help="Mask store file.")],
+    root: Annotated[Path, Opt("--root", help="Dataset root folder.")],
+    sample: Annotated[str, Opt("--sample", help="Sample id.")],
+    out: Annotated[Path, Opt("--out", help="Output .mp4 or .gif; a .png contact sheet is written beside it.")],
+    max_frames: Annotated[int, Opt("--max-frames", help="Frames on the contact sheet.")] = 16,
+) -> None:
+    """Write a sample's frames with mask overlay, athlete box and flag reasons as a video + contact sheet."""
+    from pipelines.preview import write_preview
+
+    video, sheet = write_preview(store, root, sample, out, sheet_frames=max_frames)
+    typer.echo(f"wrote {video} and {sheet}")

@@ -1,0 +1,162 @@
+"""``build-masks`` over many samples: skip what is done, one store transaction per sample, summary.
+
+A sample is *done* when the store marks it built with the same configuration hash (the parts
+of :class:`~pipelines.config.BuildConfig` that change masks, plus the weights' sha256); reruns
+skip it, ``force`` redoes it. A sample with human work (a head version whose source is
+``human`` or whose status is ``accepted``/``rejected``) is never rebuilt unless
+``overwrite_human`` is given: new automatic versions would hide the edits (they stay in the
+history, but the annotator and exports read the head). A killed run leaves every sample either
+fully written or untouched, so a rerun finishes the job with no duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hmtools.config import config_hash
+from hmtools.errors import HMToolsError
+from hmtools.schema import Sample
+from hmtools.store import MaskStore
+from hmtools.store_admin import put_config
+from pipelines.config import BuildConfig, result_config
+from pipelines.run import Models, build_sample_masks
+
+log = logging.getLogger(__name__)
+AUTHOR = "build-masks"
+
+
+@dataclass
+class BuildSummary:
+    """What a build did (one rank, or all ranks merged with :meth:`merge`)."""
+
+    samples: int = 0
+    built: int = 0
+    skipped_done: int = 0
+    skipped_human: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    frames: int = 0
+    flagged: int = 0
+    seconds: float = 0.0
+    reasons: Counter[str] = field(default_factory=Counter)
+    config_hash: str = ""
+
+    def merge(self, other: BuildSummary) -> BuildSummary:
+        """Sum of two ranks' summaries (wall time: the slowest)."""
+        return BuildSummary(
+            self.samples + other.samples,
+            self.built + other.built,
+            self.skipped_done + other.skipped_done,
+            self.skipped_human + other.skipped_human,
+            {**self.failed, **other.failed},
+            self.frames + other.frames,
+            self.flagged + other.flagged,
+            max(self.seconds, other.seconds),
+            self.reasons + other.reasons,
+            self.config_hash or other.config_hash,
+        )
+
+    def lines(self) -> list[str]:
+        """Human-readable summary."""
+        fps = self.frames / self.seconds if self.seconds > 0 else 0.0
+        out = [
+            f"{self.samples} samples: {self.built} built, {self.skipped_done} already done, "
+            f"{len(self.skipped_human)} skipped (human edits), {len(self.failed)} failed",
+            f"{self.frames} frames in {self.seconds:.1f} s ({fps:.2f} frames/s), {self.flagged} flagged; config {self.config_hash}",
+        ]
+        out += [f"  flagged: {r}: {n}" for r, n in self.reasons.most_common(10)]
+        if self.skipped_human:
+            out.append(
+                "  human edits kept (rerun with --overwrite-human to rebuild): " + ", ".join(self.skipped_human[:10])
+            )
+        out += [f"  failed {sid}: {msg}" for sid, msg in list(self.failed.items())[:10]]
+        return out
+
+
+def has_human_work(store: MaskStore, sample_id: str) -> bool:
+    """Whether any frame's head mask of the sample was edited or reviewed by a person."""
+    rows = store.query(
+        "SELECT COUNT(*) FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
+        "WHERE f.sample_id=? AND (m.source='human' OR m.status IN ('accepted','rejected'))",
+        (sample_id,),
+    )
+    return rows[0][0] > 0
+
+
+def _reason_key(reason: str) -> str:
+    """Group flag reasons without their numbers (``low segmenter score 0.52`` -> ``low segmenter score``)."""
+    return " ".join(w for w in reason.split() if not any(c.isdigit() for c in w)).rstrip(" (:")
+
+
+def build_masks(
+    samples: Sequence[Sample],
+    root: Path,
+    store: MaskStore,
+    models: Models,
+    cfg: BuildConfig,
+    *,
+    force: bool = False,
+    overwrite_human: bool = False,
+    progress: bool = True,
+    desc: str = "build-masks",
+) -> BuildSummary:
+    """Build masks for ``samples`` into ``store``.
+
+    Args:
+        samples: The samples this process handles (already split across ranks).
+        root: Dataset root.
+        store: Open mask store (samples are registered here).
+        models: Loaded backends.
+        cfg: Build configuration.
+        force: Rebuild samples already built with this configuration.
+        overwrite_human: Also rebuild samples with human edits or reviews.
+        progress: Show a tqdm bar (frames, frames/s).
+        desc: Progress bar label.
+
+    Returns:
+        A :class:`BuildSummary`; failed samples are listed there and never half-written.
+    """
+    from tqdm import tqdm
+
+    body: dict[str, Any] = result_config(cfg, models.weights)
+    chash = config_hash(body)
+    store.add_samples(samples, author=AUTHOR)
+    put_config(store, chash, body)
+    summary = BuildSummary(samples=len(samples), config_hash=chash)
+    todo = []
+    for s in samples:
+        if not force and store.build_config(s.sample_id) == chash:
+            summary.skipped_done += 1
+        elif not overwrite_human and has_human_work(store, s.sample_id):
+            summary.skipped_human.append(s.sample_id)
+        else:
+            todo.append(s)
+    t0 = time.perf_counter()
+    with tqdm(
+        total=2 * sum(len(s.frames) for s in todo),
+        unit="frame",
+        desc=desc,
+        disable=not progress,
+        unit_scale=0.5,
+    ) as bar:
+        for s in todo:
+            try:
+                writes = build_sample_masks(s, root, models, cfg, tick=bar.update)
+                store.write_sample_masks(s.sample_id, writes, author=AUTHOR, build_config=chash)
+            except HMToolsError as e:
+                summary.failed[s.sample_id] = str(e)
+                log.error("sample %s failed: %s", s.sample_id, e)
+                continue
+            summary.built += 1
+            summary.frames += len(writes)
+            for w in writes:
+                if w.status == "flagged":
+                    summary.flagged += 1
+                    summary.reasons.update(_reason_key(r) for r in (w.reason or "").split("; "))
+    summary.seconds = time.perf_counter() - t0
+    return summary

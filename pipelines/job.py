@@ -1,0 +1,84 @@
+"""The whole ``hmtools build-masks`` job: index the dataset, pick samples, load models, build, report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import reduce
+from pathlib import Path
+
+from hmtools.errors import InputError
+from hmtools.schema import Sample
+from hmtools.store import MaskStore
+from pipelines.build import BuildSummary, build_masks
+from pipelines.config import BuildConfig
+from pipelines.distributed import gather, process_group, rank_from_env
+from pipelines.models import check_names, load_models, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def pick_samples(samples: Sequence[Sample], ids: Sequence[str] | None, limit: int | None) -> list[Sample]:
+    """Samples named by ``ids`` (all when ``None``; comma-separated items are split), then the first ``limit``.
+
+    Raises:
+        InputError: an id is not in the dataset (the first few valid ids are named).
+    """
+    chosen = list(samples)
+    if ids:
+        wanted = [i for item in ids for i in item.split(",") if i]
+        by_id = {s.sample_id: s for s in samples}
+        missing = [i for i in wanted if i not in by_id]
+        if missing:
+            some = ", ".join(list(by_id)[:5])
+            raise InputError(f"sample {missing[0]!r} is not in the dataset ({len(by_id)} samples, e.g. {some})")
+        chosen = [by_id[i] for i in dict.fromkeys(wanted)]
+    if limit is not None:
+        if limit < 0:
+            raise InputError(f"--limit must be >= 0, got {limit}")
+        chosen = chosen[:limit]
+    return chosen
+
+
+def run_build_masks(
+    dataset: str,
+    root: Path,
+    annotations: Path | None,
+    store_path: Path,
+    cfg: BuildConfig,
+    *,
+    sample_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    force: bool = False,
+    overwrite_human: bool = False,
+    progress: bool = True,
+) -> BuildSummary:
+    """Run build-masks on this process's share of the samples; returns the summary of all ranks.
+
+    Raises:
+        InputError: bad dataset, sample id or model name (exit 2).
+    """
+    from hmtools.datasets import load_dataset
+
+    check_names(cfg)
+    index = load_dataset(dataset, root, annotations)
+    samples = pick_samples(index.samples, sample_ids, limit)
+    rank = rank_from_env()
+    device = resolve_device(cfg.device, rank.local_rank)
+    with process_group(rank, device):
+        mine = rank.shard(samples)
+        models = load_models(cfg, device)
+        with MaskStore(store_path) as store:
+            desc = "build-masks" if rank.world == 1 else f"build-masks rank {rank.rank}"
+            summary = build_masks(
+                mine,
+                Path(root),
+                store,
+                models,
+                cfg,
+                force=force,
+                overwrite_human=overwrite_human,
+                progress=progress,
+                desc=desc,
+            )
+        return reduce(BuildSummary.merge, gather(summary, rank))

@@ -1,0 +1,117 @@
+"""``hmtools preview``: a sample's frames with its current masks, boxes and flag reasons, for a quick look.
+
+The output kind follows ``--out``: ``.mp4`` (OpenCV ``mp4v``) or ``.gif`` (Pillow). A PNG
+contact sheet of evenly spaced frames is written beside it (``<out stem>_sheet.png``). Frames
+are streamed; only the contact sheet's thumbnails are kept in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hmtools.errors import InputError
+from hmtools.store import MaskStore
+from hmtools.store_admin import iter_current
+from hmtools.store_types import MaskRecord
+from pipelines.frames_in import read_frame
+
+GREEN, RED, YELLOW = (60, 220, 60), (230, 40, 40), (250, 210, 40)
+
+
+def overlay(img: np.ndarray, rec: MaskRecord | None, label: str) -> np.ndarray:
+    """Draw a mask record on an ``(H, W, 3)`` uint8 RGB frame (returns a new array).
+
+    The mask is tinted green (red when flagged), each athlete box drawn in yellow, and the
+    label plus the flag reasons written at the top left.
+    """
+    out = img.copy()
+    lines = [label]
+    if rec is not None:
+        mask = rec.mask()
+        if mask.shape == out.shape[:2]:
+            colour = np.array(RED if rec.status == "flagged" else GREEN, np.float32)
+            out[mask] = (0.5 * out[mask] + 0.5 * colour).astype(np.uint8)
+        boxes = [p["bbox"] for p in rec.tracks or [] if p.get("bbox")] or ([rec.bbox] if rec.bbox else [])
+        for x1, y1, x2, y2 in boxes:
+            cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), YELLOW, max(1, out.shape[0] // 300))
+        score = "-" if rec.score is None else f"{rec.score:.2f}"
+        lines[0] += f"  v{rec.version} {rec.source} {rec.status} score {score}"
+        lines += (rec.reason or "").split("; ") if rec.status == "flagged" else []
+    else:
+        lines[0] += "  no mask"
+    scale = max(0.35, out.shape[0] / 900)
+    for i, text in enumerate(t for t in lines if t):
+        y = int((i + 1) * 26 * scale) + 4
+        cv2.putText(out, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def _sheet(thumbs: list[np.ndarray], cols: int = 4) -> np.ndarray:
+    rows = -(-len(thumbs) // cols)
+    h, w = thumbs[0].shape[:2]
+    sheet = np.zeros((rows * h, cols * w, 3), np.uint8)
+    for i, t in enumerate(thumbs):
+        r, c = divmod(i, cols)
+        sheet[r * h : r * h + t.shape[0], c * w : c * w + t.shape[1]] = t
+    return sheet
+
+
+def write_preview(
+    store_path: Path, root: Path, sample_id: str, out: Path, *, sheet_frames: int = 16, fps: float = 12.0
+) -> tuple[Path, Path]:
+    """Write the overlay video (or GIF) and its contact sheet.
+
+    Returns:
+        ``(video path, contact sheet path)``.
+
+    Raises:
+        InputError: unknown output extension, missing store or sample (exit 2).
+    """
+    kind = out.suffix.lower()
+    if kind not in (".mp4", ".gif"):
+        raise InputError(f"--out must end in .mp4 or .gif, got {out.name!r}")
+    with MaskStore(store_path, create=False) as store:
+        rows = list(iter_current(store, [store.get_sample(sample_id).sample_id]))
+    pick = set(np.linspace(0, len(rows) - 1, min(sheet_frames, len(rows))).round().astype(int).tolist())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.partial{kind}")
+    writer, gif, thumbs = None, [], []
+    try:
+        for i, (_, frame, rec) in enumerate(rows):
+            img, err = read_frame(root, frame.key)
+            if img is None:
+                h, w = (frame.height or 240), (frame.width or 320)
+                img = np.full((h, w, 3), 40, np.uint8)
+            pic = overlay(img, rec, f"{frame.idx}: {frame.key}" + (f"  [{err}]" if err else ""))
+            if kind == ".mp4":
+                if writer is None:
+                    size = (pic.shape[1], pic.shape[0])
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                writer.write(np.ascontiguousarray(cv2.resize(pic, size)[..., ::-1]))
+            else:
+                gif.append(_thumb(pic, 480))
+            if i in pick:
+                thumbs.append(_thumb(pic, 320))
+        if writer is not None:
+            writer.release()
+        if kind == ".gif":
+            from PIL import Image
+
+            frames = [Image.fromarray(g) for g in gif]
+            frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    sheet_path = out.with_name(out.stem + "_sheet.png")
+    cv2.imwrite(str(sheet_path), _sheet(thumbs)[..., ::-1])
+    return out, sheet_path
+
+
+def _thumb(img: np.ndarray, width: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    return cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)

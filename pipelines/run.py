@@ -1,0 +1,220 @@
+"""One sample through the pipeline: frames -> people -> the judged athlete(s) -> masks -> repair -> flags.
+
+Two streaming passes over the frames keep memory flat in the clip length: pass 1 decodes and
+detects (the selection needs the whole clip's detections, a few numbers per frame); pass 2
+decodes again, embeds the frames that have an athlete box, decodes all prompts of a batch at
+once, repairs and flags in frame order, and keeps each mask only as RLE.
+
+Per frame the result is one :class:`~hmtools.store_types.MaskWrite`: the union of the
+athletes' masks, ``score`` = the lowest of their segmenter scores, ``tracks`` = one entry per
+athlete (its box; its own RLE when there are two), and ``status="flagged"`` with the reasons
+joined by ``"; "`` when any check failed. An unreadable frame gets the previous frame's mask
+(empty when it is the first) and is flagged with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hmtools.errors import HMToolsError
+from hmtools.masks import encode_rle
+from hmtools.schema import Sample
+from hmtools.store_types import MaskWrite
+from pipelines.config import BuildConfig
+from pipelines.frames_in import iter_frame_batches
+from pipelines.prompts import athlete_prompt
+from pipelines.repair import INTERPOLATED, MISSING, box_reason, fill_gaps, jump_reason
+from pipelines.segment_types import Prediction, Segmenter
+from pipelines.select import Selection, select_athletes
+
+
+@dataclass
+class Models:
+    """The loaded backends, passed in (never module globals).
+
+    Attributes:
+        detect: Frames ``[(H, W, 3) uint8 RGB]`` -> per frame ``(N, 5)`` ``[x1, y1, x2, y2, conf]``.
+        segmenter: Anything with ``embed`` and ``predict_batch`` (see :class:`pipelines.segment_types.Segmenter`).
+        weights: What identifies the weights (name -> sha256), part of the configuration hash.
+    """
+
+    detect: Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+    segmenter: Segmenter
+    weights: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Athlete:
+    """Running state of one athlete in pass 2."""
+
+    prev_mask: np.ndarray | None = None
+    prev_logits: np.ndarray | None = None
+
+
+def detect_pass(
+    sample: Sample, root: Path, models: Models, cfg: BuildConfig, tick: Callable[[int], None]
+) -> tuple[list[np.ndarray], list[str | None], tuple[int, int]]:
+    """Pass 1: per-frame detections, unreadable-frame reasons, and the frame size ``(H, W)``."""
+    dets: list[np.ndarray] = []
+    errors: list[str | None] = []
+    hw: tuple[int, int] | None = None
+    fc = cfg.frames
+    for batch in iter_frame_batches(root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch):
+        images, errs = list(batch.images), list(batch.errors)
+        for j, img in enumerate(images):
+            if img is None:
+                continue
+            hw = hw or (int(img.shape[0]), int(img.shape[1]))
+            if img.shape[:2] != hw:
+                images[j], errs[j] = (
+                    None,
+                    f"unreadable frame: {img.shape[1]}x{img.shape[0]}, the clip is {hw[1]}x{hw[0]}",
+                )
+        found = iter(models.detect([img for img in images if img is not None]))
+        dets += [next(found) if img is not None else np.zeros((0, 5), np.float32) for img in images]
+        errors += errs
+        tick(len(images))
+    if hw is None:
+        raise HMToolsError(f"sample {sample.sample_id}: none of its {len(sample.frames)} frames could be read")
+    return dets, errors, hw
+
+
+def build_sample_masks(
+    sample: Sample,
+    root: Path,
+    models: Models,
+    cfg: BuildConfig,
+    tick: Callable[[int], None] = lambda n: None,
+) -> list[MaskWrite]:
+    """Masks for every frame of ``sample``, in frame order.
+
+    Args:
+        sample: The sample (its ``frames`` are keys under ``root``).
+        root: Dataset root.
+        models: Detector and segmenter.
+        cfg: The build configuration.
+        tick: Called with the number of frames finished (for progress bars); each frame is
+            ticked once in pass 1 and once in pass 2.
+
+    Raises:
+        HMToolsError: no frame of the sample can be read.
+    """
+    dets, errors, hw = detect_pass(sample, root, models, cfg, tick)
+    sel = select_athletes(dets, hw, cfg.select, synchronized=sample.synchronized)
+    filled = [fill_gaps(sel.boxes[k], cfg.repair.max_interp_gap) for k in range(sel.boxes.shape[0])]
+    athletes = [_Athlete() for _ in filled]
+    writes: list[MaskWrite] = []
+    carry: np.ndarray | None = None
+    fc = cfg.frames
+    for batch in iter_frame_batches(root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch):
+        preds = _predict_batch(batch.images, batch.start, errors, dets, sel, filled, models.segmenter, cfg)
+        for j, img in enumerate(batch.images):
+            t = batch.start + j
+            if errors[t] is not None or img is None:
+                mask = carry if carry is not None else np.zeros(hw, bool)
+                writes.append(
+                    MaskWrite(
+                        rle=encode_rle(mask),
+                        source="auto",
+                        score=None,
+                        status="flagged",
+                        reason=errors[t] or "unreadable frame",
+                        frame_idx=t,
+                    )
+                )
+                continue
+            w, carry = _finish_frame(t, preds.get(t, {}), dets[t], sel, filled, athletes, models.segmenter, cfg, hw)
+            writes.append(w)
+        tick(len(batch.images))
+    return writes
+
+
+def _predict_batch(
+    images: list[np.ndarray | None],
+    start: int,
+    errors: list[str | None],
+    dets: list[np.ndarray],
+    sel: Selection,
+    filled: list[tuple[np.ndarray, np.ndarray]],
+    seg: Segmenter,
+    cfg: BuildConfig,
+) -> dict[int, dict[int, tuple[Any, Any, Prediction]]]:
+    """First predictions of a batch: ``{frame: {athlete: (handle, prompt, prediction)}}``."""
+    jobs = []
+    for j, img in enumerate(images):
+        t = start + j
+        if img is None or errors[t] is not None:
+            continue
+        for k, (boxes, kind) in enumerate(filled):
+            if kind[t] != MISSING:
+                own = {int(sel.det_idx[k, t])} - {-1}
+                jobs.append((t, k, img, athlete_prompt(boxes[t], dets[t], own, cfg.segment)))
+    if not jobs:
+        return {}
+    frames = sorted({t for t, *_ in jobs})
+    handles = dict(zip(frames, seg.embed([images[t - start] for t in frames]), strict=True))
+    preds = seg.predict_batch([handles[t] for t, *_ in jobs], [p for *_, p in jobs])
+    out: dict[int, dict[int, tuple[Any, Any, Prediction]]] = {}
+    for (t, k, _, p), pred in zip(jobs, preds, strict=True):
+        out.setdefault(t, {})[k] = (handles[t], p, pred)
+    return out
+
+
+def _finish_frame(
+    t: int,
+    preds: dict[int, tuple[Any, Any, Prediction]],
+    dets: np.ndarray,
+    sel: Selection,
+    filled: list[tuple[np.ndarray, np.ndarray]],
+    athletes: list[_Athlete],
+    seg: Segmenter,
+    cfg: BuildConfig,
+    hw: tuple[int, int],
+) -> tuple[MaskWrite, np.ndarray]:
+    """Repair and flag one frame's athlete masks in order; returns its write and union mask."""
+    union = np.zeros(hw, bool)
+    reasons: list[str] = [] if filled else ["no athlete found in the clip"]
+    scores, tracks = [], []
+    for k, (boxes, kind) in enumerate(filled):
+        st = athletes[k]
+        if k not in preds:
+            reasons.append("no detection of the athlete" if len(filled) == 1 else f"no detection of athlete {k + 1}")
+            continue
+        handle, prompt, (mask, score, logits) = preds[k]
+        jump = jump_reason(st.prev_mask, mask, cfg.repair)
+        if (jump or kind[t] == INTERPOLATED) and cfg.repair.reprompt and st.prev_logits is not None:
+            alt = seg.predict_batch([handle], [replace(prompt, mask_input=st.prev_logits)])[0]
+            alt_jump = jump_reason(st.prev_mask, alt[0], cfg.repair)
+            if alt_jump is None or (jump is not None and kind[t] == INTERPOLATED):
+                (mask, score, logits), jump = alt, alt_jump
+        if kind[t] == INTERPOLATED:
+            reasons.append("no detection (box interpolated from neighbours)")
+        if jump:
+            reasons.append(jump)
+        if (br := box_reason(mask, boxes[t], cfg.flags)) is not None:
+            reasons.append(br)
+        if score < cfg.flags.min_score:
+            reasons.append(f"low segmenter score {score:.2f}")
+        st.prev_mask, st.prev_logits = mask, logits
+        union |= mask
+        scores.append(score)
+        part = {"track": k, "bbox": [round(float(v), 1) for v in boxes[t]], "counts": None}
+        if len(filled) > 1:
+            part["counts"] = encode_rle(mask)["counts"]
+        tracks.append(part)
+    reason = "; ".join(dict.fromkeys(reasons)) or None
+    write = MaskWrite(
+        rle=encode_rle(union),
+        source="auto",
+        score=min(scores) if scores else None,
+        status="flagged" if reason else "unreviewed",
+        reason=reason,
+        tracks=tracks or None,
+        frame_idx=t,
+    )
+    return write, union

@@ -1,0 +1,72 @@
+"""Speed levers for the SAM image encoder (DESIGN.md §6): attention through
+``torch.nn.functional.scaled_dot_product_attention`` with the decomposed relative-position bias
+passed as an additive mask, bf16 weights, and optional ``torch.compile``.
+
+The encoder is passed in; its attention blocks are recognised by their attributes (``qkv``,
+``proj``, ``num_heads``, ``use_rel_pos``), so this module does not import segment_anything.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def _rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """Relative position embeddings ``(q_size, k_size, C)`` for one axis (SAM's rule)."""
+    max_dist = 2 * max(q_size, k_size) - 1
+    if rel_pos.shape[0] != max_dist:
+        rel_pos = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_dist, mode="linear")
+        rel_pos = rel_pos.reshape(-1, max_dist).permute(1, 0)
+    q = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
+    k = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
+    return rel_pos[((q - k) + (k_size - 1) * max(q_size / k_size, 1.0)).long()]
+
+
+def _sdpa_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """SAM ``Attention.forward`` with the same maths, computed by fused SDPA kernels."""
+    B, H, W, _ = x.shape  # (B, H, W, C)
+    qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)  # (B, nh, HW, hd) each
+    bias = None
+    if self.use_rel_pos:
+        hd = q.shape[-1]
+        rh = _rel_pos(H, H, self.rel_pos_h).to(q.dtype)  # (H, H, hd)
+        rw = _rel_pos(W, W, self.rel_pos_w).to(q.dtype)  # (W, W, hd)
+        r_q = q.reshape(B, self.num_heads, H, W, hd)
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rh)  # (B, nh, H, W, H)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw)  # (B, nh, H, W, W)
+        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, self.num_heads, H * W, H * W)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, nh, HW, hd)
+    out = out.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
+    return self.proj(out)
+
+
+def use_sdpa_attention(encoder: torch.nn.Module) -> int:
+    """Route every SAM attention block of ``encoder`` through SDPA (in place).
+
+    Returns:
+        Number of attention blocks changed.
+    """
+    n = 0
+    for mod in encoder.modules():
+        if all(hasattr(mod, a) for a in ("qkv", "proj", "num_heads", "use_rel_pos")):
+            mod.forward = types.MethodType(_sdpa_forward, mod)
+            n += 1
+    return n
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``"auto"`` -> bf16 on CUDA (when supported), fp32 elsewhere; ``"bf16"``/``"fp32"`` as named."""
+    if dtype == "bf16":
+        return torch.bfloat16
+    if dtype == "fp32":
+        return torch.float32
+    if dtype != "auto":
+        raise ValueError(f"dtype must be auto, bf16 or fp32; got {dtype!r}")
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32

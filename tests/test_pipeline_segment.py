@@ -1,0 +1,137 @@
+"""SAM segment path: our batched embed/decode against segment_anything's own SamPredictor (tiny SAM)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("segment_anything")
+
+from segment_anything import SamPredictor  # noqa: E402
+
+from hmtools.errors import InputError  # noqa: E402
+from pipelines.segment import (  # noqa: E402
+    SEGMENTERS,
+    ImageEmbedding,
+    Prompt,
+    build_segmenter,
+    build_tiny_sam,
+    build_tiny_sam_segmenter,
+    resolve_checkpoint,
+)
+
+
+def _frame(h: int = 120, w: int = 200, seed: int = 0) -> np.ndarray:
+    img = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    img[30:90, 80:120] = 250
+    return img
+
+
+@pytest.fixture(scope="module")
+def seg_and_ref():
+    return build_tiny_sam_segmenter(seed=3), SamPredictor(build_tiny_sam(3))
+
+
+def test_embedding_matches_sam_predictor(seg_and_ref) -> None:
+    seg, ref = seg_and_ref
+    img = _frame()
+    emb = seg.embed([img, _frame(90, 60, 1)])
+    ref.set_image(img)
+    assert isinstance(emb[0], ImageEmbedding)
+    assert emb[0].features.shape == (1, 256, 16, 16) and emb[0].features.dtype == torch.float32
+    assert emb[0].original_size == (120, 200) and emb[0].input_size == tuple(ref.input_size)
+    assert emb[1].original_size == (90, 60)
+    assert emb[0].nbytes == 256 * 16 * 16 * 4
+    assert torch.allclose(emb[0].features, ref.features, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kw,multi",
+    [
+        ({"box": np.array([70.0, 20, 130, 100])}, False),
+        ({"points": np.array([[100.0, 60]]), "labels": np.array([1])}, True),
+        (
+            {
+                "points": np.array([[100.0, 60], [10, 10]]),
+                "labels": np.array([1, 0]),
+                "box": np.array([70.0, 20, 130, 100]),
+            },
+            False,
+        ),
+    ],
+)
+def test_predict_matches_sam_predictor(seg_and_ref, kw, multi) -> None:
+    seg, ref = seg_and_ref
+    img = _frame()
+    (emb,) = seg.embed([img])
+    ref.set_image(img)
+    mask, score, low = seg.predict(emb, **kw)
+    pc, pl = kw.get("points"), kw.get("labels")
+    rm, rs, rl = ref.predict(point_coords=pc, point_labels=pl, box=kw.get("box"), multimask_output=multi)
+    best = int(np.argmax(rs))
+    assert mask.shape == (120, 200) and mask.dtype == bool
+    assert low.shape == (64, 64) and low.dtype == np.float32
+    assert np.array_equal(mask, rm[best])
+    assert score == pytest.approx(float(rs[best]), abs=1e-5)
+    assert np.allclose(low, rl[best], atol=1e-4)
+    # the low-res logits feed back as a mask prompt, as in SamPredictor
+    m2, s2, _ = seg.predict(emb, box=np.array([70.0, 20, 130, 100]), mask_input=low)
+    r2, rs2, _ = ref.predict(box=np.array([70.0, 20, 130, 100]), mask_input=low[None], multimask_output=False)
+    assert np.array_equal(m2, r2[0]) and s2 == pytest.approx(float(rs2[0]), abs=1e-5)
+
+
+def test_predict_batch_equals_one_by_one(seg_and_ref) -> None:
+    seg, _ = seg_and_ref
+    frames = [_frame(seed=s) for s in range(3)]
+    embs = seg.embed(frames)
+    prompts = [
+        Prompt(box=np.array([70.0, 20, 130, 100])),
+        Prompt(box=np.array([60.0, 10, 140, 110])),
+        Prompt(points=np.array([[100.0, 60]]), labels=np.array([1])),
+    ]
+    batch = seg.predict_batch(embs, prompts)
+    for e, p, (m, s, low) in zip(embs, prompts, batch, strict=True):
+        m1, s1, l1 = seg.predict(e, box=p.box, points=p.points, labels=p.labels)
+        assert np.array_equal(m, m1) and s == pytest.approx(s1, abs=1e-5) and np.allclose(low, l1, atol=1e-4)
+
+
+def test_bf16_and_plain_attention_paths_agree() -> None:
+    img = _frame()
+    plain = build_tiny_sam_segmenter(seed=3, sdpa=False).embed([img])[0].features
+    bf16 = build_tiny_sam_segmenter(seed=3, dtype="bf16").embed([img])[0].features
+    assert bf16.dtype == torch.float32
+    rel = (bf16 - plain).norm() / plain.norm()
+    assert rel < 0.05
+
+
+def test_embed_rejects_non_rgb(seg_and_ref) -> None:
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        seg_and_ref[0].embed([np.zeros((10, 10), np.uint8)])
+
+
+def test_unknown_segmenter_lists_valid_names() -> None:
+    with pytest.raises(InputError, match="sam_vit_b, sam_vit_l, sam_vit_h, lite"):
+        build_segmenter("sam_vit_x", None, "cpu")
+
+
+def test_missing_checkpoint_names_what_to_pass(tmp_path) -> None:
+    with pytest.raises(InputError, match="--sam-checkpoint PATH"):
+        resolve_checkpoint("sam_vit_b", tmp_path / "nope.pth")
+
+
+def test_no_download_when_not_allowed(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HMTOOLS_CACHE", str(tmp_path))
+    with pytest.raises(InputError, match=SEGMENTERS["sam_vit_h"].url):
+        resolve_checkpoint("sam_vit_h", None, download=False)
+    assert not any(tmp_path.rglob("*"))
+
+
+def test_checkpoint_loads_through_build_segmenter(tmp_path) -> None:
+    # a real state dict saved and loaded back by name (vit_b arch, random weights, fp32)
+    seg = build_segmenter("sam_vit_b", None, "cpu", random_weights=True)
+    path = tmp_path / "vit_b.pth"
+    torch.save(seg.model.state_dict(), path)
+    again = build_segmenter("sam_vit_b", path, "cpu", sdpa=False)
+    a, b = seg.model.mask_decoder.state_dict(), again.model.mask_decoder.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

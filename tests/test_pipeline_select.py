@@ -1,0 +1,75 @@
+"""Athlete selection on synthetic scenes with distractors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.config import SelectConfig
+from pipelines.select import box_iou, link_tracks, select_athletes
+from tests._pipeline_fixtures import H, W, scene
+
+CFG = SelectConfig()
+
+
+def _hit_rate(sel_boxes: np.ndarray, truth: np.ndarray) -> float:
+    ok = ~np.isnan(sel_boxes[:, 0])
+    ious = np.array([box_iou(sel_boxes[t : t + 1], truth[t : t + 1])[0, 0] for t in np.flatnonzero(ok)])
+    return float((ious > 0.7).sum()) / len(truth)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"judges": True},
+        {"crowd": True},
+        {"waiting": True},
+        {"judges": True, "crowd": True, "waiting": True},
+    ],
+)
+def test_picks_the_moving_athlete_among_distractors(kw) -> None:
+    dets, truth = scene(**kw)
+    sel = select_athletes(dets, (H, W), CFG)
+    assert sel.boxes.shape == (1, 40, 4)
+    assert _hit_rate(sel.boxes[0], truth[0]) == 1.0
+
+
+def test_a_crowd_alone_gives_no_athlete() -> None:
+    # only the crowd is left: its boxes are all below min_rel_height, so nobody is chosen
+    dets, _ = scene(crowd=True)
+    dets = [d[(d[:, 3] - d[:, 1]) < 60] for d in dets]
+    sel = select_athletes(dets, (H, W), CFG)
+    assert sel.boxes.shape[0] == 0 and sel.notes
+
+
+def test_missed_detections_are_stitched_into_one_athlete() -> None:
+    dropped = set(range(14, 22))  # lost mid-somersault for 8 frames
+    dets, truth = scene(judges=True, waiting=True, drop_frames=dropped)
+    sel = select_athletes(dets, (H, W), CFG)
+    seen = ~np.isnan(sel.boxes[0, :, 0])
+    assert not seen[sorted(dropped)].any()
+    assert seen.sum() == 40 - len(dropped)
+    assert sel.det_idx[0, 0] >= 0 and sel.det_idx[0, 15] == -1
+    assert _hit_rate(sel.boxes[0], truth[0]) == pytest.approx((40 - len(dropped)) / 40)
+
+
+def test_synchronized_keeps_both_divers() -> None:
+    dets, truth = scene(sync=True, judges=True, waiting=True)
+    sel = select_athletes(dets, (H, W), CFG, synchronized=True)
+    assert sel.boxes.shape[0] == 2
+    found = sorted(float(np.nanmean(b[:, 0])) for b in sel.boxes)
+    want = sorted(float(b[:, 0].mean()) for b in truth)
+    assert np.allclose(found, want, atol=5)
+    single = select_athletes(dets, (H, W), CFG, synchronized=False)
+    assert single.boxes.shape[0] == 1
+
+
+def test_link_tracks_keeps_identities_through_a_crossing() -> None:
+    a = [
+        np.array([[100 + 10 * t, 100, 160 + 10 * t, 260, 0.9], [500 - 10 * t, 100, 560 - 10 * t, 260, 0.9]], np.float32)
+        for t in range(30)
+    ]
+    tracks = link_tracks(a, CFG)
+    assert len(tracks) == 2 and all(len(tr.frames) == 30 for tr in tracks)
+    starts = sorted(float(tr.boxes[0, 0]) for tr in tracks)
+    assert starts == [100.0, 500.0]
