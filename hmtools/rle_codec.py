@@ -56,7 +56,7 @@ def size_and_counts(rle: Any) -> tuple[int, int, Any]:
 
 def parse_runs(raw: bytes, where: str) -> np.ndarray:
     """Run lengths of one compressed counts string; errors start with ``where``."""
-    runs = char_values(np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48, where)
+    runs, _ = char_values(np.frombuffer(raw, dtype=np.uint8), where)
     # runs after the second are stored as differences to the run two before
     runs[1::2] = np.cumsum(runs[1::2])
     runs[2::2] = np.cumsum(runs[2::2])
@@ -65,25 +65,36 @@ def parse_runs(raw: bytes, where: str) -> np.ndarray:
     return runs
 
 
-def char_values(chars: np.ndarray, where: str) -> np.ndarray:
-    """Signed values of the character groups of one or more complete counts strings (chars minus 48)."""
-    if chars.size == 0:
+def char_values(raw: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Signed values of the character groups of one or more complete counts strings.
+
+    Args:
+        raw: ``(C,)`` uint8 characters of the strings, concatenated.
+        where: Prefix of error messages.
+
+    Returns:
+        ``(values, ends)``: ``(R,)`` int64 group values (before the running sums) and ``(R,)`` the
+        index of each group's last character.
+    """
+    if raw.size == 0:
         raise DataFormatError(f"{where}: empty counts string (an empty mask still has one run)")
-    if chars.min() < 0 or chars.max() > 63:
+    chars = raw - np.uint8(48)  # uint8: bytes below '0' wrap around to >= 208
+    if chars.max() > 63:
         raise DataFormatError(f"{where}: characters outside '0'..'o'; the string was edited or corrupted")
-    more = (chars & 0x20) != 0
+    more = chars >= 32  # bit 0x20: another character of this group follows
     if more[-1]:
         raise DataFormatError(f"{where}: the last run is cut off; the string was truncated")
     ends = np.flatnonzero(~more)
-    starts = np.concatenate(([0], ends[:-1] + 1))
+    starts = np.empty_like(ends)
+    starts[0], starts[1:] = 0, ends[:-1] + 1
     lengths = ends - starts + 1
     if lengths.max() > MAX_CHARS_PER_RUN:
         raise DataFormatError(f"{where}: a run is encoded in more than {MAX_CHARS_PER_RUN} characters")
-    shift = np.arange(chars.size) - np.repeat(starts, lengths)
-    values = np.add.reduceat((chars & 0x1F) << (5 * shift), starts)
-    negative = (chars[ends] & 0x10) != 0
+    shift = np.arange(raw.size) - np.repeat(starts, lengths)
+    values = np.add.reduceat((chars & np.uint8(0x1F)).astype(np.int64) << (5 * shift), starts)
+    negative = (chars[ends] & np.uint8(0x10)) != 0
     values[negative] -= np.int64(1) << (5 * lengths[negative])
-    return values
+    return values, ends
 
 
 def decode_rles(rles: Sequence[dict[str, Any]], out: np.ndarray | None = None) -> np.ndarray:
@@ -130,14 +141,13 @@ def decode_counts(counts: Sequence[str | bytes], height: int, width: int, out: n
     lengths = np.fromiter(map(len, raws), dtype=np.int64, count=n)
     if lengths.min() == 0:
         raise DataFormatError("RLE counts: empty counts string (an empty mask still has one run)")
-    chars = np.frombuffer(b"".join(raws), dtype=np.uint8).astype(np.int64) - 48
-    last = np.cumsum(lengths) - 1
-    cut = (chars[last] & 0x20) != 0
+    raw = np.frombuffer(b"".join(raws), dtype=np.uint8)
+    cut = raw[np.cumsum(lengths) - 1] >= 48 + 32  # a string's last character still says "more"
     if cut.any():
         bad = raws[int(np.flatnonzero(cut)[0])]
         raise DataFormatError(f"RLE counts {bad[:40]!r}: the last run is cut off; the string was truncated")
-    deltas = char_values(chars, "RLE counts")
-    per_string = np.bincount(np.searchsorted(last, np.flatnonzero((chars & 0x20) == 0)), minlength=n)
+    deltas, ends = char_values(raw, "RLE counts")
+    per_string = np.bincount(np.repeat(np.arange(n), lengths)[ends], minlength=n)
     # Lay the runs out with every string padded to an even count, so that a run's parity within
     # its string is its global parity; the two interleaved running sums become strided cumsums.
     padded = per_string + (per_string & 1)

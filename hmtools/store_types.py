@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -144,13 +145,13 @@ def prepare_mask(w: MaskWrite) -> PreparedMask:
     """Encode (or check) the mask of a write and compute its area and box.
 
     Raises:
-        InputError: unknown source/status, or a score outside [0, 1].
+        InputError: unknown source/status, or a score that is NaN or infinite.
         DataFormatError: ``w.rle`` is malformed or its counts disagree with its size.
         ValueError: the write holds neither a mask nor an rle, or a mask that is not 2-D.
     """
     check_vocab(w.source, w.status)
-    if w.score is not None and not 0.0 <= float(w.score) <= 1.0:
-        raise InputError(f"mask score must be in [0, 1] or None (clip model confidences); got {w.score!r}")
+    if w.score is not None and not math.isfinite(float(w.score)):
+        raise InputError(f"mask score must be a finite number (nominally in [0, 1]) or None; got {w.score!r}")
     if w.rle is not None:
         rle = check_rle(dict(w.rle))
     elif w.mask is not None:

@@ -87,7 +87,7 @@ def test_sample_write_is_all_or_nothing(store: MaskStore) -> None:
         good + [MaskWrite(mask=np.ones((H + 1, W), bool))],  # not the frame size
         good + [MaskWrite(mask=blob_mask(0), frame_idx=6)],  # no such frame
         good + [MaskWrite(mask=blob_mask(0), source="magic")],  # unknown source
-        good + [MaskWrite(mask=blob_mask(0), score=1.5)],  # score outside [0, 1]
+        good + [MaskWrite(mask=blob_mask(0), score=float("nan"))],  # score not a number
         good + [MaskWrite(rle={"size": [H, W], "counts": "0"})],  # counts that do not cover H*W
     ]
     store.set_frame_sizes({f"clip0/0/{t:05d}.jpg": (H, W) for t in range(6)})
