@@ -17,8 +17,8 @@ pycocotools traps this module hides:
 * ``decode`` returns a Fortran-ordered ``(H, W)`` uint8; we return a C-ordered ``bool`` array.
 
 :func:`decode_rles` / :func:`decode_counts` (from :mod:`hmtools.rle_codec`) decode many
-same-sized RLEs at once (a whole sample) with the same validation, about 4x faster per frame
-than one pycocotools ``decode`` each.
+same-sized RLEs at once (a whole sample) with the same validation, about 1.8x faster per frame
+than pycocotools' unvalidated ``decode`` (36 vs 63 us CPU at 256x455, 2-core VM under load).
 """
 
 from __future__ import annotations
