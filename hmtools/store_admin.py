@@ -218,7 +218,7 @@ def read_sample_masks(
         DataFormatError: a stored RLE is corrupt.
     """
     rows = store.query(
-        "SELECT f.height, f.width, m.height, m.width, m.counts, m.status FROM frames f LEFT JOIN masks m "
+        "SELECT f.height, f.width, m.height, m.width, CAST(m.counts AS BLOB), m.status FROM frames f LEFT JOIN masks m "
         "ON m.frame_id=f.frame_id AND m.version=f.head_version WHERE f.sample_id=? ORDER BY f.idx",
         (sample_id,),
     )
