@@ -83,6 +83,11 @@ class MaskStore:
             self._conn.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache
             self._conn.execute("PRAGMA foreign_keys=ON")
             migrate(self._conn, self.path, create=create)
+        except sqlite3.OperationalError as e:  # permissions, a read-only folder, a lock held too long
+            self._conn.close()
+            raise InputError(
+                f"cannot open mask store {self.path}: {e}; its folder must be writable (WAL keeps -wal/-shm files there)"
+            ) from e
         except sqlite3.DatabaseError as e:
             self._conn.close()
             raise DataFormatError(f"{self.path} is not an hmtools mask store (SQLite said: {e})") from e
