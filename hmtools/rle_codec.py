@@ -119,7 +119,7 @@ def decode_counts(counts: Sequence[str | bytes], height: int, width: int, out: n
     """Decode compressed counts strings that share one size into an ``(N, H, W)`` bool array.
 
     All strings are parsed together in a handful of numpy calls, validated like :func:`rle_runs`,
-    and filled ~1 MiB at a time with ``np.repeat`` and an OpenCV transpose.
+    and filled ~256 KiB at a time (cache-sized) with ``np.repeat`` and an OpenCV transpose.
 
     Args:
         counts: ``N`` compressed counts strings (ASCII str or bytes).
