@@ -115,6 +115,10 @@ class MaskStore:
         wait and see the store as of the last commit.
         """
         with self._lock:
+            if self._conn.in_transaction:
+                raise RuntimeError(
+                    "MaskStore transactions do not nest: call store methods outside `with store.transaction()`"
+                )
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn

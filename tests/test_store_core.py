@@ -173,3 +173,10 @@ def test_add_samples_updates_and_refuses(store: MaskStore) -> None:
     assert store.sample_ids() == ["clip0/0", "clip1/0"]
     with pytest.raises(InputError, match="no sample"):
         store.get_sample("other")
+
+
+def test_transactions_do_not_nest(store: MaskStore) -> None:
+    with pytest.raises(RuntimeError, match="do not nest"), store.transaction():
+        store.put_mask("clip0/0/00000.jpg", MaskWrite(mask=blob_mask(0)), author="a", expected_version=0)
+    assert n_masks(store) == 0  # the outer transaction was rolled back
+    assert store.put_mask("clip0/0/00000.jpg", MaskWrite(mask=blob_mask(0)), author="a", expected_version=0) == 1
