@@ -165,9 +165,16 @@ def prepare_mask(w: MaskWrite) -> PreparedMask:
         counts=rle["counts"],
         area=area,
         bbox=None if box is None else f"[{box[0]!r}, {box[1]!r}, {box[2]!r}, {box[3]!r}]",
-        tracks=None if w.tracks is None else json.dumps(w.tracks, sort_keys=True),
+        tracks=None if w.tracks is None else json.dumps(w.tracks, sort_keys=True, default=_numpy_json),
         source=w.source,
         score=None if w.score is None else float(w.score),
         status=w.status,
         reason=w.reason,
     )
+
+
+def _numpy_json(value: Any) -> Any:
+    """JSON form of numpy scalars and arrays inside ``tracks`` (anything else is a TypeError)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"tracks must hold JSON values; got {type(value).__name__}")

@@ -100,6 +100,14 @@ def test_sample_write_is_all_or_nothing(store: MaskStore) -> None:
         store.write_sample_masks("nope", good, author="build")
 
 
+def test_tracks_with_numpy_values_are_stored_as_json(store: MaskStore) -> None:
+    tracks = [{"track": np.int64(2), "bbox": np.array([1.0, 2.0, 9.0, 12.0], np.float32), "counts": None}]
+    store.put_mask("clip0/0/00004.jpg", MaskWrite(mask=blob_mask(4), tracks=tracks), author="b", expected_version=0)
+    assert store.current_mask("clip0/0/00004.jpg").tracks == [
+        {"track": 2, "bbox": [1.0, 2.0, 9.0, 12.0], "counts": None}
+    ]
+
+
 def test_rle_writes_and_size_checks(store: MaskStore) -> None:
     rle = encode_rle(blob_mask(3))
     store.write_sample_masks("clip1/0", [MaskWrite(rle=rle, source="imported", frame_idx=0)], author="import")
