@@ -4,8 +4,10 @@ pycocotools traps this module hides:
 
 * ``encode`` wants a Fortran-ordered (column-major) ``uint8`` array of shape ``(H, W, N)``
   or ``(H, W)``; a C-ordered array is silently transposed garbage in old versions and an
-  error in new ones. We hand it a column-major 0/1 array (the transpose is done by OpenCV,
-  8x faster than ``np.asfortranarray``).
+  error in new ones. We never hand it pixels: :func:`~hmtools.rle_codec.column_runs` finds the
+  column-major runs of a mask in any memory order with numpy (no transposed copy), and
+  pycocotools only compresses them (``frPyObjects``). The result is byte-identical to
+  ``encode`` on the Fortran-ordered mask and ~1.4x faster.
 * ``encode`` counts runs of *equal values*, so a 0/255 or 0/1/2 mask must be mapped to 0/1
   first; :func:`encode_rle` treats every nonzero value as foreground.
 * ``counts`` comes back as ``bytes``; JSON needs ``str``. :func:`encode_rle` returns ``str``
@@ -25,12 +27,11 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-import cv2
 import numpy as np
 from pycocotools import mask as _coco_mask
 
 from hmtools.errors import DataFormatError
-from hmtools.rle_codec import counts_bytes, decode_counts, decode_rles, parse_runs, size_and_counts
+from hmtools.rle_codec import column_runs, counts_bytes, decode_counts, decode_rles, parse_runs, size_and_counts
 
 __all__ = [
     "RLE",
@@ -39,6 +40,7 @@ __all__ = [
     "decode_rle",
     "decode_rles",
     "encode_rle",
+    "encode_rle_area_box",
     "mask_area",
     "mask_iou",
     "mask_to_box",
@@ -59,7 +61,7 @@ class RLE(TypedDict):
 
 
 def encode_rle(mask: np.ndarray) -> RLE:
-    """Encode a binary mask as COCO compressed RLE.
+    """Encode a binary mask as COCO compressed RLE (byte-identical to ``pycocotools.mask.encode``).
 
     Args:
         mask: ``(H, W)`` array in any memory order; any nonzero value is foreground (bool,
@@ -68,17 +70,27 @@ def encode_rle(mask: np.ndarray) -> RLE:
     Returns:
         ``{"size": [H, W], "counts": str}``; runs are column-major, ``counts`` is ASCII.
     """
+    rle = _coco_encode(mask)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}
+
+
+def encode_rle_area_box(mask: np.ndarray) -> tuple[RLE, int, tuple[float, float, float, float] | None]:
+    """:func:`encode_rle` plus the foreground area and XYXY box (``None`` if empty), in one pass."""
+    rle = _coco_encode(mask)
+    area = int(_coco_mask.area(rle))
+    box = None
+    if area:
+        x, y, w, h = _coco_mask.toBbox(rle).tolist()
+        box = (x, y, x + w, y + h)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}, area, box
+
+
+def _coco_encode(mask: np.ndarray) -> dict[str, Any]:
+    """pycocotools RLE object (``counts`` bytes) of a 2-D mask: runs found by numpy, compressed by pycocotools."""
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D (H, W) mask, got shape {mask.shape}")
-    binary = mask.view(np.uint8) if mask.dtype == np.bool_ else (mask != 0).view(np.uint8)
-    if binary.flags.f_contiguous:
-        fortran = binary
-    elif binary.flags.c_contiguous and binary.size:
-        fortran = cv2.transpose(binary).T  # (W, H) C-ordered == (H, W) Fortran-ordered
-    else:
-        fortran = np.asfortranarray(binary)
-    rle = _coco_mask.encode(fortran)
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}
+    height, width = (int(v) for v in mask.shape)
+    return _coco_mask.frPyObjects({"size": [height, width], "counts": column_runs(mask).tolist()}, height, width)
 
 
 def decode_rle(rle: dict[str, Any]) -> np.ndarray:

@@ -90,8 +90,9 @@ def char_values(raw: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     lengths = ends - starts + 1
     if lengths.max() > MAX_CHARS_PER_RUN:
         raise DataFormatError(f"{where}: a run is encoded in more than {MAX_CHARS_PER_RUN} characters")
-    shift = np.arange(raw.size) - np.repeat(starts, lengths)
-    values = np.add.reduceat((chars & np.uint8(0x1F)).astype(np.int64) << (5 * shift), starts)
+    shift = np.arange(raw.size, dtype=np.int32) - np.repeat(starts.astype(np.int32), lengths)
+    low = (chars & np.uint8(0x1F)).astype(np.int32) << (5 * shift)  # <= 6 chars: fits 30 bits
+    values = np.add.reduceat(low, starts).astype(np.int64)
     negative = (chars[ends] & np.uint8(0x10)) != 0
     values[negative] -= np.int64(1) << (5 * lengths[negative])
     return values, ends
@@ -147,7 +148,7 @@ def decode_counts(counts: Sequence[str | bytes], height: int, width: int, out: n
         bad = raws[int(np.flatnonzero(cut)[0])]
         raise DataFormatError(f"RLE counts {bad[:40]!r}: the last run is cut off; the string was truncated")
     deltas, ends = char_values(raw, "RLE counts")
-    per_string = np.bincount(np.repeat(np.arange(n), lengths)[ends], minlength=n)
+    per_string = np.diff(np.searchsorted(ends, np.cumsum(lengths) - 1, side="right"), prepend=0)
     # Lay the runs out with every string padded to an even count, so that a run's parity within
     # its string is its global parity; the two interleaved running sums become strided cumsums.
     padded = per_string + (per_string & 1)
@@ -185,3 +186,30 @@ def decode_counts(counts: Sequence[str | bytes], height: int, width: int, out: n
         for i, col in enumerate(cols.reshape(hi - lo, width, height)):  # (W, H) column-major -> (H, W)
             cv2.transpose(col, out[lo + i].view(np.uint8))
     return out
+
+
+def column_runs(mask: np.ndarray) -> np.ndarray:
+    """Column-major run lengths of an ``(H, W)`` mask (nonzero = foreground), as COCO counts them.
+
+    For a C-ordered mask the transitions are found between vertically adjacent pixels and between
+    the bottom of one column and the top of the next, then sorted into column-major order, so the
+    mask is never copied into Fortran order.
+
+    Returns:
+        ``(R,)`` int64 runs alternating background/foreground, starting with background (0 when
+        pixel (0, 0) is foreground), summing to ``H * W``.
+    """
+    binary = mask.view(np.uint8) if mask.dtype == np.bool_ else (mask != 0).view(np.uint8)
+    height, width = binary.shape
+    if height * width == 0:
+        return np.zeros(1, dtype=np.int64)
+    if binary.flags.f_contiguous:
+        flat = binary.ravel(order="F")
+        change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    else:
+        binary = np.ascontiguousarray(binary)
+        y, x = np.divmod(np.flatnonzero(binary[1:] != binary[:-1]), width)  # (y, x) differs from (y + 1, x)
+        wrap = np.flatnonzero(binary[height - 1, :-1] != binary[0, 1:])  # bottom of x differs from top of x + 1
+        change = np.sort(np.concatenate((x * height + y + 1, (wrap + 1) * height)))
+    bounds = np.concatenate(([0, 0] if binary[0, 0] else [0], change, [height * width]))
+    return np.diff(bounds)

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hmtools.errors import InputError
-from hmtools.masks import RLE, check_rle, decode_rle, encode_rle, rle_area_box
+from hmtools.masks import RLE, check_rle, decode_rle, encode_rle_area_box, rle_area_box
 from hmtools.schema import SOURCES, STATUSES
 
 
@@ -154,11 +154,11 @@ def prepare_mask(w: MaskWrite) -> PreparedMask:
         raise InputError(f"mask score must be a finite number (nominally in [0, 1]) or None; got {w.score!r}")
     if w.rle is not None:
         rle = check_rle(dict(w.rle))
+        area, box = rle_area_box(rle)
     elif w.mask is not None:
-        rle = encode_rle(w.mask)
+        rle, area, box = encode_rle_area_box(w.mask)
     else:
         raise ValueError("MaskWrite needs a mask or an rle")
-    area, box = rle_area_box(rle)
     return PreparedMask(
         height=rle["size"][0],
         width=rle["size"][1],

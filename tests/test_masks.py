@@ -19,6 +19,7 @@ from hmtools.masks import (
     decode_rle,
     decode_rles,
     encode_rle,
+    encode_rle_area_box,
     mask_area,
     mask_iou,
     mask_to_box,
@@ -105,6 +106,7 @@ def test_area_and_box_agree_with_pycocotools(m: np.ndarray) -> None:
     assert mask_area(m) == rle_area(rle) == area
     box = mask_to_box(m)
     assert rle_to_box(rle) == box == rle_area_box(rle)[1]
+    assert encode_rle_area_box(m) == (rle, area, box)
     if area:
         x, y, w, h = coco.toBbox(coco_encode(m)).tolist()
         assert box == (x, y, x + w, y + h)
