@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -170,7 +171,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100_000, help="masks to write and read each way")
     ap.add_argument("--frames-per-sample", type=int, default=104, help="frames per sample (FineDiving mean: 104)")
-    ap.add_argument("--out", type=Path, default=Path("bench_out"), help="scratch folder (emptied first)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "hmtools_store_bench",
+        help="scratch folder, emptied first (needs ~1 GiB for 100k frames)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the written store and JPEGs")
     args = ap.parse_args()
     r = run(args.frames, args.frames_per_sample, args.out)
