@@ -153,7 +153,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads ``1e-4`` (no dot) as a string
+        return float(value)  # YAML 1.1 reads "3e-4" (no dot) as a string; "nan"/"inf" stay errors
     if tp in (int, str, bool) and type(value) is tp:
         return value
     if tp is float:

@@ -31,9 +31,7 @@ def pick_samples(samples: Sequence[Sample], ids: Sequence[str] | None, limit: in
         missing = [i for i in wanted if i not in by_id]
         if missing:
             some = ", ".join(list(by_id)[:5])
-            raise InputError(
-                f"sample {missing[0]!r} is not in the dataset ({len(by_id)} samples, e.g. {some})"
-            )
+            raise InputError(f"sample {missing[0]!r} is not in the dataset ({len(by_id)} samples, e.g. {some})")
         chosen = [by_id[i] for i in dict.fromkeys(wanted)]
     if limit is not None:
         if limit < 0:
