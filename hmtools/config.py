@@ -16,10 +16,12 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -30,6 +32,8 @@ import yaml
 from hmtools.errors import ConfigError
 
 T = TypeVar("T")
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -54,7 +58,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``dotted.key=value`` overrides (values parsed as YAML scalars) to a nested dict copy."""
-    out = json.loads(json.dumps(data))
+    out = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=1e-4)")
@@ -99,8 +103,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A config dataclass as a plain JSON-able dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+    """A config dataclass as a plain JSON-able dict (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
 def config_hash(config: Any) -> str:
@@ -137,15 +141,19 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return tuple(items) if origin is tuple else items
     if dataclasses.is_dataclass(tp):
         return build(tp, value, where)  # type: ignore[arg-type]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
+        return {_coerce(key_tp, k, where): _coerce(val_tp, v, f"{where}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
+    if tp is Path and isinstance(value, str):
+        return Path(value)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads "3e-4" (no dot) as a string; "nan"/"inf" stay errors
     if tp in (int, str, bool) and type(value) is tp:
         return value
     if tp is float:

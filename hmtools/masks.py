@@ -4,11 +4,23 @@ pycocotools traps this module hides:
 
 * ``encode`` wants a Fortran-ordered (column-major) ``uint8`` array of shape ``(H, W, N)``
   or ``(H, W)``; a C-ordered array is silently transposed garbage in old versions and an
-  error in new ones. We always pass ``np.asfortranarray``.
+  error in new ones. We never hand it pixels: :func:`~hmtools.rle_codec.column_runs` finds the
+  column-major runs of a mask in any memory order with numpy (no transposed copy), and
+  pycocotools only compresses them (``frPyObjects``). The result is byte-identical to
+  ``encode`` on the Fortran-ordered mask and ~1.4x faster.
+* ``encode`` counts runs of *equal values*, so a 0/255 or 0/1/2 mask must be mapped to 0/1
+  first; :func:`encode_rle` treats every nonzero value as foreground.
 * ``counts`` comes back as ``bytes``; JSON needs ``str``. :func:`encode_rle` returns ``str``
   and :func:`decode_rle` accepts either.
 * ``size`` is ``[H, W]`` (rows first), not ``[W, H]``.
-* ``decode`` returns ``(H, W)`` uint8 (or ``(H, W, N)``); we return ``bool``.
+* ``decode`` trusts ``counts``: a truncated or hand-edited string decodes to a silently wrong
+  mask (or reads past the buffer in older versions). :func:`decode_rle` parses and checks
+  ``counts`` first (:func:`rle_runs`) and raises :class:`~hmtools.errors.DataFormatError`.
+* ``decode`` returns a Fortran-ordered ``(H, W)`` uint8; we return a C-ordered ``bool`` array.
+
+:func:`decode_rles` / :func:`decode_counts` (from :mod:`hmtools.rle_codec`) decode many
+same-sized RLEs at once (a whole sample) with the same validation, about 1.8x faster per frame
+than pycocotools' unvalidated ``decode`` (36 vs 63 us CPU at 256x455, 2-core VM under load).
 """
 
 from __future__ import annotations
@@ -19,6 +31,26 @@ import numpy as np
 from pycocotools import mask as _coco_mask
 
 from hmtools.errors import DataFormatError
+from hmtools.rle_codec import column_runs, counts_bytes, decode_counts, decode_rles, parse_runs, size_and_counts
+
+__all__ = [
+    "RLE",
+    "check_rle",
+    "decode_counts",
+    "decode_rle",
+    "decode_rles",
+    "encode_rle",
+    "encode_rle_area_box",
+    "mask_area",
+    "mask_iou",
+    "mask_to_box",
+    "rle_area",
+    "rle_area_box",
+    "rle_length",
+    "rle_runs",
+    "rle_to_box",
+    "xyxy_to_xywh",
+]
 
 
 class RLE(TypedDict):
@@ -29,19 +61,36 @@ class RLE(TypedDict):
 
 
 def encode_rle(mask: np.ndarray) -> RLE:
-    """Encode a binary mask as COCO compressed RLE.
+    """Encode a binary mask as COCO compressed RLE (byte-identical to ``pycocotools.mask.encode``).
 
     Args:
-        mask: ``(H, W)`` array; any nonzero value is foreground (bool or integer dtype).
+        mask: ``(H, W)`` array in any memory order; any nonzero value is foreground (bool,
+            0/1 or 0/255 integers, floats).
 
     Returns:
-        ``{"size": [H, W], "counts": str}`` with ``counts`` as an ASCII string.
+        ``{"size": [H, W], "counts": str}``; runs are column-major, ``counts`` is ASCII.
     """
+    rle = _coco_encode(mask)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}
+
+
+def encode_rle_area_box(mask: np.ndarray) -> tuple[RLE, int, tuple[float, float, float, float] | None]:
+    """:func:`encode_rle` plus the foreground area and XYXY box (``None`` if empty), in one pass."""
+    rle = _coco_encode(mask)
+    area = int(_coco_mask.area(rle))
+    box = None
+    if area:
+        x, y, w, h = _coco_mask.toBbox(rle).tolist()
+        box = (x, y, x + w, y + h)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}, area, box
+
+
+def _coco_encode(mask: np.ndarray) -> dict[str, Any]:
+    """pycocotools RLE object (``counts`` bytes) of a 2-D mask: runs found by numpy, compressed by pycocotools."""
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D (H, W) mask, got shape {mask.shape}")
-    fortran = np.asfortranarray(mask if mask.dtype == np.bool_ else mask != 0, dtype=np.uint8)
-    rle = _coco_mask.encode(fortran)
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    height, width = (int(v) for v in mask.shape)
+    return _coco_mask.frPyObjects({"size": [height, width], "counts": column_runs(mask).tolist()}, height, width)
 
 
 def decode_rle(rle: dict[str, Any]) -> np.ndarray:
@@ -51,59 +100,76 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
         rle: ``{"size": [H, W], "counts": str | bytes | list[int]}``.
 
     Returns:
-        ``(H, W)`` bool mask.
+        ``(H, W)`` bool mask, C-ordered.
 
     Raises:
-        DataFormatError: the dict is not RLE or its counts disagree with its size.
+        DataFormatError: the dict is not RLE, or its counts are malformed or disagree with its size.
     """
-    try:
-        height, width = (int(v) for v in rle["size"])
-        counts = rle["counts"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataFormatError(f"expected RLE {{'size': [H, W], 'counts': ...}}, found {rle!r:.80}") from e
+    height, width, counts = size_and_counts(rle)
     if isinstance(counts, list):
-        if sum(int(c) for c in counts) != height * width:
-            raise DataFormatError(f"uncompressed RLE counts sum to {sum(counts)}, expected H*W = {height * width}")
-        compressed = _coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    else:
-        raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-        compressed = {"size": [height, width], "counts": raw}
-        if rle_length(raw) != height * width:
-            raise DataFormatError(
-                f"RLE counts cover {rle_length(raw)} pixels but size {height}x{width} needs {height * width}"
-            )
-    return _coco_mask.decode(compressed).astype(bool)
+        runs = np.asarray(counts) if counts else np.zeros(0, dtype=np.int64)
+        if runs.ndim != 1 or runs.dtype.kind not in "iu" or (runs < 0).any():
+            raise DataFormatError(f"uncompressed RLE counts must be non-negative integers, found {counts!r:.60}")
+        if int(runs.sum()) != height * width:
+            raise DataFormatError(f"uncompressed RLE counts sum to {int(runs.sum())}, expected H*W = {height * width}")
+        if height * width == 0:
+            return np.zeros((height, width), dtype=bool)
+        counts = _coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)["counts"]
+    return decode_counts([counts], height, width)[0]
 
 
-def rle_length(counts: bytes) -> int:
-    """Total run length of a compressed COCO counts string (pure Python port of rleFrString)."""
-    total = 0
-    runs: list[int] = []
-    pos = 0
-    n = len(counts)
-    while pos < n:
-        value = 0
-        shift = 0
-        more = True
-        while more:
-            if pos >= n:
-                return -1
-            c = counts[pos] - 48
-            value |= (c & 0x1F) << (5 * shift)
-            more = bool(c & 0x20)
-            pos += 1
-            shift += 1
-            if not more and (c & 0x10):
-                value |= -1 << (5 * shift)
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
-        total += value
-    return total
+def rle_runs(counts: bytes | str, height: int, width: int) -> np.ndarray:
+    """Parse compressed COCO counts into run lengths and check them against ``size``.
+
+    A numpy port of pycocotools' ``rleFrString`` with the checks it lacks: only characters
+    ``'0'`` to ``'o'``, no run cut off at the end, no run longer than 6 characters, no negative
+    run, and runs that add up to exactly ``height * width``.
+
+    Args:
+        counts: Compressed counts (ASCII str or bytes).
+        height: Mask height H in pixels.
+        width: Mask width W in pixels.
+
+    Returns:
+        ``(R,)`` int64 run lengths, alternating background/foreground, column-major, starting
+        with background (the first run may be 0).
+
+    Raises:
+        DataFormatError: the counts string is malformed or does not cover ``height * width`` pixels.
+    """
+    raw = counts_bytes(counts)
+    where = f"RLE counts {raw[:40]!r}{'...' if len(raw) > 40 else ''} of size [{height}, {width}]"
+    runs = parse_runs(raw, where)
+    total = int(runs.sum())
+    if total != height * width:
+        raise DataFormatError(f"{where}: runs cover {total} pixels but H*W = {height * width}")
+    return runs
+
+
+def rle_length(counts: bytes | str) -> int:
+    """Total run length (pixels covered) of compressed COCO counts, or -1 if they are malformed."""
+    try:
+        return int(parse_runs(counts_bytes(counts), "RLE counts").sum())
+    except DataFormatError:
+        return -1
+
+
+def check_rle(rle: dict[str, Any]) -> RLE:
+    """Validate a compressed RLE and return it normalised (``size`` ints, ``counts`` str).
+
+    Raises:
+        DataFormatError: not a compressed RLE dict, or counts that disagree with the size.
+    """
+    height, width, counts = size_and_counts(rle)
+    if isinstance(counts, list):
+        raise DataFormatError("expected compressed RLE (counts as a string), found an uncompressed counts list")
+    raw = counts_bytes(counts)
+    rle_runs(raw, height, width)
+    return {"size": [height, width], "counts": raw.decode("ascii")}
 
 
 def mask_area(mask: np.ndarray) -> int:
-    """Number of foreground pixels of an ``(H, W)`` mask."""
+    """Number of foreground (nonzero) pixels of an ``(H, W)`` mask."""
     return int(np.count_nonzero(mask))
 
 
@@ -126,9 +192,11 @@ def xyxy_to_xywh(box: tuple[float, float, float, float]) -> list[float]:
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two ``(H, W)`` masks; 1.0 when both are empty."""
+    """Intersection over union of two ``(H, W)`` masks (nonzero = foreground); 1.0 when both are empty."""
     if a.shape != b.shape:
         raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
+    a = a if a.dtype == np.bool_ else a != 0
+    b = b if b.dtype == np.bool_ else b != 0
     union = np.count_nonzero(a | b)
     if union == 0:
         return 1.0
@@ -136,16 +204,24 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def rle_area(rle: dict[str, Any]) -> int:
-    """Foreground pixel count of a compressed RLE without decoding it."""
-    raw = rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]
-    return int(_coco_mask.area({"size": list(rle["size"]), "counts": raw}))
+    """Foreground pixel count of a compressed RLE without decoding it (counts are not re-checked)."""
+    return int(_coco_mask.area(_coco_obj(rle)))
 
 
 def rle_to_box(rle: dict[str, Any]) -> tuple[float, float, float, float] | None:
-    """XYXY box of a compressed RLE without decoding it, or ``None`` if empty."""
-    raw = rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]
-    compressed = {"size": list(rle["size"]), "counts": raw}
-    if _coco_mask.area(compressed) == 0:
-        return None
-    x, y, w, h = (float(v) for v in _coco_mask.toBbox(compressed))
-    return (x, y, x + w, y + h)
+    """XYXY box of a compressed RLE without decoding it, or ``None`` if empty (counts are not re-checked)."""
+    return rle_area_box(rle)[1]
+
+
+def rle_area_box(rle: dict[str, Any]) -> tuple[int, tuple[float, float, float, float] | None]:
+    """``(area, XYXY box or None)`` of a compressed RLE in one pass (counts are not re-checked)."""
+    compressed = _coco_obj(rle)
+    area = int(_coco_mask.area(compressed))
+    if area == 0:
+        return 0, None
+    x, y, w, h = _coco_mask.toBbox(compressed).tolist()
+    return area, (x, y, x + w, y + h)
+
+
+def _coco_obj(rle: dict[str, Any]) -> dict[str, Any]:
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts_bytes(rle["counts"])}

@@ -21,25 +21,29 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from hmtools.errors import DataFormatError, InputError, StaleVersionError
-from hmtools.masks import RLE, encode_rle, rle_area, rle_to_box
-from hmtools.schema import SOURCES, STATUSES, Sample
-from hmtools.store_schema import migrate
-from hmtools.store_types import MASK_COLUMNS, FrameRow, MaskRecord, MaskWrite, row_to_record
-
-
-def _check_vocab(source: str, status: str) -> None:
-    if source not in SOURCES:
-        raise InputError(f"mask source must be one of {', '.join(SOURCES)}; got {source!r}")
-    if status not in STATUSES:
-        raise InputError(f"review status must be one of {', '.join(STATUSES)}; got {status!r}")
+from hmtools.errors import DataFormatError, InputError
+from hmtools.schema import Sample
+from hmtools.store_schema import check_store, migrate
+from hmtools.store_types import (
+    MASK_COLUMNS,
+    FrameRow,
+    MaskRecord,
+    MaskWrite,
+    check_vocab,
+    prepare_mask,
+    row_to_record,
+)
+from hmtools.store_write import (
+    insert_frame_mask,
+    insert_sample_masks,
+    insert_status_versions,
+    register_sample,
+)
 
 
 class MaskStore:
@@ -50,28 +54,46 @@ class MaskStore:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True, busy_timeout_s: float = 60.0):
-        """Open (and with ``create``, create or migrate) the store at ``path``.
+        """Open (and with ``create``, create) the store at ``path``; an older schema is upgraded.
 
         Raises:
-            InputError: ``create`` is false and the file does not exist, or the file is not a store.
+            InputError: ``create`` is false and no store exists at ``path``, or the store's schema
+                is newer than this hmtools.
+            DataFormatError: the file is not an hmtools mask store (not SQLite, or another program's).
         """
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise InputError(f"no mask store at {self.path}; pass --store FILE of an existing store")
+        if not create and self.path.stat().st_size == 0:
+            raise InputError(f"{self.path} is an empty file, not a mask store; pass a store made by hmtools")
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
         try:
+            self._conn = sqlite3.connect(
+                str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as e:
+            raise InputError(f"cannot open mask store {self.path}: {e}") from e
+        try:
+            check_store(self._conn, self.path, create=create)  # before any write; fails on non-SQLite
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA mmap_size=268435456")  # read pages without a syscall each
+            self._conn.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache
             self._conn.execute("PRAGMA foreign_keys=ON")
-            migrate(self._conn, self.path)
+            migrate(self._conn, self.path, create=create)
+        except sqlite3.OperationalError as e:  # permissions, a read-only folder, a lock held too long
+            self._conn.close()
+            raise InputError(
+                f"cannot open mask store {self.path}: {e}; its folder must be writable (WAL keeps -wal/-shm files there)"
+            ) from e
         except sqlite3.DatabaseError as e:
             self._conn.close()
             raise DataFormatError(f"{self.path} is not an hmtools mask store (SQLite said: {e})") from e
+        except BaseException:
+            self._conn.close()
+            raise
 
     # -- connection plumbing -------------------------------------------------------------
     def close(self) -> None:
@@ -90,19 +112,22 @@ class MaskStore:
         """One write transaction (``BEGIN IMMEDIATE``): all of it is applied, or none of it.
 
         Inside another ``transaction()`` of the same store it is a savepoint, so callers can group
-        several public writes (e.g. a whole import) into one transaction.
+        several public writes (e.g. a whole import) into one transaction. Writers of other processes
+        wait for each other (up to ``busy_timeout_s``); readers never wait and see the last commit.
         """
         with self._lock:
             nested = self._conn.in_transaction
             self._conn.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("RELEASE nested" if nested else "COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK TO nested" if nested else "ROLLBACK")
                 if nested:
+                    self._conn.execute("ROLLBACK TO nested")
                     self._conn.execute("RELEASE nested")
+                elif self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("RELEASE nested" if nested else "COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only SQL query and return all rows (for hmtools' own report modules)."""
@@ -122,45 +147,8 @@ class MaskStore:
             InputError: a frame key already belongs to another sample, or a sample with masks
                 would change its frame list.
         """
-        added = 0
         with self.transaction() as c:
-            for s in samples:
-                info = json.dumps(s.to_json(), sort_keys=True)
-                old = c.execute("SELECT n_frames FROM samples WHERE sample_id=?", (s.sample_id,)).fetchone()
-                if old is None:
-                    c.execute(
-                        "INSERT INTO samples (sample_id, dataset, split, info, n_frames) VALUES (?,?,?,?,?)",
-                        (s.sample_id, s.dataset, s.split, info, len(s.frames)),
-                    )
-                    added += 1
-                else:
-                    c.execute(
-                        "UPDATE samples SET dataset=?, split=?, info=?, n_frames=? WHERE sample_id=?",
-                        (s.dataset, s.split, info, len(s.frames), s.sample_id),
-                    )
-                    keys = [
-                        r[0] for r in c.execute("SELECT key FROM frames WHERE sample_id=? ORDER BY idx", (s.sample_id,))
-                    ]
-                    if keys == list(s.frames):
-                        continue
-                    masked = c.execute(
-                        "SELECT COUNT(*) FROM frames WHERE sample_id=? AND head_version>0", (s.sample_id,)
-                    ).fetchone()[0]
-                    if masked:
-                        raise InputError(
-                            f"sample {s.sample_id} has masks for {len(keys)} frames but the dataset now lists "
-                            f"{len(s.frames)}; use a new --store for a changed dataset"
-                        )
-                    c.execute("DELETE FROM frames WHERE sample_id=?", (s.sample_id,))
-                try:
-                    c.executemany(
-                        "INSERT INTO frames (sample_id, idx, key) VALUES (?,?,?)",
-                        [(s.sample_id, i, k) for i, k in enumerate(s.frames)],
-                    )
-                except sqlite3.IntegrityError as e:
-                    raise InputError(
-                        f"sample {s.sample_id}: a frame key is already registered to another sample ({e})"
-                    ) from e
+            added = sum(register_sample(c, s) for s in samples)
             self._audit(c, author, "add_samples", None, {"added": added})
         return added
 
@@ -189,10 +177,20 @@ class MaskStore:
         )
         return [FrameRow(*r) for r in rows]
 
-    def set_frame_sizes(self, sizes: dict[str, tuple[int, int]]) -> None:
-        """Record frame sizes as ``{frame_key: (height, width)}``."""
+    def set_frame_sizes(self, sizes: Mapping[str, tuple[int, int]]) -> None:
+        """Record frame sizes as ``{frame_key: (height, width)}`` in pixels.
+
+        Raises:
+            InputError: a key is not a registered frame, or a frame that has masks would change size.
+        """
         with self.transaction() as c:
-            c.executemany("UPDATE frames SET height=?, width=? WHERE key=?", [(h, w, k) for k, (h, w) in sizes.items()])
+            for key, (h, w) in sizes.items():
+                row = c.execute("SELECT height, width, head_version FROM frames WHERE key=?", (key,)).fetchone()
+                if row is None:
+                    raise InputError(f"no frame {key!r} in {self.path}; register its sample first")
+                if row[2] > 0 and (row[0], row[1]) != (int(h), int(w)):
+                    raise InputError(f"frame {key} has masks of {row[0]}x{row[1]}; it cannot become {h}x{w}")
+                c.execute("UPDATE frames SET height=?, width=? WHERE key=?", (int(h), int(w), key))
 
     # -- masks ---------------------------------------------------------------------------
     def write_sample_masks(
@@ -202,34 +200,42 @@ class MaskStore:
         *,
         author: str,
         build_config: str | None = None,
+        expected_versions: Mapping[int, int] | None = None,
     ) -> int:
         """Append one mask version for frames of a sample, all in one transaction.
 
-        Writes without ``frame_idx`` are matched to frames in order. With ``build_config`` the
-        sample is marked as built by that configuration (see :meth:`build_config`).
+        Writes without ``frame_idx`` are matched to frames in order. Masks are encoded before the
+        write lock is taken and inserted in bulk, so other writers wait only for the inserts.
+        With ``build_config`` the sample is marked as built by that configuration (see
+        :meth:`build_config`).
+
+        Args:
+            sample_id: A registered sample.
+            writes: Masks at the frames' resolution, ``(H, W)`` bool, or RLE.
+            author: Who writes (``build-masks``, ``import``, a user name).
+            build_config: Hash of the configuration that produced the masks, or ``None``.
+            expected_versions: ``{frame_idx: head version the masks were based on}``; when given,
+                the write is compare-and-set on those frames (0 = "had no mask").
 
         Returns:
             Number of masks written.
+
+        Raises:
+            InputError: unknown sample, a frame index out of range, or a mask whose size is not
+                its frame's.
+            StaleVersionError: a frame of ``expected_versions`` changed meanwhile (nothing written).
         """
-        frames = self.frames(sample_id)
-        rows = []
+        prepared = [(i if w.frame_idx is None else w.frame_idx, prepare_mask(w)) for i, w in enumerate(writes)]
         now = time.time()
-        for i, w in enumerate(writes):
-            idx = i if w.frame_idx is None else w.frame_idx
-            if not 0 <= idx < len(frames):
-                raise InputError(f"sample {sample_id} has {len(frames)} frames; got a mask for frame index {idx}")
-            rows.append((frames[idx], w))
         with self.transaction() as c:
-            for frame, w in rows:
-                head = c.execute("SELECT head_version FROM frames WHERE frame_id=?", (frame.frame_id,)).fetchone()[0]
-                self._insert_mask(c, frame.frame_id, head + 1, w, author, now)
+            n = insert_sample_masks(c, sample_id, prepared, author=author, now=now, expected_versions=expected_versions)
             if build_config is not None:
                 c.execute(
                     "UPDATE samples SET build_config=?, built_at=? WHERE sample_id=?",
                     (build_config, now, sample_id),
                 )
-            self._audit(c, author, "write_sample_masks", sample_id, {"masks": len(rows), "config": build_config})
-        return len(rows)
+            self._audit(c, author, "write_sample_masks", sample_id, {"masks": n, "config": build_config})
+        return n
 
     def put_mask(
         self,
@@ -241,24 +247,22 @@ class MaskStore:
     ) -> int:
         """Append a new mask version for one frame if its head is still ``expected_version``.
 
+        ``write.frame_idx`` is ignored; the frame is ``frame_key``.
+
         Returns:
             The new version number.
 
         Raises:
             StaleVersionError: the frame's mask changed since ``expected_version`` (nothing written).
+            InputError: unknown frame, or a mask whose size is not the frame's.
         """
+        p = prepare_mask(write)
         with self.transaction() as c:
-            frame_id, head = self._frame_head(c, frame_key)
-            if head != expected_version:
-                last = c.execute("SELECT author FROM masks WHERE frame_id=? AND version=?", (frame_id, head)).fetchone()
-                raise StaleVersionError(
-                    f"frame {frame_key} is at version {head} (by {last[0] if last else '?'}), not {expected_version}: "
-                    "reload the frame and redo the edit"
-                )
-            self._insert_mask(c, frame_id, head + 1, write, author, time.time())
-            sample = c.execute("SELECT sample_id FROM frames WHERE frame_id=?", (frame_id,)).fetchone()[0]
-            self._audit(c, author, "put_mask", sample, {"key": frame_key, "version": head + 1, "source": write.source})
-        return head + 1
+            version, sample = insert_frame_mask(
+                c, frame_key, p, author=author, now=time.time(), expected_version=expected_version
+            )
+            self._audit(c, author, "put_mask", sample, {"key": frame_key, "version": version, "source": write.source})
+        return version
 
     def set_status(
         self,
@@ -274,7 +278,7 @@ class MaskStore:
             expected: ``{frame_key: version the caller saw}``; all are checked before any is written.
             status: New status.
             author: Who reviews.
-            reason: Kept as the flag reason (for ``flagged``); otherwise cleared.
+            reason: Stored as the new versions' reason (why flagged or rejected); ``None`` clears it.
 
         Returns:
             ``{frame_key: new version}``.
@@ -283,26 +287,9 @@ class MaskStore:
             StaleVersionError: any frame changed since the caller saw it (nothing written).
             InputError: a frame has no mask to review.
         """
-        _check_vocab("human", status)
-        out: dict[str, int] = {}
-        now = time.time()
+        check_vocab("human", status)
         with self.transaction() as c:
-            for key, version in expected.items():
-                frame_id, head = self._frame_head(c, key)
-                if head != version:
-                    raise StaleVersionError(f"frame {key} is at version {head}, not {version}: reload and review again")
-                if head == 0:
-                    raise InputError(f"frame {key} has no mask to review yet")
-            for key in expected:
-                frame_id, head = self._frame_head(c, key)
-                c.execute(
-                    "INSERT INTO masks (frame_id, version, height, width, counts, area, bbox, tracks, source, score, "
-                    "status, reason, author, created_at) SELECT frame_id, ?, height, width, counts, area, bbox, tracks, "
-                    "source, score, ?, ?, ?, ? FROM masks WHERE frame_id=? AND version=?",
-                    (head + 1, status, reason, author, now, frame_id, head),
-                )
-                c.execute("UPDATE frames SET head_version=? WHERE frame_id=?", (head + 1, frame_id))
-                out[key] = head + 1
+            out = insert_status_versions(c, expected, status, reason, author=author, now=time.time())
             self._audit(c, author, "set_status", None, {"status": status, "frames": len(out)})
         return out
 
@@ -348,52 +335,4 @@ class MaskStore:
         c.execute(
             "INSERT INTO audit (at, author, action, sample_id, detail) VALUES (?,?,?,?,?)",
             (time.time(), author, action, sample_id, json.dumps(detail, sort_keys=True)),
-        )
-
-    @staticmethod
-    def _frame_head(c: sqlite3.Connection, frame_key: str) -> tuple[int, int]:
-        row = c.execute("SELECT frame_id, head_version FROM frames WHERE key=?", (frame_key,)).fetchone()
-        if row is None:
-            raise InputError(f"no frame {frame_key!r} in the store")
-        return int(row[0]), int(row[1])
-
-    @staticmethod
-    def _insert_mask(c: sqlite3.Connection, frame_id: int, version: int, w: MaskWrite, author: str, now: float) -> None:
-        _check_vocab(w.source, w.status)
-        if w.rle is not None:
-            rle: RLE = {
-                "size": [int(w.rle["size"][0]), int(w.rle["size"][1])],
-                "counts": str(w.rle["counts"]),
-            }
-            area, box = rle_area(rle), rle_to_box(rle)
-        elif w.mask is not None:
-            rle = encode_rle(w.mask)
-            area = int(np.count_nonzero(w.mask))
-            box = rle_to_box(rle) if area else None
-        else:
-            raise ValueError("MaskWrite needs a mask or an rle")
-        h, w_ = rle["size"]
-        c.execute(
-            "INSERT INTO masks (frame_id, version, height, width, counts, area, bbox, tracks, source, score, status, "
-            "reason, author, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                frame_id,
-                version,
-                h,
-                w_,
-                rle["counts"],
-                area,
-                None if box is None else json.dumps(list(box)),
-                None if w.tracks is None else json.dumps(w.tracks, sort_keys=True),
-                w.source,
-                w.score,
-                w.status,
-                w.reason,
-                author,
-                now,
-            ),
-        )
-        c.execute(
-            "UPDATE frames SET head_version=?, height=COALESCE(height, ?), width=COALESCE(width, ?) WHERE frame_id=?",
-            (version, h, w_, frame_id),
         )

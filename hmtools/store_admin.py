@@ -11,8 +11,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from hmtools.errors import LockedError
-from hmtools.masks import rle_length
+import numpy as np
+
+from hmtools.errors import DataFormatError, InputError, LockedError
+from hmtools.masks import decode_counts, rle_runs, rle_to_box
 from hmtools.schema import SOURCES, STATUSES
 from hmtools.store import MaskStore
 from hmtools.store_types import MASK_COLUMNS, FrameRow, MaskRecord, row_to_record
@@ -57,11 +59,22 @@ class Lock:
 def acquire_lock(store: MaskStore, sample_id: str, owner: str, ttl_s: float = 600.0) -> Lock:
     """Take (or renew) the lease on a sample for ``owner``.
 
+    Args:
+        store: The store.
+        sample_id: A registered sample.
+        owner: Who takes the lease (a user name).
+        ttl_s: Lease length in seconds from now; renewing restarts it.
+
     Raises:
         LockedError: another owner holds an unexpired lease.
+        InputError: unknown sample, or ``ttl_s`` not positive.
     """
+    if not ttl_s > 0:
+        raise InputError(f"lock ttl_s must be a positive number of seconds; got {ttl_s!r}")
     now = time.time()
     with store.transaction() as c:
+        if c.execute("SELECT 1 FROM samples WHERE sample_id=?", (sample_id,)).fetchone() is None:
+            raise InputError(f"no sample {sample_id!r} in {store.path}; cannot lock it")
         row = c.execute("SELECT owner, expires_at FROM locks WHERE sample_id=?", (sample_id,)).fetchone()
         if row is not None and row[0] != owner and row[1] > now:
             raise LockedError(
@@ -116,14 +129,19 @@ def store_stats(store: MaskStore) -> dict[str, Any]:
     }
 
 
-def integrity_check(store: MaskStore) -> list[str]:
+def integrity_check(store: MaskStore, chunk: int = 20000) -> list[str]:
     """Check a store; one human-readable line per problem (empty when sound).
 
-    Checks SQLite's own ``integrity_check``, that every frame's ``head_version`` exists and is its
-    newest version, that versions are contiguous, that sample frame counts match, and that every
-    RLE covers exactly ``height * width`` pixels of its frame.
+    Checks SQLite's own ``integrity_check`` and ``foreign_key_check``, that every frame's
+    ``head_version`` exists and is its newest version, that versions are contiguous, that sample
+    frame counts match, and that every stored version's RLE is well formed, covers exactly its
+    frame's ``height * width`` pixels and agrees with its stored area and box. Masks are read in
+    chunks of ``chunk`` rows, so memory stays flat.
     """
     problems = [f"sqlite: {r[0]}" for r in store.query("PRAGMA integrity_check") if r[0] != "ok"]
+    problems += [
+        f"sqlite: row {r[1]} of {r[0]} points at a missing {r[2]}" for r in store.query("PRAGMA foreign_key_check")
+    ]
     rows = store.query(
         "SELECT f.key, f.head_version, MAX(m.version), COUNT(m.mask_id) FROM frames f "
         "LEFT JOIN masks m ON m.frame_id=f.frame_id GROUP BY f.frame_id"
@@ -139,15 +157,92 @@ def integrity_check(store: MaskStore) -> list[str]:
     ):
         if n_frames != counted:
             problems.append(f"sample {sample_id}: expects {n_frames} frames, {counted} registered")
-    for key, version, h, w, fh, fw, counts in store.query(
-        "SELECT f.key, m.version, m.height, m.width, f.height, f.width, m.counts FROM masks m "
-        "JOIN frames f ON f.frame_id=m.frame_id"
-    ):
-        if (fh, fw) != (h, w):
-            problems.append(f"frame {key} v{version}: mask is {h}x{w} but the frame is {fh}x{fw}")
-        elif rle_length(counts.encode("ascii")) != h * w:
-            problems.append(f"frame {key} v{version}: RLE does not cover {h}x{w} pixels")
-    return problems
+    last = 0
+    while True:
+        batch = store.query(
+            "SELECT m.mask_id, f.key, m.version, m.height, m.width, f.height, f.width, m.counts, m.area, m.bbox "
+            "FROM masks m JOIN frames f ON f.frame_id=m.frame_id WHERE m.mask_id>? ORDER BY m.mask_id LIMIT ?",
+            (last, chunk),
+        )
+        for row in batch:
+            problem = _mask_problem(*row[1:])
+            if problem:
+                problems.append(problem)
+        if len(batch) < chunk:
+            return problems
+        last = batch[-1][0]
+
+
+def _mask_problem(
+    key: str,
+    version: int,
+    h: int,
+    w: int,
+    fh: int | None,
+    fw: int | None,
+    counts: Any,
+    area: int,
+    bbox: str | None,
+) -> str | None:
+    where = f"frame {key} v{version}"
+    if (fh, fw) != (h, w):
+        return f"{where}: mask is {h}x{w} but the frame is {fh}x{fw}"
+    try:
+        runs = rle_runs(counts, h, w)
+    except DataFormatError as e:
+        return f"{where}: {e}"
+    if int(runs[1::2].sum()) != area:
+        return f"{where}: stored area {area} but the RLE has {int(runs[1::2].sum())} foreground pixels"
+    box = rle_to_box({"size": [h, w], "counts": counts})
+    if (None if bbox is None else tuple(json.loads(bbox))) != box:
+        return f"{where}: stored box {bbox} but the RLE's box is {box}"
+    return None
+
+
+def read_sample_masks(
+    store: MaskStore, sample_id: str, statuses: tuple[str, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The newest mask of every frame of a sample as one array, read with a single query.
+
+    Args:
+        store: The store.
+        sample_id: A registered sample whose frames all have the same size.
+        statuses: When given, masks whose review status is not listed count as absent.
+
+    Returns:
+        ``(masks, present)``: ``(T, H, W)`` bool masks in frame order (all False where absent;
+        ``(T, 0, 0)`` while no frame size is known) and ``(T,)`` bool, True where the frame has a
+        (kept) mask.
+
+    Raises:
+        InputError: unknown sample, or frames of different sizes.
+        DataFormatError: a stored RLE is corrupt.
+    """
+    rows = store.query(
+        "SELECT f.height, f.width, m.height, m.width, CAST(m.counts AS BLOB), m.status FROM frames f LEFT JOIN masks m "
+        "ON m.frame_id=f.frame_id AND m.version=f.head_version WHERE f.sample_id=? ORDER BY f.idx",
+        (sample_id,),
+    )
+    if not rows:
+        store.get_sample(sample_id)  # raises InputError for an unknown sample
+        return np.zeros((0, 0, 0), dtype=bool), np.zeros(0, dtype=bool)
+    sizes = {(r[0], r[1]) for r in rows if r[0] is not None}
+    if len(sizes) > 1:
+        raise InputError(
+            f"frames of sample {sample_id} have sizes {sorted(sizes)}; read them one by one with current_masks"
+        )
+    height, width = next(iter(sizes)) if sizes else (0, 0)  # no size known: no frame has a mask
+    present = np.array([r[4] is not None and (statuses is None or r[5] in statuses) for r in rows], dtype=bool)
+    kept = [rows[t] for t in np.flatnonzero(present)]
+    if any((r[2], r[3]) != (height, width) for r in kept):
+        raise DataFormatError(f"sample {sample_id}: a stored mask is not {height}x{width} like its frame")
+    counts = [r[4] for r in kept]
+    if present.all():
+        masks = decode_counts(counts, height, width)
+    else:
+        masks = np.zeros((len(rows), height, width), dtype=bool)
+        masks[present] = decode_counts(counts, height, width)
+    return masks, present
 
 
 def iter_current(

@@ -1,8 +1,10 @@
 """SQLite schema of the mask store and its migrations.
 
-The schema version lives in ``PRAGMA user_version``. Each entry of :data:`MIGRATIONS` moves a
+The schema version lives in ``PRAGMA user_version`` and the file is tagged with
+``PRAGMA application_id`` = :data:`APPLICATION_ID`. Each entry of :data:`MIGRATIONS` moves a
 store from version ``i`` to ``i + 1``; opening a store applies the missing ones in one
-transaction. A store newer than this code is refused (upgrade hmtools).
+transaction (:func:`migrate`). A store newer than this code is refused (upgrade hmtools), and so
+is an SQLite file that belongs to another program.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from hmtools.errors import InputError
+from hmtools.errors import DataFormatError, InputError
 
 SCHEMA_V1 = """
 CREATE TABLE meta (
@@ -78,14 +80,105 @@ CREATE INDEX frames_by_sample ON frames (sample_id, idx);
 CREATE INDEX audit_by_sample ON audit (sample_id, at);
 """
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1,)
+SCHEMA_V2 = """
+-- The UNIQUE constraints of masks and frames already index these columns; the copies only cost writes.
+DROP INDEX IF EXISTS masks_by_frame;
+DROP INDEX IF EXISTS frames_by_sample;
+-- History is append-only: mask versions and audit entries are never changed or deleted,
+-- and a frame's head version only moves forward.
+CREATE TRIGGER masks_no_update BEFORE UPDATE ON masks
+BEGIN SELECT RAISE(ABORT, 'mask versions are append-only; write a new version instead'); END;
+CREATE TRIGGER masks_no_delete BEFORE DELETE ON masks
+BEGIN SELECT RAISE(ABORT, 'mask history is never deleted'); END;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is never deleted'); END;
+CREATE TRIGGER frames_head_forward BEFORE UPDATE OF head_version ON frames
+WHEN NEW.head_version < OLD.head_version
+BEGIN SELECT RAISE(ABORT, 'a frame head version only moves forward'); END;
+"""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, SCHEMA_V2)
 """``MIGRATIONS[i]`` upgrades a store from schema version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+APPLICATION_ID = 0x484D5453
+"""``PRAGMA application_id`` of a mask store (ASCII ``HMTS``); 0 in stores made before it was set."""
+
+
+def migrate(conn: sqlite3.Connection, path: Path, *, create: bool) -> int:
+    """Bring the store on ``conn`` (autocommit mode) to :data:`SCHEMA_VERSION`.
+
+    Safe when several processes open a new store at once: the version is read again after the
+    write lock is taken, so only the first applies the migrations.
+
+    Returns:
+        The schema version the store had before.
+
+    Raises:
+        DataFormatError: the file is an SQLite database of another program.
+        InputError: the store is newer than this hmtools, or (without ``create``) holds no store.
+    """
+    version = check_store(conn, path, create=create)
+    if version == SCHEMA_VERSION:
+        return version
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = check_store(conn, path, create=create)  # another process may have migrated meanwhile
+        if version < SCHEMA_VERSION:
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[step]):
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            now = str(time.time())
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (now,))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"schema_{SCHEMA_VERSION}_at", now))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return version
+
+
+def check_store(conn: sqlite3.Connection, path: Path, *, create: bool) -> int:
+    """Read-only check that ``conn`` holds a mask store (or, with ``create``, an empty database).
+
+    Run it before anything writes to the file, so another program's database is never touched.
+
+    Returns:
+        The store's schema version (0 for an empty database).
+
+    Raises:
+        DataFormatError: the file is an SQLite database of another program.
+        InputError: the store is newer than this hmtools, or (without ``create``) holds no store.
+    """
+    app = conn.execute("PRAGMA application_id").fetchone()[0]
+    if app not in (0, APPLICATION_ID):
+        raise DataFormatError(
+            f"{path} is an SQLite database of another program (application_id {app:#x}), not a mask store"
+        )
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise InputError(
+            f"{path} has store schema {version}, this hmtools reads up to {SCHEMA_VERSION}; upgrade hmtools"
+        )
+    if version == 0:
+        if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+            raise DataFormatError(
+                f"{path} is an SQLite database of another program, not an hmtools mask store; "
+                "pass a store file made by hmtools (or a new path to create one)"
+            )
+        if not create:
+            raise InputError(f"{path} is an empty database, not a mask store; pass a store made by hmtools")
+    return version
+
+
 def _statements(script: str) -> list[str]:
-    """Split an SQL script into complete statements (semicolons inside comments are safe)."""
+    """Split an SQL script into complete statements (semicolons inside comments and triggers are safe)."""
     out, buf = [], ""
     for line in script.splitlines(keepends=True):
         buf += line
@@ -93,29 +186,3 @@ def _statements(script: str) -> list[str]:
             out.append(buf)
             buf = ""
     return out
-
-
-def migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Bring the store behind ``conn`` (autocommit mode) to :data:`SCHEMA_VERSION` in one transaction.
-
-    Raises:
-        InputError: the store was written by a newer hmtools.
-    """
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise InputError(
-            f"{path} has store schema {version}, this hmtools reads up to {SCHEMA_VERSION}; upgrade hmtools"
-        )
-    if version == SCHEMA_VERSION:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for step in range(version, SCHEMA_VERSION):
-            for statement in _statements(MIGRATIONS[step]):
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('created', ?)", (str(time.time()),))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

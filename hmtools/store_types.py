@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from hmtools.masks import RLE, decode_rle
+from hmtools.errors import InputError
+from hmtools.masks import RLE, check_rle, decode_rle, encode_rle_area_box, rle_area_box
+from hmtools.schema import SOURCES, STATUSES
 
 
 @dataclass(frozen=True)
@@ -113,3 +116,65 @@ def row_to_record(row: tuple[Any, ...]) -> MaskRecord:
         author=author,
         created_at=at,
     )
+
+
+class PreparedMask(NamedTuple):
+    """A :class:`MaskWrite` encoded and checked, ready to insert (everything but frame, version, author, time)."""
+
+    height: int
+    width: int
+    counts: str
+    area: int
+    bbox: str | None
+    tracks: str | None
+    source: str
+    score: float | None
+    status: str
+    reason: str | None
+
+
+def check_vocab(source: str, status: str) -> None:
+    """Raise :class:`InputError` unless ``source`` and ``status`` are known words."""
+    if source not in SOURCES:
+        raise InputError(f"mask source must be one of {', '.join(SOURCES)}; got {source!r}")
+    if status not in STATUSES:
+        raise InputError(f"review status must be one of {', '.join(STATUSES)}; got {status!r}")
+
+
+def prepare_mask(w: MaskWrite) -> PreparedMask:
+    """Encode (or check) the mask of a write and compute its area and box.
+
+    Raises:
+        InputError: unknown source/status, or a score that is NaN or infinite.
+        DataFormatError: ``w.rle`` is malformed or its counts disagree with its size.
+        ValueError: the write holds neither a mask nor an rle, or a mask that is not 2-D.
+    """
+    check_vocab(w.source, w.status)
+    if w.score is not None and not math.isfinite(float(w.score)):
+        raise InputError(f"mask score must be a finite number (nominally in [0, 1]) or None; got {w.score!r}")
+    if w.rle is not None:
+        rle = check_rle(dict(w.rle))
+        area, box = rle_area_box(rle)
+    elif w.mask is not None:
+        rle, area, box = encode_rle_area_box(w.mask)
+    else:
+        raise ValueError("MaskWrite needs a mask or an rle")
+    return PreparedMask(
+        height=rle["size"][0],
+        width=rle["size"][1],
+        counts=rle["counts"],
+        area=area,
+        bbox=None if box is None else f"[{box[0]!r}, {box[1]!r}, {box[2]!r}, {box[3]!r}]",
+        tracks=None if w.tracks is None else json.dumps(w.tracks, sort_keys=True, default=_numpy_json),
+        source=w.source,
+        score=None if w.score is None else float(w.score),
+        status=w.status,
+        reason=w.reason,
+    )
+
+
+def _numpy_json(value: Any) -> Any:
+    """JSON form of numpy scalars and arrays inside ``tracks`` (anything else is a TypeError)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"tracks must hold JSON values; got {type(value).__name__}")
