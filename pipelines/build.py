@@ -72,8 +72,7 @@ class BuildSummary:
         out += [f"  flagged: {r}: {n}" for r, n in self.reasons.most_common(10)]
         if self.skipped_human:
             out.append(
-                "  human edits kept (rerun with --overwrite-human to rebuild): "
-                + ", ".join(self.skipped_human[:10])
+                "  human edits kept (rerun with --overwrite-human to rebuild): " + ", ".join(self.skipped_human[:10])
             )
         out += [f"  failed {sid}: {msg}" for sid, msg in list(self.failed.items())[:10]]
         return out

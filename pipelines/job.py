@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import reduce
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from pipelines.build import BuildSummary, build_masks
 from pipelines.config import BuildConfig
 from pipelines.distributed import gather, process_group, rank_from_env
 from pipelines.models import check_names, load_models, resolve_device
+from pipelines.run import Models
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,7 @@ def pick_samples(samples: Sequence[Sample], ids: Sequence[str] | None, limit: in
         missing = [i for i in wanted if i not in by_id]
         if missing:
             some = ", ".join(list(by_id)[:5])
-            raise InputError(
-                f"sample {missing[0]!r} is not in the dataset ({len(by_id)} samples, e.g. {some})"
-            )
+            raise InputError(f"sample {missing[0]!r} is not in the dataset ({len(by_id)} samples, e.g. {some})")
         chosen = [by_id[i] for i in dict.fromkeys(wanted)]
     if limit is not None:
         if limit < 0:
@@ -65,11 +64,32 @@ def run_build_masks(
     check_names(cfg)
     index = load_dataset(dataset, root, annotations)
     samples = pick_samples(index.samples, sample_ids, limit)
+    return run_sharded(
+        samples, root, store_path, cfg, load_models, force=force, overwrite_human=overwrite_human, progress=progress
+    )
+
+
+def run_sharded(
+    samples: Sequence[Sample],
+    root: Path,
+    store_path: Path,
+    cfg: BuildConfig,
+    models_factory: Callable[[BuildConfig, str], Models],
+    *,
+    force: bool = False,
+    overwrite_human: bool = False,
+    progress: bool = True,
+) -> BuildSummary:
+    """Build this rank's share (``samples[rank::world]``) with models from ``models_factory(cfg, device)``.
+
+    Under torchrun every rank joins the process group (Gloo on CPU, NCCL on GPU) and gets the
+    merged summary of all ranks; a lone process just builds everything.
+    """
     rank = rank_from_env()
     device = resolve_device(cfg.device, rank.local_rank)
     with process_group(rank, device):
-        mine = rank.shard(samples)
-        models = load_models(cfg, device)
+        mine = rank.shard(list(samples))
+        models = models_factory(cfg, device)
         with MaskStore(store_path) as store:
             desc = "build-masks" if rank.world == 1 else f"build-masks rank {rank.rank}"
             summary = build_masks(

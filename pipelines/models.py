@@ -25,9 +25,7 @@ def check_names(cfg: BuildConfig) -> None:
     from pipelines.segment_names import SEGMENTER_NAMES
 
     if cfg.segment.model not in SEGMENTER_NAMES:
-        raise InputError(
-            f"unknown segmenter {cfg.segment.model!r}; valid names: {', '.join(SEGMENTER_NAMES)}"
-        )
+        raise InputError(f"unknown segmenter {cfg.segment.model!r}; valid names: {', '.join(SEGMENTER_NAMES)}")
 
 
 def load_models(cfg: BuildConfig, device: str) -> Models:

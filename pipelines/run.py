@@ -64,9 +64,7 @@ def detect_pass(
     errors: list[str | None] = []
     hw: tuple[int, int] | None = None
     fc = cfg.frames
-    for batch in iter_frame_batches(
-        root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch
-    ):
+    for batch in iter_frame_batches(root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch):
         images, errs = list(batch.images), list(batch.errors)
         for j, img in enumerate(images):
             if img is None:
@@ -82,9 +80,7 @@ def detect_pass(
         errors += errs
         tick(len(images))
     if hw is None:
-        raise HMToolsError(
-            f"sample {sample.sample_id}: none of its {len(sample.frames)} frames could be read"
-        )
+        raise HMToolsError(f"sample {sample.sample_id}: none of its {len(sample.frames)} frames could be read")
     return dets, errors, hw
 
 
@@ -115,9 +111,7 @@ def build_sample_masks(
     writes: list[MaskWrite] = []
     carry: np.ndarray | None = None
     fc = cfg.frames
-    for batch in iter_frame_batches(
-        root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch
-    ):
+    for batch in iter_frame_batches(root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch):
         preds = _predict_batch(batch.images, batch.start, errors, dets, sel, filled, models.segmenter, cfg)
         for j, img in enumerate(batch.images):
             t = batch.start + j
@@ -134,9 +128,7 @@ def build_sample_masks(
                     )
                 )
                 continue
-            w, carry = _finish_frame(
-                t, preds.get(t, {}), dets[t], sel, filled, athletes, models.segmenter, cfg, hw
-            )
+            w, carry = _finish_frame(t, preds.get(t, {}), dets[t], sel, filled, athletes, models.segmenter, cfg, hw)
             writes.append(w)
         tick(len(batch.images))
     return writes
@@ -191,9 +183,7 @@ def _finish_frame(
     for k, (boxes, kind) in enumerate(filled):
         st = athletes[k]
         if k not in preds:
-            reasons.append(
-                "no detection of the athlete" if len(filled) == 1 else f"no detection of athlete {k + 1}"
-            )
+            reasons.append("no detection of the athlete" if len(filled) == 1 else f"no detection of athlete {k + 1}")
             continue
         handle, prompt, (mask, score, logits) = preds[k]
         jump = jump_reason(st.prev_mask, mask, cfg.repair)

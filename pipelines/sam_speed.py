@@ -19,9 +19,7 @@ def _rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
     """Relative position embeddings ``(q_size, k_size, C)`` for one axis (SAM's rule)."""
     max_dist = 2 * max(q_size, k_size) - 1
     if rel_pos.shape[0] != max_dist:
-        rel_pos = F.interpolate(
-            rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_dist, mode="linear"
-        )
+        rel_pos = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_dist, mode="linear")
         rel_pos = rel_pos.reshape(-1, max_dist).permute(1, 0)
     q = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
     k = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)

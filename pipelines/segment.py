@@ -183,9 +183,7 @@ class SamSegmenter:
             groups.setdefault((p.box is not None, n_pts, p.mask_input is not None), []).append(i)
         out: list[tuple[np.ndarray, float, np.ndarray] | None] = [None] * len(embs)
         for idx in groups.values():
-            for i, res in zip(
-                idx, self._decode([embs[i] for i in idx], [prompts[i] for i in idx]), strict=True
-            ):
+            for i, res in zip(idx, self._decode([embs[i] for i in idx], [prompts[i] for i in idx]), strict=True):
                 out[i] = res
         return out  # type: ignore[return-value]
 
@@ -215,18 +213,14 @@ class SamSegmenter:
             )
             boxes = torch.as_tensor(bx, dtype=torch.float, device=dev)  # (B, 4)
         if p0.mask_input is not None:
-            masks = torch.as_tensor(np.stack([p.mask_input for p in prompts]), dtype=torch.float, device=dev)[
-                :, None
-            ]
+            masks = torch.as_tensor(np.stack([p.mask_input for p in prompts]), dtype=torch.float, device=dev)[:, None]
         sparse, dense = self.model.prompt_encoder(
             points=points, boxes=boxes, masks=masks
         )  # (B, T, 256), (B, 256, E, E)
         if dense.shape[0] != len(embs):
             dense = dense.expand(len(embs), -1, -1, -1)
         feats = torch.cat([e.features for e in embs])  # (B, 256, E, E)
-        multimask = (
-            p0.box is None and p0.mask_input is None and len(p0.points if p0.points is not None else ()) == 1
-        )
+        multimask = p0.box is None and p0.mask_input is None and len(p0.points if p0.points is not None else ()) == 1
         low, iou = _decode_masks(
             self.model.mask_decoder, feats, self.model.prompt_encoder.get_dense_pe(), sparse, dense
         )
@@ -236,9 +230,7 @@ class SamSegmenter:
         low, score = low[ar, best], iou[ar, best]  # (B, 4E, 4E), (B,)
         results = []
         for i, e in enumerate(embs):
-            full = self.model.postprocess_masks(
-                low[i : i + 1, None], e.input_size, e.original_size
-            )  # (1, 1, H, W)
+            full = self.model.postprocess_masks(low[i : i + 1, None], e.input_size, e.original_size)  # (1, 1, H, W)
             mask = (full[0, 0] > self.mask_threshold).cpu().numpy()
             results.append((mask, float(score[i]), low[i].float().cpu().numpy()))
         return results
@@ -284,9 +276,7 @@ def resolve_checkpoint(name: str, checkpoint: Path | None, *, download: bool = T
     cached = cache_dir() / "sam" / spec.filename
     if cached.is_file() or download:
         return download_verified(spec.url, cached, spec.sha256)
-    raise InputError(
-        f"no {spec.filename} in {cached.parent}; pass --sam-checkpoint PATH (download: {spec.url})"
-    )
+    raise InputError(f"no {spec.filename} in {cached.parent}; pass --sam-checkpoint PATH (download: {spec.url})")
 
 
 def build_segmenter(
@@ -348,9 +338,7 @@ def build_tiny_sam(seed: int = 0) -> Sam:
         iou_head_depth=3,
         iou_head_hidden_dim=64,
     )
-    return Sam(
-        encoder, prompt, decoder, pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]
-    ).eval()
+    return Sam(encoder, prompt, decoder, pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]).eval()
 
 
 def build_tiny_sam_segmenter(seed: int = 0, device: str = "cpu", **options: object) -> SamSegmenter:

@@ -135,9 +135,7 @@ def link_tracks(detections: Sequence[np.ndarray], cfg: SelectConfig) -> list[Tra
     ]
 
 
-def score_tracks(
-    tracks: Sequence[Track], n_frames: int, frame_hw: tuple[int, int], cfg: SelectConfig
-) -> np.ndarray:
+def score_tracks(tracks: Sequence[Track], n_frames: int, frame_hw: tuple[int, int], cfg: SelectConfig) -> np.ndarray:
     """Selection score of each track (higher = more likely the judged athlete); -inf for non-candidates."""
     h, w = frame_hw
     feats = np.zeros((len(tracks), 5))
@@ -215,11 +213,7 @@ def select_athletes(
     used: set[int] = set()
     chains, chain_scores = [], []
     for _ in range(2 if synchronized else 1):
-        order = [
-            int(i)
-            for i in np.argsort(-scores, kind="stable")
-            if np.isfinite(scores[i]) and int(i) not in used
-        ]
+        order = [int(i) for i in np.argsort(-scores, kind="stable") if np.isfinite(scores[i]) and int(i) not in used]
         if chains:  # the partner must share the clip with the first athlete
             first = set(np.concatenate([tracks[i].frames for i in chains[0]]).tolist())
             order = [

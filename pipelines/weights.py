@@ -65,9 +65,7 @@ def download_verified(url: str, dest: Path, sha256: str, *, timeout_s: float = 6
                 out.write(block)
     except (urllib.error.URLError, OSError) as e:
         partial.unlink(missing_ok=True)
-        raise HMToolsError(
-            f"could not download {url} ({e}); download it by hand and pass its path instead"
-        ) from e
+        raise HMToolsError(f"could not download {url} ({e}); download it by hand and pass its path instead") from e
     got = digest.hexdigest()
     if got != sha256:
         partial.unlink(missing_ok=True)

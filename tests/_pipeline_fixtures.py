@@ -17,11 +17,22 @@ def athlete_boxes(t_count: int, x0: float = 300, drop: float = 480, seed: int = 
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1).astype(np.float32)
 
 
-def static_box(t_count: int, box: tuple[float, float, float, float], rng: np.random.Generator, jitter: float = 2.0) -> np.ndarray:
+def static_box(
+    t_count: int, box: tuple[float, float, float, float], rng: np.random.Generator, jitter: float = 2.0
+) -> np.ndarray:
     return (np.array(box, np.float32)[None] + rng.normal(0, jitter, (t_count, 4))).astype(np.float32)
 
 
-def scene(t_count: int = 40, *, judges: bool = False, crowd: bool = False, waiting: bool = False, sync: bool = False, drop_frames=(), seed: int = 0):
+def scene(
+    t_count: int = 40,
+    *,
+    judges: bool = False,
+    crowd: bool = False,
+    waiting: bool = False,
+    sync: bool = False,
+    drop_frames=(),
+    seed: int = 0,
+):
     """Per-frame detections ``[(N, 5)]`` and the true athlete boxes ``(K, T, 4)``."""
     rng = np.random.default_rng(seed)
     athletes = [athlete_boxes(t_count)]

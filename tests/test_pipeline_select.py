@@ -65,7 +65,10 @@ def test_synchronized_keeps_both_divers() -> None:
 
 
 def test_link_tracks_keeps_identities_through_a_crossing() -> None:
-    a = [np.array([[100 + 10 * t, 100, 160 + 10 * t, 260, 0.9], [500 - 10 * t, 100, 560 - 10 * t, 260, 0.9]], np.float32) for t in range(30)]
+    a = [
+        np.array([[100 + 10 * t, 100, 160 + 10 * t, 260, 0.9], [500 - 10 * t, 100, 560 - 10 * t, 260, 0.9]], np.float32)
+        for t in range(30)
+    ]
     tracks = link_tracks(a, CFG)
     assert len(tracks) == 2 and all(len(tr.frames) == 30 for tr in tracks)
     starts = sorted(float(tr.boxes[0, 0]) for tr in tracks)
