@@ -134,8 +134,8 @@ def detect_people(detector: Detector, frames: Sequence[np.ndarray]) -> list[np.n
             classes=list(detector.person_classes),
             imgsz=detector.imgsz,
             device=detector.device,
-            half=detector.half,
             verbose=False,
+            **_precision(detector.half),
         )
         out = []
         for r in results:
@@ -151,3 +151,12 @@ def detect_people(detector: Detector, frames: Sequence[np.ndarray]) -> list[np.n
         return run_batched(call, list(frames), detector.batch)
     except RuntimeError as e:
         raise HMToolsError(f"person detection failed: {e}") from e
+
+
+def _precision(half: bool) -> dict[str, Any]:
+    """fp16 inference on CUDA: ``quantize=16`` in ultralytics >= 8.4, ``half=True`` before it."""
+    if not half:
+        return {}
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return {"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True}

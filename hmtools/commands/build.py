@@ -19,22 +19,16 @@ def build_masks(
     detector: Annotated[
         str | None, Opt("--detector", help="yolo11n/s/m/l/x, yolov8n/s/m/l/x, a YOLO weights file, or lite.")
     ] = None,
-    segmenter: Annotated[
-        str | None, Opt("--segmenter", help="sam_vit_b, sam_vit_l, sam_vit_h or lite.")
-    ] = None,
+    segmenter: Annotated[str | None, Opt("--segmenter", help="sam_vit_b, sam_vit_l, sam_vit_h or lite.")] = None,
     sam_checkpoint: Annotated[
         Path | None, Opt("--sam-checkpoint", help="SAM weights file (else cached/downloaded once).")
     ] = None,
-    device: Annotated[
-        str | None, Opt("--device", help="auto, cpu, cuda, cuda:1 ... (torchrun: LOCAL_RANK).")
-    ] = None,
+    device: Annotated[str | None, Opt("--device", help="auto, cpu, cuda, cuda:1 ... (torchrun: LOCAL_RANK).")] = None,
     samples: Annotated[
         list[str] | None, Opt("--samples", help="Only these sample ids (repeat, or comma-separated).")
     ] = None,
     limit: Annotated[int | None, Opt("--limit", help="Only the first N samples.")] = None,
-    force: Annotated[
-        bool, Opt("--force", help="Rebuild samples already built with this configuration.")
-    ] = False,
+    force: Annotated[bool, Opt("--force", help="Rebuild samples already built with this configuration.")] = False,
     overwrite_human: Annotated[
         bool, Opt("--overwrite-human", help="Also rebuild samples with human edits/reviews.")
     ] = False,
@@ -42,9 +36,7 @@ def build_masks(
         int | None, Opt("--batch-size", help="Frames per batch (halves on GPU out-of-memory).")
     ] = None,
     config: Annotated[Path | None, Opt("--config", help="YAML file (see configs/build_masks.yaml).")] = None,
-    sets: Annotated[
-        list[str] | None, Opt("--set", help="Override a config key: key=value (repeatable).")
-    ] = None,
+    sets: Annotated[list[str] | None, Opt("--set", help="Override a config key: key=value (repeatable).")] = None,
 ) -> None:
     """Build automatic athlete masks for a dataset into a mask store (resumable; see docs/pipeline.md)."""
     from hmtools.config import load_config
@@ -82,9 +74,7 @@ def preview(
     store: Annotated[Path, Opt("--store", help="Mask store file.")],
     root: Annotated[Path, Opt("--root", help="Dataset root folder.")],
     sample: Annotated[str, Opt("--sample", help="Sample id.")],
-    out: Annotated[
-        Path, Opt("--out", help="Output .mp4 or .gif; a .png contact sheet is written beside it.")
-    ],
+    out: Annotated[Path, Opt("--out", help="Output .mp4 or .gif; a .png contact sheet is written beside it.")],
     max_frames: Annotated[int, Opt("--max-frames", help="Frames on the contact sheet.")] = 16,
 ) -> None:
     """Write a sample's frames with mask overlay, athlete box and flag reasons as a video + contact sheet."""

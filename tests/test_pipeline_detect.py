@@ -1,0 +1,85 @@
+"""Person detection through the real ultralytics predict path, and the lite (mediapipe) backend on real photos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from hmtools.errors import InputError
+from pipelines.select import box_iou
+
+pytest.importorskip("ultralytics")
+import ultralytics  # noqa: E402
+
+from pipelines.detect import DETECTORS, build_detector, detect_people, person_classes  # noqa: E402
+
+ASSETS = Path(ultralytics.__file__).parent / "assets"
+WEIGHTS = Path(os.environ.get("HMTOOLS_TEST_WEIGHTS", Path(__file__).resolve().parents[1] / ".cache" / "test-weights"))
+FALL_PT = WEIGHTS / "human_fall_best.pt"
+# people in ultralytics' bus.jpg (810x1080), XYXY, checked by eye
+BUS_PEOPLE = np.array([[50, 400, 245, 905], [220, 405, 345, 860], [670, 380, 810, 875]], np.float32)
+
+
+def _rgb(name: str) -> np.ndarray:
+    return cv2.imread(str(ASSETS / name))[..., ::-1].copy()
+
+
+def test_random_yolo_runs_the_real_predict_path_batched() -> None:
+    det = build_detector("yolov8n.yaml", "cpu", conf=0.0, imgsz=320, batch_size=2)
+    assert det.person_classes == (0,)
+    frames = [_rgb("bus.jpg"), _rgb("zidane.jpg"), _rgb("bus.jpg")]
+    out = detect_people(det, frames)
+    assert len(out) == 3
+    for d, f in zip(out, frames, strict=True):
+        assert d.dtype == np.float32 and d.ndim == 2 and d.shape[1] == 5
+        if len(d):
+            assert (d[:, 4][:-1] >= d[:, 4][1:]).all()  # by falling confidence
+            assert (d[:, 0] >= 0).all() and (d[:, 2] <= f.shape[1] + 1).all()
+
+
+def test_unknown_detector_lists_the_names() -> None:
+    with pytest.raises(InputError, match="valid names: yolo11n, yolo11s"):
+        build_detector("yolo99z", "cpu")
+    with pytest.raises(InputError, match="pass --detector FILE"):
+        build_detector("/nowhere/best.pt", "cpu")
+    assert "yolo11m" in DETECTORS and DETECTORS["yolov8n"] == "yolov8n.pt"
+
+
+def test_person_classes_rule() -> None:
+    assert person_classes({0: "person", 1: "bicycle"}) == (0,)
+    assert person_classes({i: str(i) for i in range(80)}) == (0,)
+    assert person_classes({0: "Normal", 1: "Fall"}) == (0, 1)
+
+
+@pytest.mark.skipif(
+    not FALL_PT.is_file(),
+    reason=f"real detector weights absent: run scripts/fetch_test_weights.sh (looked for {FALL_PT})",
+)
+def test_real_person_detector_finds_the_people_in_bus_and_zidane() -> None:
+    det = build_detector(str(FALL_PT), "cpu", conf=0.25)
+    assert det.person_classes == (0, 1)
+    bus, zidane = detect_people(det, [_rgb("bus.jpg"), _rgb("zidane.jpg")])
+    assert box_iou(BUS_PEOPLE, bus).max(axis=1).min() > 0.6  # every person found
+    assert len(zidane) >= 2
+
+
+def test_lite_backend_on_a_real_photo() -> None:
+    pytest.importorskip("mediapipe")
+    from pipelines.lite import build_lite
+    from pipelines.segment_types import Prompt
+
+    detector, segmenter = build_lite()
+    (found,) = detector([_rgb("bus.jpg")])
+    assert found.shape == (1, 5)
+    assert box_iou(found, BUS_PEOPLE).max() > 0.5  # one of the people on the bus
+    img = _rgb("zidane.jpg")
+    box = np.array([750, 40, 1150, 720], np.float32)  # the man on the right
+    ((mask, score, logits),) = segmenter.predict_batch(segmenter.embed([img]), [Prompt(box=box)])
+    assert mask.shape == img.shape[:2] and mask.dtype == bool and logits is None
+    inside = mask[40:720, 750:1150].mean()
+    assert 0.25 < inside < 0.95 and score > 0.5
+    assert not mask[:, :600].any()  # nothing on the other person's side
