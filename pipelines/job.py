@@ -12,7 +12,8 @@ from hmtools.schema import Sample
 from hmtools.store import MaskStore
 from pipelines.build import BuildSummary, build_masks
 from pipelines.config import BuildConfig
-from pipelines.distributed import gather, process_group, rank_from_env
+from pipelines.distributed import barrier, gather, process_group, rank_from_env
+from pipelines.merge import find_rank_stores, merge_stores, rank_store_path
 from pipelines.models import check_names, load_models, resolve_device
 from pipelines.run import Models
 
@@ -53,19 +54,40 @@ def run_build_masks(
     force: bool = False,
     overwrite_human: bool = False,
     progress: bool = True,
+    rank_stores: bool = False,
+    merge: bool = False,
 ) -> BuildSummary:
     """Run build-masks on this process's share of the samples; returns the summary of all ranks.
 
+    With ``rank_stores`` each rank writes its own store beside ``store_path`` (jobs across
+    machines); ``merge`` then copies those into ``store_path`` instead of building.
+
     Raises:
-        InputError: bad dataset, sample id or model name (exit 2).
+        InputError: bad dataset, sample id or model name; ``merge`` without rank stores (exit 2).
     """
     from hmtools.datasets import load_dataset
 
+    if merge:
+        parts = find_rank_stores(store_path)
+        if not parts:
+            raise InputError(
+                f"no per-rank stores {store_path.name}.rank*-of-* beside {store_path}; run with --rank-stores first"
+            )
+        with MaskStore(store_path) as target:
+            return merge_stores(target, parts, overwrite_human=overwrite_human)
     check_names(cfg)
     index = load_dataset(dataset, root, annotations)
     samples = pick_samples(index.samples, sample_ids, limit)
     return run_sharded(
-        samples, root, store_path, cfg, load_models, force=force, overwrite_human=overwrite_human, progress=progress
+        samples,
+        root,
+        store_path,
+        cfg,
+        load_models,
+        force=force,
+        overwrite_human=overwrite_human,
+        progress=progress,
+        rank_stores=rank_stores,
     )
 
 
@@ -79,6 +101,7 @@ def run_sharded(
     force: bool = False,
     overwrite_human: bool = False,
     progress: bool = True,
+    rank_stores: bool = False,
 ) -> BuildSummary:
     """Build this rank's share (``samples[rank::world]``) with models from ``models_factory(cfg, device)``.
 
@@ -90,7 +113,11 @@ def run_sharded(
     with process_group(rank, device):
         mine = rank.shard(list(samples))
         models = models_factory(cfg, device)
-        with MaskStore(store_path) as store:
+        path = rank_store_path(store_path, rank) if rank_stores else store_path
+        if rank.rank == 0 and not rank_stores:
+            MaskStore(path).close()  # create / migrate the shared store once, before the others open it
+        barrier(rank)
+        with MaskStore(path) as store:
             desc = "build-masks" if rank.world == 1 else f"build-masks rank {rank.rank}"
             summary = build_masks(
                 mine,

@@ -1,6 +1,6 @@
 """A build-masks worker with fake models, run as a subprocess by the pipeline tests.
 
-Usage: python tests/_pipeline_worker.py ROOT STORE N_SAMPLES DELAY_S
+Usage: python tests/_pipeline_worker.py ROOT STORE N_SAMPLES DELAY_S [rank-stores]
 (under torchrun it builds its rank's share and rank 0 prints the merged summary).
 """
 
@@ -47,6 +47,7 @@ def main() -> None:
         cfg,
         lambda c, d: Models(slow_detect, ColourSegmenter(), {"fake": "1"}),
         progress=False,
+        rank_stores="rank-stores" in sys.argv[5:],
     )
     if os.environ.get("RANK", "0") == "0":
         print(

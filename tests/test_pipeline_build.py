@@ -119,3 +119,38 @@ def test_torchrun_two_ranks_split_the_samples(tmp_path) -> None:
         authors = st.query("SELECT sample_id FROM audit WHERE action='write_sample_masks'")
         assert sorted(a[0] for a in authors) == [f"diving/{i:03d}" for i in range(1, 6)]
         assert all(total == 1 for _, total, _ in _versions(st))
+
+
+def test_torchrun_rank_stores_then_merge(tmp_path) -> None:
+    from pipelines.merge import find_rank_stores, merge_stores
+
+    _dataset(tmp_path, 3, frames=4)
+    db = tmp_path / "m.db"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        os.path.join(REPO, "tests", "_pipeline_worker.py"),
+        str(tmp_path),
+        str(db),
+        "3",
+        "0",
+        "rank-stores",
+    ]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    parts = find_rank_stores(db)
+    assert [p.name for p in parts] == ["m.db.rank0-of-2", "m.db.rank1-of-2"] and not db.exists()
+    with MaskStore(db) as st:
+        first = merge_stores(st, parts)
+        assert (first.built, first.frames) == (3, 12)
+        again = merge_stores(st, parts)  # idempotent
+        assert (again.built, again.skipped_done) == (0, 3)
+        assert all(total == 1 for _, total, _ in _versions(st)) and len(_versions(st)) == 12
+        with MaskStore(parts[0]) as p0:
+            key = p0.frames(p0.sample_ids()[0])[1].key
+            assert st.current_mask(key).rle == p0.current_mask(key).rle
+        assert integrity_check(st) == []

@@ -35,6 +35,10 @@ def build_masks(
     batch_size: Annotated[
         int | None, Opt("--batch-size", help="Frames per batch (halves on GPU out-of-memory).")
     ] = None,
+    rank_stores: Annotated[
+        bool, Opt("--rank-stores", help="One store per rank beside --store (jobs across machines).")
+    ] = False,
+    merge: Annotated[bool, Opt("--merge", help="Merge the per-rank stores into --store, then stop.")] = False,
     config: Annotated[Path | None, Opt("--config", help="YAML file (see configs/build_masks.yaml).")] = None,
     sets: Annotated[list[str] | None, Opt("--set", help="Override a config key: key=value (repeatable).")] = None,
 ) -> None:
@@ -62,6 +66,8 @@ def build_masks(
         limit=limit,
         force=force,
         overwrite_human=overwrite_human,
+        rank_stores=rank_stores,
+        merge=merge,
     )
     if os.environ.get("RANK", "0") == "0":
         for line in summary.lines():
