@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,7 @@ class Detector:
     conf: float = 0.2
     imgsz: int = 640
     half: bool = False
-    batch: BatchSize = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.batch is None:
-            self.batch = BatchSize(16)
+    batch: BatchSize = field(default_factory=lambda: BatchSize(16))
 
 
 def person_classes(names: dict[int, str]) -> tuple[int, ...]:
