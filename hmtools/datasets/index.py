@@ -17,7 +17,8 @@ class DatasetIndex:
 
     Attributes:
         dataset: Adapter name.
-        root: The dataset root given by the user.
+        root: The folder frame keys are relative to: the root given by the user, or the frame folder
+            the adapter found inside it (FineDiving's ``FINADiving_MTL_256s``/``FineDiving``, ...).
         annotations: The folder the annotation files were read from.
         samples: Samples sorted by ``sample_id``.
         problems: Problems found (missing frame folders, count mismatches, ...).
@@ -77,4 +78,6 @@ def load_dataset(name: str, root: str | Path, annotations: str | Path | None = N
     root_path = Path(root)
     if not root_path.is_dir():
         raise InputError(f"dataset root {root_path} is not a folder; pass --root DIR of the {key} dataset")
-    return DATASETS[key](root_path, None if annotations is None else Path(annotations), **options)
+    index = DATASETS[key](root_path, None if annotations is None else Path(annotations), **options)
+    index.problems.sort(key=lambda p: (p.sample_id, p.kind))
+    return index

@@ -11,11 +11,16 @@ def summarize(index: DatasetIndex) -> dict[str, Any]:
     """Summarise an index.
 
     Returns:
-        ``{"dataset", "root", "samples", "splits": {split: n}, "frames_found", "problems": [{"sample_id",
-        "kind", "detail"}], "score_range": [lo, hi] | None, "classes": {name: {"samples", "score_min",
-        "score_max"}}}`` (``classes`` empty for datasets without classes).
+        ``{"dataset", "root", "annotations", "samples", "splits": {"train": n, "test": n}, "frames_found",
+        "expected_frames", "problems": [{"sample_id", "kind", "detail"}], "problem_counts": {kind: n},
+        "score_range": [lo, hi] | None, "classes": {name: {"samples", "score_min", "score_max"}},
+        "notes": [str]}`` (``classes`` empty for datasets without classes; ``expected_frames`` sums the
+        counts the annotations imply, over the samples that imply one).
     """
-    splits: dict[str, int] = {}
+    splits: dict[str, int] = {"train": 0, "test": 0}
+    problem_counts: dict[str, int] = {}
+    for p in index.problems:
+        problem_counts[p.kind] = problem_counts.get(p.kind, 0) + 1
     classes: dict[str, dict[str, Any]] = {}
     scores = [s.score for s in index.samples if s.score is not None]
     for s in index.samples:
@@ -29,10 +34,14 @@ def summarize(index: DatasetIndex) -> dict[str, Any]:
     return {
         "dataset": index.dataset,
         "root": str(index.root),
+        "annotations": str(index.annotations),
         "samples": len(index.samples),
         "splits": dict(sorted(splits.items())),
         "frames_found": sum(len(s.frames) for s in index.samples),
+        "expected_frames": sum(s.expected_frames or 0 for s in index.samples),
         "problems": [{"sample_id": p.sample_id, "kind": p.kind, "detail": p.detail} for p in index.problems],
+        "problem_counts": dict(sorted(problem_counts.items())),
         "score_range": [min(scores), max(scores)] if scores else None,
         "classes": dict(sorted(classes.items())),
+        "notes": list(index.notes),
     }

@@ -1,0 +1,259 @@
+"""Frame folders: list, read, size, and extract them from videos.
+
+A frame folder holds one image per video frame, named by a frame number (``00489.jpg``,
+``img_00001.jpg``, ``000123.jpg``). Listing sorts by that number, not by name, because names are
+zero-padded to a minimum width only (FineDiving has 6-digit names next to 5-digit ones).
+
+Extraction is resumable: a video is decoded into ``<out>.partial`` and the folder is renamed to
+``<out>`` only once every frame is written, so an existing ``<out>`` means "done" and a leftover
+``.partial`` folder (an interrupted run) is discarded and redone. OpenCV decodes the videos; no
+ffmpeg binary is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from hmtools.errors import DataFormatError, HMToolsError, InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+"""File suffixes (lower case) counted as frames; other files in a frame folder are ignored."""
+
+JPEG_QUALITY = 95
+"""JPEG quality of extracted frames (close to ffmpeg ``-qscale:v 2``, which the datasets used)."""
+
+_LAST_NUMBER = re.compile(r"(\d+)\D*$")
+
+
+def frame_number(name: str) -> int | None:
+    """The frame number in a file name: the last run of digits of its stem (``img_00012.jpg`` -> 12)."""
+    dot = name.rfind(".")
+    m = _LAST_NUMBER.search(name[:dot] if dot > 0 else name)
+    return None if m is None else int(m.group(1))
+
+
+def _sort_key(name: str) -> tuple[int, int, str]:
+    n = frame_number(name)
+    return (0, n, name) if n is not None else (1, 0, name)
+
+
+def scan_frame_files(folder: str | Path, check_empty: bool = True) -> tuple[list[str], list[str]]:
+    """List a frame folder in one pass.
+
+    Args:
+        folder: The frame folder.
+        check_empty: Stat every file to find zero-byte ones (one extra syscall per file).
+
+    Returns:
+        ``(names, empty)``: image file names sorted by frame number (names without a number last, by
+        name), and the subset that are zero-byte files (unreadable as images).
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        NotADirectoryError, PermissionError: ``folder`` is not a readable folder.
+    """
+    names: list[str] = []
+    empty: list[str] = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if not entry.name.lower().endswith(IMAGE_SUFFIXES) or not entry.is_file():
+                continue
+            names.append(entry.name)
+            if check_empty and entry.stat().st_size == 0:
+                empty.append(entry.name)
+    names.sort(key=_sort_key)
+    empty.sort(key=_sort_key)
+    return names, empty
+
+
+def list_frame_files(folder: str | Path) -> list[str]:
+    """Image file names of a frame folder, sorted by frame number (numerically).
+
+    Raises:
+        InputError: the folder does not exist or cannot be listed.
+    """
+    try:
+        return scan_frame_files(folder)[0]
+    except FileNotFoundError:
+        raise InputError(f"frame folder {folder} does not exist") from None
+    except OSError as e:
+        raise InputError(f"cannot list frame folder {folder}: {e.strerror or e}") from e
+
+
+def read_frame(root: str | Path, key: str) -> np.ndarray:
+    """Read one frame.
+
+    Args:
+        root: Dataset root the key is relative to.
+        key: Frame key (path relative to ``root``, ``/`` separators).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB image (grayscale files are expanded to three channels).
+
+    Raises:
+        DataFormatError: the file is missing, empty or not a decodable image.
+    """
+    import cv2
+
+    path = Path(root) / key
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        if not path.is_file():
+            raise DataFormatError(f"frame {path} does not exist; check --root or re-extract the frames")
+        raise DataFormatError(f"cannot decode frame {path} (empty or corrupt image); re-extract it")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def frame_size(root: str | Path, key: str) -> tuple[int, int]:
+    """Size of a frame from its file header only (no pixel decode).
+
+    Returns:
+        ``(H, W)`` in pixels.
+
+    Raises:
+        DataFormatError: the file is missing or not a recognisable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(root) / key
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except FileNotFoundError:
+        raise DataFormatError(f"frame {path} does not exist; check --root or re-extract the frames") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataFormatError(f"cannot read the image header of {path}: {e}") from e
+    return int(h), int(w)
+
+
+def _check_pattern(pattern: str) -> None:
+    try:
+        a, b = pattern % 1, pattern % 2
+    except (TypeError, ValueError):
+        raise InputError(f"frame pattern {pattern!r} needs one integer field, e.g. '%05d.jpg'") from None
+    if a == b or "/" in pattern or not a.lower().endswith(IMAGE_SUFFIXES):
+        raise InputError(
+            f"frame pattern {pattern!r} must be a file name with one integer field and an image suffix "
+            f"({', '.join(IMAGE_SUFFIXES)}), e.g. '%05d.jpg'"
+        )
+
+
+def extract_video_frames(
+    video: str | Path, out: str | Path, pattern: str = "%05d.jpg", start: int = 0, progress: bool = True
+) -> int:
+    """Decode every frame of a video into a frame folder (resumable, atomic per video).
+
+    Args:
+        video: Video file (anything OpenCV decodes: .avi, .mp4, ...).
+        out: Frame folder to create. If it already exists and holds frames, the video counts as done
+            and nothing is written.
+        pattern: File name pattern with one integer field, e.g. ``"%05d.jpg"``, ``"img_%05d.jpg"``.
+        start: Number of the first frame file (1 matches ffmpeg's numbering).
+        progress: Show a tqdm bar over frames.
+
+    Returns:
+        Number of frames written (0 when ``out`` was already complete).
+
+    Raises:
+        InputError: missing video or bad pattern.
+        DataFormatError: OpenCV cannot open the video or decodes no frame from it.
+        HMToolsError: a frame could not be written (disk full, permissions); nothing is left at ``out``.
+    """
+    import cv2
+    from tqdm import tqdm
+
+    video, out = Path(video), Path(out)
+    _check_pattern(pattern)
+    if not video.is_file():
+        raise InputError(f"video {video} does not exist")
+    if out.is_dir() and any(out.iterdir()):
+        log.info("%s already extracted, skipped", out)
+        return 0
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise DataFormatError(f"OpenCV cannot open video {video}; check the file (re-download it) or convert it")
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by an interrupted run
+    tmp.mkdir(parents=True)
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    n = 0
+    try:
+        with tqdm(total=total, desc=video.name, unit="frame", disable=not progress, leave=False) as bar:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                target = tmp / (pattern % (start + n))
+                if not cv2.imwrite(str(target), frame, params):
+                    raise HMToolsError(f"cannot write frame {target} (disk full or no permission?)")
+                n += 1
+                bar.update(1)
+        if n == 0:
+            raise DataFormatError(f"decoded no frame from video {video}; the file is empty or its codec unsupported")
+        if out.is_dir():
+            out.rmdir()  # empty folder: replace it
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        cap.release()
+    return n
+
+
+def _dataset_videos(name: str, root: Path) -> tuple[list[tuple[Path, Path]], str, int]:
+    """(video, out folder) pairs, frame pattern and first number for a dataset's video layout."""
+    key = name.replace("_", "-").lower()
+    if key == "aqa7":
+        actions = root / "Actions"
+        videos = sorted(actions.glob("*/*.avi")) if actions.is_dir() else []
+        if not videos:
+            raise InputError(f"no videos found at {actions}/<class>/<NNN>.avi; pass the AQA-7 root as --root")
+        return [(v, root / f"{v.parent.name}-out" / v.stem) for v in videos], "img_%05d.jpg", 1
+    if key == "mtl-aqa":
+        src = root / "whole_videos"
+        videos = sorted(src.glob("*.mp4")) if src.is_dir() else []
+        if not videos:
+            raise InputError(f"no videos found at {src}/<NN>.mp4; pass the MTL-AQA root as --root")
+        return [(v, root / "whole_videos_frames" / v.stem) for v in videos], "%06d.jpg", 1
+    if key == "finediving":
+        raise InputError(
+            "FineDiving is distributed as trimmed frame folders (no per-sample videos); "
+            "extract single videos with --video FILE --out DIR"
+        )
+    raise InputError(f"unknown dataset {name!r}; valid names: finediving, mtl-aqa, aqa7")
+
+
+def extract_dataset_frames(name: str, root: str | Path, progress: bool = True) -> int:
+    """Extract every sample video of a dataset into its frame layout (resumable).
+
+    Layouts written: AQA-7 ``Actions/<class>/<NNN>.avi`` -> ``<class>-out/<NNN>/img_%05d.jpg`` (1-based,
+    the CoRe layout); MTL-AQA ``whole_videos/<NN>.mp4`` -> ``whole_videos_frames/<NN>/%06d.jpg``
+    (1-based, the official ``frame_extractor.sh`` layout). Videos whose folder exists are skipped.
+
+    Returns:
+        Number of frames written in this run.
+
+    Raises:
+        InputError: unknown dataset, missing root or no videos in the expected place.
+    """
+    from tqdm import tqdm
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"dataset root {root} is not a folder")
+    jobs, pattern, start = _dataset_videos(name, root)
+    written = 0
+    for video, out in tqdm(jobs, desc=f"extract {name}", unit="video", disable=not progress):
+        written += extract_video_frames(video, out, pattern=pattern, start=start, progress=progress)
+    return written

@@ -1,0 +1,109 @@
+"""hmtools.frames: numeric listing, reading, header sizes and resumable extraction (real OpenCV)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from _datasets_fixtures import make_aqa7, run_cli, write_frames, write_video
+
+from hmtools.datasets import load_dataset
+from hmtools.errors import DataFormatError, InputError
+from hmtools.frames import (
+    extract_dataset_frames,
+    extract_video_frames,
+    frame_size,
+    list_frame_files,
+    read_frame,
+)
+
+
+def test_list_frame_files_sorts_numerically(tmp_path: Path) -> None:
+    names = ["99998.jpg", "100001.jpg", "99999.jpg", "100000.jpg"]
+    write_frames(tmp_path, names)
+    (tmp_path / "notes.txt").write_text("not a frame")
+    (tmp_path / "sub.jpg").mkdir()  # a folder with an image suffix is not a frame
+    assert list_frame_files(tmp_path) == ["99998.jpg", "99999.jpg", "100000.jpg", "100001.jpg"]
+    write_frames(tmp_path / "b", ["img_00010.jpg", "img_00002.jpg", "img_00001.jpg"])
+    assert list_frame_files(tmp_path / "b") == ["img_00001.jpg", "img_00002.jpg", "img_00010.jpg"]
+    with pytest.raises(InputError, match="does not exist"):
+        list_frame_files(tmp_path / "nope")
+
+
+def test_read_frame_rgb_and_errors(tmp_path: Path) -> None:
+    bgr = np.zeros((6, 8, 3), np.uint8)
+    bgr[..., 0] = 200  # blue in OpenCV's BGR order
+    cv2.imwrite(str(tmp_path / "a.png"), bgr)
+    cv2.imwrite(str(tmp_path / "g.png"), np.full((6, 8), 77, np.uint8))
+    rgb = read_frame(tmp_path, "a.png")
+    assert rgb.shape == (6, 8, 3) and rgb.dtype == np.uint8
+    assert (rgb[..., 2] == 200).all() and (rgb[..., 0] == 0).all()
+    assert read_frame(tmp_path, "g.png").shape == (6, 8, 3)
+    assert frame_size(tmp_path, "a.png") == (6, 8)
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    with pytest.raises(DataFormatError, match="cannot decode"):
+        read_frame(tmp_path, "bad.jpg")
+    with pytest.raises(DataFormatError, match="does not exist"):
+        read_frame(tmp_path, "missing.jpg")
+    with pytest.raises(DataFormatError, match="header"):
+        frame_size(tmp_path, "bad.jpg")
+
+
+def test_extract_video_frames_naming_resume_and_atomicity(tmp_path: Path) -> None:
+    video = tmp_path / "v.avi"
+    write_video(video, 5)
+    out = tmp_path / "frames" / "001"
+    assert extract_video_frames(video, out, pattern="img_%05d.jpg", start=1, progress=False) == 5
+    assert list_frame_files(out) == [f"img_{i:05d}.jpg" for i in range(1, 6)]
+    levels = [int(read_frame(out, f"img_{i:05d}.jpg").mean()) for i in range(1, 6)]
+    assert levels == pytest.approx([0, 20, 40, 60, 80], abs=4)  # frame order kept
+    assert extract_video_frames(video, out, pattern="img_%05d.jpg", start=1, progress=False) == 0  # done
+    # a stale .partial folder from an interrupted run is discarded and redone
+    out2 = tmp_path / "frames" / "002"
+    write_frames(tmp_path / "frames" / "002.partial", ["00000.jpg", "junk.jpg"])
+    assert extract_video_frames(video, out2, progress=False) == 5
+    assert list_frame_files(out2)[0] == "00000.jpg" and not (tmp_path / "frames" / "002.partial").exists()
+    # an undecodable video leaves nothing behind
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(b"garbage" * 10)
+    with pytest.raises(DataFormatError):
+        extract_video_frames(bad, tmp_path / "frames" / "003", progress=False)
+    assert not (tmp_path / "frames" / "003").exists() and not (tmp_path / "frames" / "003.partial").exists()
+    with pytest.raises(InputError, match="integer field"):
+        extract_video_frames(video, tmp_path / "x", pattern="frame.jpg")
+
+
+def test_extract_dataset_frames_aqa7_then_inspect(tmp_path: Path) -> None:
+    make_aqa7(tmp_path, videos={"diving/001": 4, "gym_vault/002": 3})
+    assert extract_dataset_frames("aqa7", tmp_path, progress=False) == 7
+    assert list_frame_files(tmp_path / "diving-out" / "001") == [f"img_{i:05d}.jpg" for i in range(1, 5)]
+    assert extract_dataset_frames("aqa7", tmp_path, progress=False) == 0  # resumable: all done
+    idx = load_dataset("aqa7", tmp_path)
+    d1 = next(s for s in idx.samples if s.sample_id == "diving/001")
+    assert d1.video is None and d1.frames[-1] == "diving-out/001/img_00004.jpg"
+    assert not any(p.kind == "frames_not_extracted" for p in idx.problems)
+    with pytest.raises(InputError, match="trimmed frame folders"):
+        extract_dataset_frames("finediving", tmp_path)
+    with pytest.raises(InputError, match="valid names"):
+        extract_dataset_frames("ucf101", tmp_path)
+
+
+def test_extract_frames_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_video(tmp_path / "v.mp4", 3)
+    code, out, _ = run_cli(["extract-frames", "--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "o")], capsys)
+    assert code == 0 and "3 frames written" in out
+    assert list_frame_files(tmp_path / "o") == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    code, _, err = run_cli(["extract-frames", "--dataset", "aqa7", "--root", str(tmp_path)], capsys)
+    assert code == 2 and "Actions" in err
+    code, _, err = run_cli(["extract-frames", "--root", str(tmp_path)], capsys)
+    assert code == 2 and "--video" in err
+
+
+def test_extract_dataset_frames_mtl_aqa_whole_videos(tmp_path: Path) -> None:
+    write_video(tmp_path / "whole_videos" / "01.mp4", 4)
+    assert extract_dataset_frames("mtl_aqa", tmp_path, progress=False) == 4
+    assert list_frame_files(tmp_path / "whole_videos_frames" / "01") == [f"{i:06d}.jpg" for i in range(1, 5)]
+    with pytest.raises(InputError, match="whole_videos"):
+        extract_dataset_frames("mtl-aqa", tmp_path / "whole_videos")
