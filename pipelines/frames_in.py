@@ -13,8 +13,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from hmtools.errors import DataFormatError
+from hmtools.frames import read_frame as read_rgb
 
 
 @dataclass
@@ -38,19 +40,15 @@ class FrameBatch:
 
 
 def read_frame(root: Path, key: str) -> tuple[np.ndarray | None, str | None]:
-    """Decode one frame file.
+    """Decode one frame with :func:`hmtools.frames.read_frame`, turning failure into a reason.
 
     Returns:
         ``(image (H, W, 3) uint8 RGB, None)``, or ``(None, reason)`` when missing or undecodable.
     """
-    path = Path(root) / key
-    if not path.is_file():
-        return None, f"unreadable frame: {key} not found"
-    data = np.fromfile(path, np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None or img.ndim != 3:
-        return None, f"unreadable frame: {key} could not be decoded"
-    return np.ascontiguousarray(img[..., ::-1]), None
+    try:
+        return read_rgb(root, key), None
+    except DataFormatError as e:
+        return None, f"unreadable frame: {e}"
 
 
 def _read_batch(root: Path, keys: Sequence[str], start: int) -> FrameBatch:
