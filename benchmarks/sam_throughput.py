@@ -130,19 +130,13 @@ def bench_lite(n_samples: int) -> None:
     """End-to-end build-masks with the lite backend on the bundled sample dataset."""
     import tempfile
 
-    from hmtools.schema import Sample
+    from hmtools.datasets import load_dataset
     from hmtools.store import MaskStore
     from pipelines.build import build_masks
     from pipelines.config import BuildConfig, DetectConfig, SegmentConfig
     from pipelines.models import load_models
 
-    samples = []
-    for folder in sorted(SAMPLE.glob("*-out/*"))[:n_samples]:
-        keys = tuple(str(p.relative_to(SAMPLE)) for p in sorted(folder.glob("img_*.jpg")))
-        cls = folder.parent.name[:-4]
-        samples.append(
-            Sample(sample_id=f"{cls}/{folder.name}", dataset="aqa7", frames=keys, split="train", action_class=cls)
-        )
+    samples = load_dataset("aqa7", SAMPLE).samples[:n_samples]
     cfg = BuildConfig(device="cpu", detect=DetectConfig(model="lite"), segment=SegmentConfig(model="lite"))
     models = load_models(cfg, "cpu")
     with tempfile.TemporaryDirectory() as tmp, MaskStore(Path(tmp) / "m.db") as store:
