@@ -71,6 +71,7 @@ class RepairConfig:
     max_interp_gap: int = 12
     jump_iou: float = 0.3
     jump_area_ratio: float = 2.5
+    max_jump_run: int = 3
     reprompt: bool = True
 
 

@@ -54,6 +54,7 @@ class _Athlete:
 
     prev_mask: np.ndarray | None = None
     prev_logits: np.ndarray | None = None
+    jumps: int = 0
 
 
 def detect_pass(
@@ -200,7 +201,10 @@ def _finish_frame(
             reasons.append(br)
         if score < cfg.flags.min_score:
             reasons.append(f"low segmenter score {score:.2f}")
-        st.prev_mask, st.prev_logits = mask, logits
+        # a jumped mask does not become the reference unless the jump lasts (a real change of shape)
+        st.jumps = st.jumps + 1 if jump else 0
+        if not jump or st.jumps > cfg.repair.max_jump_run:
+            st.prev_mask, st.prev_logits, st.jumps = mask, logits, 0
         union |= mask
         scores.append(score)
         part = {"track": k, "bbox": [round(float(v), 1) for v in boxes[t]], "counts": None}

@@ -228,12 +228,22 @@ class SamSegmenter:
         best = iou.argmax(dim=1)  # (B,)
         ar = torch.arange(len(embs), device=dev)
         low, score = low[ar, best], iou[ar, best]  # (B, 4E, 4E), (B,)
-        results = []
-        for i, e in enumerate(embs):
-            full = self.model.postprocess_masks(low[i : i + 1, None], e.input_size, e.original_size)  # (1, 1, H, W)
-            mask = (full[0, 0] > self.mask_threshold).cpu().numpy()
-            results.append((mask, float(score[i]), low[i].float().cpu().numpy()))
-        return results
+        sizes = {(e.input_size, e.original_size) for e in embs}
+        if len(sizes) == 1:  # frames of one clip: upscale all masks in one call
+            full = self.model.postprocess_masks(low[:, None], *next(iter(sizes)))  # (B, 1, H, W)
+            masks = list((full[:, 0] > self.mask_threshold).cpu().numpy())
+        else:
+            masks = [
+                (
+                    self.model.postprocess_masks(low[i : i + 1, None], e.input_size, e.original_size)[0, 0]
+                    > self.mask_threshold
+                )
+                .cpu()
+                .numpy()
+                for i, e in enumerate(embs)
+            ]
+        scores, lows = score.float().cpu().numpy(), low.float().cpu().numpy()
+        return [(m, float(s), lw) for m, s, lw in zip(masks, scores, lows, strict=True)]
 
 
 def _decode_masks(
