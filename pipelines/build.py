@@ -88,11 +88,6 @@ def has_human_work(store: MaskStore, sample_id: str) -> bool:
     return rows[0][0] > 0
 
 
-def _reason_key(reason: str) -> str:
-    """Group flag reasons without their numbers (``low segmenter score 0.52`` -> ``low segmenter score``)."""
-    return " ".join(w for w in reason.split() if not any(c.isdigit() for c in w)).rstrip(" (:")
-
-
 def build_masks(
     samples: Sequence[Sample],
     root: Path,
@@ -157,6 +152,6 @@ def build_masks(
             for w in writes:
                 if w.status == "flagged":
                     summary.flagged += 1
-                    summary.reasons.update(_reason_key(r) for r in (w.reason or "").split("; "))
+                    summary.reasons.update((w.reason or "").split("; "))
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -7,6 +7,7 @@ caller can flag it and go on.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,6 +18,8 @@ import numpy as np
 
 from hmtools.errors import DataFormatError
 from hmtools.frames import read_frame as read_rgb
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,7 +51,10 @@ def read_frame(root: Path, key: str) -> tuple[np.ndarray | None, str | None]:
     try:
         return read_rgb(root, key), None
     except DataFormatError as e:
-        return None, f"unreadable frame: {e}"
+        log.warning("sample frame %s: %s", key, e)
+        return None, "unreadable frame: missing file" if "does not exist" in str(
+            e
+        ) else "unreadable frame: cannot decode"
 
 
 def _read_batch(root: Path, keys: Sequence[str], start: int) -> FrameBatch:

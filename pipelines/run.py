@@ -74,7 +74,7 @@ def detect_pass(
             if img.shape[:2] != hw:
                 images[j], errs[j] = (
                     None,
-                    f"unreadable frame: {img.shape[1]}x{img.shape[0]}, the clip is {hw[1]}x{hw[0]}",
+                    "unreadable frame: size differs from the clip",
                 )
         found = iter(models.detect([img for img in images if img is not None]))
         dets += [next(found) if img is not None else np.zeros((0, 5), np.float32) for img in images]
@@ -200,7 +200,7 @@ def _finish_frame(
         if (br := box_reason(mask, boxes[t], cfg.flags)) is not None:
             reasons.append(br)
         if score < cfg.flags.min_score:
-            reasons.append(f"low segmenter score {score:.2f}")
+            reasons.append("low segmenter score")
         # a jumped mask does not become the reference unless the jump lasts (a real change of shape)
         st.jumps = st.jumps + 1 if jump else 0
         if not jump or st.jumps > cfg.repair.max_jump_run:

@@ -49,7 +49,7 @@ def test_jump_reasons() -> None:
     prev = _rect(100, 100, 10, 50, 10, 30)
     assert jump_reason(None, prev, cfg) is None
     assert jump_reason(prev, _rect(100, 100, 40, 80, 50, 70), cfg) is None  # moved, same shape
-    assert "area jumped x" in jump_reason(prev, _rect(100, 100, 0, 100, 0, 30), cfg)
+    assert "area jumped" in jump_reason(prev, _rect(100, 100, 0, 100, 0, 30), cfg)
     assert "shape jumped" in jump_reason(prev, _rect(100, 100, 10, 22, 0, 66), cfg)
     assert "vanished" in jump_reason(prev, np.zeros((100, 100), bool), cfg)
 
@@ -59,7 +59,7 @@ def test_box_reasons() -> None:
     box = np.array([20, 20, 60, 80], np.float32)
     assert box_reason(_rect(100, 100, 25, 75, 25, 55), box, cfg) is None
     assert "leaks outside" in box_reason(_rect(100, 100, 0, 100, 0, 100), box, cfg)
-    assert "fills only" in box_reason(_rect(100, 100, 40, 45, 35, 40), box, cfg)
+    assert "fills little" in box_reason(_rect(100, 100, 40, 45, 35, 40), box, cfg)
     assert "empty" in box_reason(np.zeros((100, 100), bool), box, cfg)
 
 

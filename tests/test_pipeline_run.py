@@ -45,9 +45,9 @@ def test_corrupt_and_missing_frames_are_flagged_and_carried(tmp_path) -> None:
     writes = build_sample_masks(_sample(keys), tmp_path, Models(BlobDetector(), ColourSegmenter()), CFG)
     assert len(writes) == 13
     bad = writes[5]
-    assert bad.status == "flagged" and "cannot decode frame" in bad.reason and bad.score is None
+    assert bad.status == "flagged" and bad.reason == "unreadable frame: cannot decode" and bad.score is None
     assert np.array_equal(decode_rle(bad.rle), decode_rle(writes[4].rle))  # carried from the neighbour
-    assert writes[12].status == "flagged" and "does not exist" in writes[12].reason
+    assert writes[12].status == "flagged" and writes[12].reason == "unreadable frame: missing file"
     assert all(w.status == "unreviewed" for i, w in enumerate(writes) if i not in (5, 12))
 
 
