@@ -112,7 +112,10 @@ def run_sharded(
     device = resolve_device(cfg.device, rank.local_rank)
     with process_group(rank, device):
         mine = rank.shard(list(samples))
-        models = models_factory(cfg, device)
+        # local rank 0 loads first (and downloads named weights once per machine), then the others
+        models = models_factory(cfg, device) if rank.local_rank == 0 else None
+        barrier(rank)
+        models = models or models_factory(cfg, device)
         path = rank_store_path(store_path, rank) if rank_stores else store_path
         if rank.rank == 0 and not rank_stores:
             MaskStore(path).close()  # create / migrate the shared store once, before the others open it
