@@ -83,3 +83,29 @@ def test_lite_backend_on_a_real_photo() -> None:
     inside = mask[40:720, 750:1150].mean()
     assert 0.25 < inside < 0.95 and score > 0.5
     assert not mask[:, :600].any()  # nothing on the other person's side
+
+
+@pytest.mark.skipif(
+    not FALL_PT.is_file(),
+    reason=f"real detector weights absent: run scripts/fetch_test_weights.sh (looked for {FALL_PT})",
+)
+def test_real_detector_and_lite_masks_through_the_run_loop() -> None:
+    pytest.importorskip("mediapipe")
+    from functools import partial
+
+    from hmtools.masks import decode_rle
+    from hmtools.schema import Sample
+    from pipelines.config import BuildConfig, FramesConfig
+    from pipelines.lite import build_lite
+    from pipelines.run import Models, build_sample_masks
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "aqa7_sample"
+    keys = tuple(f"diving-out/001/img_{i:05d}.jpg" for i in range(1, 9))
+    sample = Sample(sample_id="diving/001", dataset="aqa7", frames=keys, split="train", action_class="diving")
+    det = build_detector(str(FALL_PT), "cpu", conf=0.25, batch_size=4)
+    _, lite_seg = build_lite()
+    cfg = BuildConfig(device="cpu", frames=FramesConfig(batch_size=4, workers=1, prefetch=1))
+    writes = build_sample_masks(sample, root, Models(partial(detect_people, det), lite_seg), cfg)
+    areas = [int(decode_rle(w.rle).sum()) for w in writes]
+    assert len(writes) == 8 and sum(a > 0.05 * 176 * 144 for a in areas) >= 6  # the person, on most frames
+    assert all(w.tracks is None or w.tracks[0]["bbox"][2] > w.tracks[0]["bbox"][0] for w in writes)
