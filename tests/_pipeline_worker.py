@@ -21,14 +21,10 @@ from tests._pipeline_fixtures import BlobDetector, ColourSegmenter  # noqa: E402
 
 
 def samples(root: Path, n: int) -> list[Sample]:
-    out = []
-    for i in range(1, n + 1):
-        folder = root / "diving-out" / f"{i:03d}"
-        keys = tuple(f"diving-out/{i:03d}/{p.name}" for p in sorted(folder.glob("img_*.jpg")))
-        out.append(
-            Sample(sample_id=f"diving/{i:03d}", dataset="aqa7", frames=keys, split="train", action_class="diving")
-        )
-    return out
+    """The first ``n`` samples of the AQA-7-layout dataset at ``root``, through the real adapter."""
+    from hmtools.datasets import load_dataset
+
+    return load_dataset("aqa7", root).samples[:n]
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from hmtools.store_types import MaskWrite
 from pipelines.build import build_masks, has_human_work
 from pipelines.config import BuildConfig, FramesConfig
 from pipelines.run import Models
-from tests._pipeline_fixtures import BlobDetector, ColourSegmenter, write_clip
+from tests._pipeline_fixtures import BlobDetector, ColourSegmenter, write_aqa7_splits, write_clip
 from tests._pipeline_worker import samples as worker_samples
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,6 +24,7 @@ CFG = BuildConfig(device="cpu", frames=FramesConfig(batch_size=4, workers=1, pre
 def _dataset(root, n: int, frames: int = 8):
     for i in range(1, n + 1):
         write_clip(root, f"diving-out/{i:03d}", n=frames)
+    write_aqa7_splits(root, n)
     return worker_samples(root, n)
 
 

@@ -18,7 +18,7 @@ from pipelines.build import BuildSummary, build_masks
 from pipelines.config import BuildConfig, FramesConfig
 from pipelines.run import Models
 from pipelines.segment_names import SEGMENTER_NAMES
-from tests._pipeline_fixtures import BlobDetector, ColourSegmenter, write_clip
+from tests._pipeline_fixtures import BlobDetector, ColourSegmenter, write_aqa7_splits, write_clip
 from tests._pipeline_worker import samples as worker_samples
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,6 +118,7 @@ def test_preview_writes_video_and_contact_sheet(tmp_path, ext) -> None:
     import cv2
 
     write_clip(tmp_path, "diving-out/001", n=6, corrupt=(2,))
+    write_aqa7_splits(tmp_path, 1)
     samples = worker_samples(tmp_path, 1)
     cfg = BuildConfig(device="cpu", frames=FramesConfig(batch_size=4, workers=1, prefetch=1))
     with MaskStore(tmp_path / "m.db") as st:
