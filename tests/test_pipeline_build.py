@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from hmtools.store import MaskStore
 from hmtools.store_admin import get_config, integrity_check
 from hmtools.store_types import MaskWrite
@@ -122,6 +124,7 @@ def test_torchrun_two_ranks_split_the_samples(tmp_path) -> None:
         assert all(total == 1 for _, total, _ in _versions(st))
 
 
+@pytest.mark.slow
 def test_torchrun_rank_stores_then_merge(tmp_path) -> None:
     from pipelines.merge import find_rank_stores, merge_stores
 
@@ -154,4 +157,31 @@ def test_torchrun_rank_stores_then_merge(tmp_path) -> None:
         with MaskStore(parts[0]) as p0:
             key = p0.frames(p0.sample_ids()[0])[1].key
             assert st.current_mask(key).rle == p0.current_mask(key).rle
+        assert integrity_check(st) == []
+
+
+def test_merge_rank_stores_in_process(tmp_path, monkeypatch) -> None:
+    from pipelines.distributed import Rank
+    from pipelines.merge import find_rank_stores, merge_stores, rank_store_path
+
+    samples = _dataset(tmp_path, 3, frames=4)
+    db = tmp_path / "m.db"
+    models = Models(BlobDetector(), ColourSegmenter(), {"fake": "1"})
+    for r in range(2):
+        with MaskStore(rank_store_path(db, Rank(r, 2, r))) as part:
+            build_masks(samples[r::2], tmp_path, part, models, CFG, progress=False)
+    parts = find_rank_stores(db)
+    assert [p.name for p in parts] == ["m.db.rank0-of-2", "m.db.rank1-of-2"]
+    with MaskStore(db) as st:
+        key = samples[1].frames[2]
+        assert (merge_stores(st, parts).built, len(_versions(st))) == (3, 12)
+        assert (merge_stores(st, parts).skipped_done, len(_versions(st))) == (3, 12)
+        head = st.current_mask(key)
+        edited = ~head.mask()
+        st.put_mask(key, MaskWrite(mask=edited, source="human"), author="ann", expected_version=head.version)
+        with MaskStore(parts[1]) as p1:  # the rank store is rebuilt with other masks meanwhile
+            build_masks(samples[1::2], tmp_path, p1, models, CFG, force=True, progress=False)
+        again = merge_stores(st, parts)
+        assert again.skipped_human == [samples[1].sample_id], again
+        assert st.current_mask(key).source == "human"
         assert integrity_check(st) == []
