@@ -104,6 +104,7 @@ class SamSegmenter:
             use_sdpa_attention(model.image_encoder)
         if self.encoder_dtype != torch.float32:
             model.image_encoder.to(self.encoder_dtype)
+        self._compiled = compile
         self._encoder = torch.compile(model.image_encoder) if compile else model.image_encoder
         self.mask_threshold = float(model.mask_threshold)
 
@@ -126,15 +127,27 @@ class SamSegmenter:
         return run_batched(self._embed_chunk, list(images), self.batch)
 
     def _embed_chunk(self, images: Sequence[np.ndarray]) -> list[ImageEmbedding]:
-        sizes, inputs = [], []
+        smalls, sizes = [], []
         for img in images:
             if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {img.shape} {img.dtype}")
-            small = self.transform.apply_image(img)  # (h, w, 3) uint8, longest side = img_size
-            sizes.append((tuple(img.shape[:2]), tuple(small.shape[:2])))
-            t = torch.as_tensor(small, device=self.device).permute(2, 0, 1)  # (3, h, w)
-            inputs.append(self.model.preprocess(t[None].float())[0])  # (3, S, S) normalised + padded
-        x = torch.stack(inputs).to(self.encoder_dtype)  # (B, 3, S, S)
+            smalls.append(self.transform.apply_image(img))  # (h, w, 3) uint8, longest side = img_size
+            sizes.append((tuple(img.shape[:2]), tuple(smalls[-1].shape[:2])))
+        cuda = self.device.type == "cuda"
+        if len({s.shape for s in smalls}) == 1:  # frames of one clip: one host-to-device copy
+            host = torch.from_numpy(np.stack(smalls))  # (B, h, w, 3) uint8
+            x = host.pin_memory() if cuda else host
+            x = self.model.preprocess(x.to(self.device, non_blocking=cuda).permute(0, 3, 1, 2).float())
+        else:
+            x = torch.cat(
+                [
+                    self.model.preprocess(torch.as_tensor(s, device=self.device).permute(2, 0, 1)[None].float())
+                    for s in smalls
+                ]
+            )
+        x = x.to(self.encoder_dtype)  # (B, 3, S, S) normalised + padded
+        if self._compiled and len(x) < self.batch.value:  # keep one shape: no recompiling for a short last batch
+            x = torch.cat([x, x.new_zeros((self.batch.value - len(x), *x.shape[1:]))])
         feats = self._encoder(x).float()  # (B, 256, E, E)
         return [ImageEmbedding(feats[i : i + 1].clone(), orig, inp) for i, (orig, inp) in enumerate(sizes)]
 

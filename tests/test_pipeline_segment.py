@@ -135,3 +135,20 @@ def test_checkpoint_loads_through_build_segmenter(tmp_path) -> None:
     again = build_segmenter("sam_vit_b", path, "cpu", sdpa=False)
     a, b = seg.model.mask_decoder.state_dict(), again.model.mask_decoder.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_size_batch_one_copy_and_padding_for_compiled_encoder(seg_and_ref) -> None:
+    _, ref = seg_and_ref
+    frames = [_frame(seed=s) for s in range(3)]
+    seg = build_tiny_sam_segmenter(seed=3, batch_size=4)
+    calls = []
+    encoder = seg._encoder
+    seg._encoder = lambda x: calls.append(x.shape[0]) or encoder(x)
+    plain = seg.embed(frames)
+    seg._compiled = True  # a compiled encoder always gets full batches (the short one is zero-padded)
+    padded = seg.embed(frames)
+    assert calls == [3, 4] and len(padded) == 3
+    for i, f in enumerate(frames):
+        ref.set_image(f)
+        assert torch.allclose(plain[i].features, ref.features, atol=1e-4)
+        assert torch.allclose(padded[i].features, plain[i].features, atol=1e-5)
