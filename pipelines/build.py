@@ -140,6 +140,9 @@ def build_masks(
         unit_scale=0.5,
     ) as bar:
         for s in todo:
+            if not s.frames:
+                summary.failed[s.sample_id] = "no frames listed (videos not extracted? run hmtools extract-frames)"
+                continue
             try:
                 writes = build_sample_masks(s, root, models, cfg, tick=bar.update)
                 store.write_sample_masks(s.sample_id, writes, author=AUTHOR, build_config=chash)

@@ -185,3 +185,13 @@ def test_merge_rank_stores_in_process(tmp_path, monkeypatch) -> None:
         assert again.skipped_human == [samples[1].sample_id], again
         assert st.current_mask(key).source == "human"
         assert integrity_check(st) == []
+
+
+def test_sample_without_frames_fails_with_a_hint(tmp_path) -> None:
+    from hmtools.schema import Sample
+
+    empty = Sample(sample_id="diving/009", dataset="aqa7", frames=(), split="train", video="Actions/diving/009.avi")
+    with MaskStore(tmp_path / "m.db") as store:
+        s = build_masks([empty], tmp_path, store, Models(BlobDetector(), ColourSegmenter()), CFG, progress=False)
+    assert s.built == 0 and "extract-frames" in s.failed["diving/009"]
+    assert any("failed diving/009" in line for line in s.lines())
