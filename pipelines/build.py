@@ -133,17 +133,17 @@ def build_masks(
             todo.append(s)
     t0 = time.perf_counter()
     with tqdm(
-        total=2 * sum(len(s.frames) for s in todo),
+        total=sum(len(s.frames) for s in todo),
         unit="frame",
         desc=desc,
         disable=not progress,
-        unit_scale=0.5,
     ) as bar:
         for s in todo:
             if not s.frames:
                 summary.failed[s.sample_id] = "no frames listed (videos not extracted? run hmtools extract-frames)"
                 continue
             try:
+                bar.set_postfix_str(s.sample_id, refresh=False)
                 writes = build_sample_masks(s, root, models, cfg, tick=bar.update)
                 store.write_sample_masks(s.sample_id, writes, author=AUTHOR, build_config=chash)
             except HMToolsError as e:

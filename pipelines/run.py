@@ -58,7 +58,7 @@ class _Athlete:
 
 
 def detect_pass(
-    sample: Sample, root: Path, models: Models, cfg: BuildConfig, tick: Callable[[int], None]
+    sample: Sample, root: Path, models: Models, cfg: BuildConfig
 ) -> tuple[list[np.ndarray], list[str | None], tuple[int, int]]:
     """Pass 1: per-frame detections, unreadable-frame reasons, and the frame size ``(H, W)``."""
     dets: list[np.ndarray] = []
@@ -79,7 +79,6 @@ def detect_pass(
         found = iter(models.detect([img for img in images if img is not None]))
         dets += [next(found) if img is not None else np.zeros((0, 5), np.float32) for img in images]
         errors += errs
-        tick(len(images))
     if hw is None:
         raise HMToolsError(f"sample {sample.sample_id}: none of its {len(sample.frames)} frames could be read")
     return dets, errors, hw
@@ -99,13 +98,12 @@ def build_sample_masks(
         root: Dataset root.
         models: Detector and segmenter.
         cfg: The build configuration.
-        tick: Called with the number of frames finished (for progress bars); each frame is
-            ticked once in pass 1 and once in pass 2.
+        tick: Called with the number of frames finished (for progress bars), after pass 2.
 
     Raises:
         HMToolsError: no frame of the sample can be read.
     """
-    dets, errors, hw = detect_pass(sample, root, models, cfg, tick)
+    dets, errors, hw = detect_pass(sample, root, models, cfg)
     sel = select_athletes(dets, hw, cfg.select, synchronized=sample.synchronized)
     filled = [fill_gaps(sel.boxes[k], cfg.repair.max_interp_gap) for k in range(sel.boxes.shape[0])]
     athletes = [_Athlete() for _ in filled]
