@@ -83,8 +83,7 @@ def build_detector(
         InputError: neither an existing file nor a known name (lists the names), or the named
             weights could not be fetched (says what to pass instead).
     """
-    from ultralytics import YOLO
-
+    YOLO = _yolo_class()
     path = Path(spec)
     names = ", ".join([*DETECTORS, "lite"])
     if path.suffix in (".yaml", ".yml"):
@@ -156,3 +155,20 @@ def _precision(half: bool) -> dict[str, Any]:
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
     return {"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True}
+
+
+def _yolo_class() -> Any:
+    """``ultralytics.YOLO``, imported without leaving ultralytics' process-wide ``PIL.Image.open`` patch.
+
+    Importing ultralytics replaces ``PIL.Image.open`` for the whole process (HEIC support that
+    imports ``pi_heif`` on any unreadable file, raising ModuleNotFoundError where PIL raises
+    UnidentifiedImageError). We feed it arrays, never files, so PIL's own function is put back
+    and the rest of hmtools keeps PIL's documented errors.
+    """
+    from PIL import Image
+
+    original = Image.open
+    from ultralytics import YOLO
+
+    Image.open = original
+    return YOLO

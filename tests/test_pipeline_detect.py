@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -12,12 +13,13 @@ import pytest
 from hmtools.errors import InputError
 from pipelines.select import box_iou
 
-pytest.importorskip("ultralytics")
-import ultralytics  # noqa: E402
+_SPEC = importlib.util.find_spec("ultralytics")  # found, not imported: importing it patches PIL process-wide
+if _SPEC is None:
+    pytest.skip("ultralytics is not installed", allow_module_level=True)
 
 from pipelines.detect import DETECTORS, build_detector, detect_people, person_classes  # noqa: E402
 
-ASSETS = Path(ultralytics.__file__).parent / "assets"
+ASSETS = Path(_SPEC.submodule_search_locations[0]) / "assets"
 WEIGHTS = Path(os.environ.get("HMTOOLS_TEST_WEIGHTS", Path(__file__).resolve().parents[1] / ".cache" / "test-weights"))
 FALL_PT = WEIGHTS / "human_fall_best.pt"
 # people in ultralytics' bus.jpg (810x1080), XYXY, checked by eye
@@ -109,3 +111,14 @@ def test_real_detector_and_lite_masks_through_the_run_loop() -> None:
     areas = [int(decode_rle(w.rle).sum()) for w in writes]
     assert len(writes) == 8 and sum(a > 0.05 * 176 * 144 for a in areas) >= 6  # the person, on most frames
     assert all(w.tracks is None or w.tracks[0]["bbox"][2] > w.tracks[0]["bbox"][0] for w in writes)
+
+
+def test_loading_a_detector_leaves_pil_alone(tmp_path) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    before = Image.open
+    build_detector("yolov8n.yaml", "cpu")
+    assert Image.open is before
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(tmp_path / "bad.jpg")
