@@ -122,3 +122,13 @@ def test_loading_a_detector_leaves_pil_alone(tmp_path) -> None:
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     with pytest.raises(UnidentifiedImageError):
         Image.open(tmp_path / "bad.jpg")
+
+
+def test_named_detector_that_cannot_download_says_what_to_pass(monkeypatch) -> None:
+    class Offline:
+        def __init__(self, target: str) -> None:
+            raise ConnectionError(f"Download failure for {target}. Environment may be offline.")
+
+    monkeypatch.setattr("pipelines.detect._yolo_class", lambda: Offline)
+    with pytest.raises(InputError, match=r"download yolo11x.pt elsewhere and pass --detector PATH"):
+        build_detector("yolo11x", "cpu")
