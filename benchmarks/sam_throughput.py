@@ -13,6 +13,7 @@ GPU (DESIGN.md §6 levers: batched encoder, bf16 weights, SDPA attention, option
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import sys
 import time
@@ -49,28 +50,25 @@ def bench_sam(args: argparse.Namespace) -> None:
     import torch
     from segment_anything import SamPredictor
 
-    from pipelines.segment import build_segmenter
+    from pipelines.segment import SamSegmenter, build_segmenter
 
     frames = load_frames(args.frames)
     boxes = [np.array([420.0, 120, 900, 720]) for _ in frames]  # the person in the sample clip, at 720p
     random = args.checkpoint is None
-    ours = build_segmenter(
-        args.segmenter,
-        args.checkpoint,
+    torch.manual_seed(0)
+    # one set of fp32 weights (the checkpoint, or random); ours converts its own copy (bf16 on CUDA)
+    base = build_segmenter(
+        args.segmenter, args.checkpoint, "cpu", random_weights=random, sdpa=False, dtype="fp32"
+    ).model
+    ours = SamSegmenter(
+        copy.deepcopy(base),
         args.device,
-        random_weights=random,
         batch_size=args.batch_size,
         dtype=args.dtype,
         sdpa=not args.no_sdpa,
         compile=args.compile,
     )
-    torch.manual_seed(0)
-    ref_model = build_segmenter(
-        args.segmenter, args.checkpoint, "cpu", random_weights=True, sdpa=False, dtype="fp32"
-    ).model
-    ref_model.load_state_dict(
-        ours.model.state_dict() if not random else {k: v.float() for k, v in ours.model.state_dict().items()}
-    )
+    ref_model = base
     ref = SamPredictor(ref_model.to(args.device))
     print(
         f"machine: {platform.node()} {platform.processor() or platform.machine()}, device {args.device}"

@@ -78,5 +78,7 @@ def test_prompt_puts_negatives_on_nearby_people_only() -> None:
     assert p.labels.tolist() == [1, 0]
     assert np.allclose(p.points, [[120, 150], [170, 160]])
     assert np.array_equal(p.box, athlete) and p.mask_input is None
+    square = athlete_prompt(np.array([100, 100, 180, 180], np.float32), dets[:1], {0}, SegmentConfig())
+    assert square.points is None  # a tuck or pike: no positive point at a centre that may be air
     none = athlete_prompt(athlete, dets, {0}, SegmentConfig(positive_point=False, negative_points=0))
     assert none.points is None and none.labels is None
