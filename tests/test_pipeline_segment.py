@@ -152,3 +152,21 @@ def test_same_size_batch_one_copy_and_padding_for_compiled_encoder(seg_and_ref) 
         ref.set_image(f)
         assert torch.allclose(plain[i].features, ref.features, atol=1e-4)
         assert torch.allclose(padded[i].features, plain[i].features, atol=1e-5)
+
+
+def test_embed_backs_off_when_the_encoder_runs_out_of_memory() -> None:
+    seg = build_tiny_sam_segmenter(seed=3, batch_size=8)
+    encoder, sizes = seg._encoder, []
+
+    def tight(x):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return encoder(x)
+
+    seg._encoder = tight
+    frames = [_frame(seed=s) for s in range(5)]
+    embs = seg.embed(frames)
+    assert len(embs) == 5 and seg.batch.value == 2 and sizes[:3] == [5, 4, 2]
+    ref = build_tiny_sam_segmenter(seed=3).embed(frames)
+    assert all(torch.allclose(a.features, b.features, atol=1e-5) for a, b in zip(embs, ref, strict=True))
