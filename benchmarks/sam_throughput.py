@@ -67,6 +67,7 @@ def bench_sam(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         sdpa=not args.no_sdpa,
         compile=args.compile,
+        resize_on_device=False if args.host_resize else None,
     )
     ref_model = base
     ref = SamPredictor(ref_model.to(args.device))
@@ -81,7 +82,8 @@ def bench_sam(args: argparse.Namespace) -> None:
     print(
         f"model {args.segmenter}, weights: {'RANDOM (no --checkpoint given)' if random else args.checkpoint}; "
         f"{len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}; ours: batch {args.batch_size}, "
-        f"dtype {ours.encoder_dtype}, sdpa {not args.no_sdpa}, compile {args.compile}"
+        f"dtype {ours.encoder_dtype}, sdpa {not args.no_sdpa}, compile {args.compile}, "
+        f"resize on device {ours.resize_on_device}"
     )
     if args.warmup:
         ours.embed(frames[: args.batch_size])
@@ -156,6 +158,7 @@ def main() -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--no-sdpa", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--host-resize", action="store_true", help="resize frames on the CPU (PIL) even on CUDA")
     p.add_argument("--warmup", action="store_true", help="one untimed batch first (use on GPU)")
     p.add_argument("--skip-sam", action="store_true")
     p.add_argument("--lite-samples", type=int, default=4, help="samples for the lite end-to-end figure (0: skip)")

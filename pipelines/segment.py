@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from segment_anything.utils.transforms import ResizeLongestSide
@@ -83,6 +84,8 @@ class SamSegmenter:
         dtype: Encoder precision: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"bf16"`` or ``"fp32"``.
         sdpa: Route encoder attention through fused SDPA kernels.
         compile: ``torch.compile`` the encoder (CUDA; the first batch then takes ~1 min).
+        resize_on_device: Resize frames to the encoder input on the device (antialiased bilinear,
+            as SAM's PIL resize) instead of on the CPU; default: on CUDA.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class SamSegmenter:
         dtype: str = "auto",
         sdpa: bool = True,
         compile: bool = False,
+        resize_on_device: bool | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -105,6 +109,7 @@ class SamSegmenter:
         if self.encoder_dtype != torch.float32:
             model.image_encoder.to(self.encoder_dtype)
         self._compiled = compile
+        self.resize_on_device = self.device.type == "cuda" if resize_on_device is None else resize_on_device
         self._encoder = torch.compile(model.image_encoder) if compile else model.image_encoder
         self.mask_threshold = float(model.mask_threshold)
 
@@ -127,29 +132,37 @@ class SamSegmenter:
         return run_batched(self._embed_chunk, list(images), self.batch)
 
     def _embed_chunk(self, images: Sequence[np.ndarray]) -> list[ImageEmbedding]:
-        smalls, sizes = [], []
         for img in images:
             if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {img.shape} {img.dtype}")
-            smalls.append(self.transform.apply_image(img))  # (h, w, 3) uint8, longest side = img_size
-            sizes.append((tuple(img.shape[:2]), tuple(smalls[-1].shape[:2])))
-        cuda = self.device.type == "cuda"
-        if len({s.shape for s in smalls}) == 1:  # frames of one clip: one host-to-device copy
-            host = torch.from_numpy(np.stack(smalls))  # (B, h, w, 3) uint8
-            x = host.pin_memory() if cuda else host
-            x = self.model.preprocess(x.to(self.device, non_blocking=cuda).permute(0, 3, 1, 2).float())
+        same = len({img.shape for img in images}) == 1
+        if same and self.resize_on_device:  # frames of one clip: upload full frames, resize on the GPU
+            h, w = images[0].shape[:2]
+            small = self.transform.get_preprocess_shape(h, w, self.img_size)
+            x = self._upload(np.stack(images)).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+            x = F.interpolate(x, size=small, mode="bilinear", antialias=True, align_corners=False)
+            x = self.model.preprocess(x.round_().clamp_(0, 255))  # SAM's PIL path yields uint8 values
+            sizes = [((h, w), tuple(small))] * len(images)
         else:
-            x = torch.cat(
-                [
-                    self.model.preprocess(torch.as_tensor(s, device=self.device).permute(2, 0, 1)[None].float())
-                    for s in smalls
-                ]
-            )
+            smalls = [self.transform.apply_image(img) for img in images]  # (h, w, 3) uint8, longest side = S
+            sizes = [(tuple(i.shape[:2]), tuple(s.shape[:2])) for i, s in zip(images, smalls, strict=True)]
+            if same:  # one host-to-device copy
+                x = self.model.preprocess(self._upload(np.stack(smalls)).permute(0, 3, 1, 2).float())
+            else:
+                x = torch.cat(
+                    [self.model.preprocess(self._upload(s[None]).permute(0, 3, 1, 2).float()) for s in smalls]
+                )
         x = x.to(self.encoder_dtype)  # (B, 3, S, S) normalised + padded
         if self._compiled and len(x) < self.batch.value:  # keep one shape: no recompiling for a short last batch
             x = torch.cat([x, x.new_zeros((self.batch.value - len(x), *x.shape[1:]))])
         feats = self._encoder(x).float()  # (B, 256, E, E)
         return [ImageEmbedding(feats[i : i + 1].clone(), orig, inp) for i, (orig, inp) in enumerate(sizes)]
+
+    def _upload(self, batch: np.ndarray) -> torch.Tensor:
+        """``(B, h, w, 3)`` uint8 to the device (pinned, non-blocking on CUDA)."""
+        host = torch.from_numpy(np.ascontiguousarray(batch))
+        cuda = self.device.type == "cuda"
+        return (host.pin_memory() if cuda else host).to(self.device, non_blocking=cuda)
 
     # -- prompt decoder ------------------------------------------------------------------
     def predict(

@@ -170,3 +170,19 @@ def test_embed_backs_off_when_the_encoder_runs_out_of_memory() -> None:
     assert len(embs) == 5 and seg.batch.value == 2 and sizes[:3] == [5, 4, 2]
     ref = build_tiny_sam_segmenter(seed=3).embed(frames)
     assert all(torch.allclose(a.features, b.features, atol=1e-5) for a, b in zip(embs, ref, strict=True))
+
+
+def test_resize_on_device_matches_sams_pil_resize() -> None:
+    # a smooth 720p-like frame: the device resize (antialiased bilinear) and SAM's PIL resize agree
+    yy, xx = np.mgrid[0:360, 0:640]
+    img = np.stack([(xx * 0.4) % 256, (yy * 0.7) % 256, ((xx + yy) * 0.2) % 256], -1).astype(np.uint8)
+    frames = [img, img[:, ::-1].copy()]
+    host = build_tiny_sam_segmenter(seed=3, resize_on_device=False)
+    dev = build_tiny_sam_segmenter(seed=3, resize_on_device=True)
+    a, b = host.embed(frames), dev.embed(frames)
+    box = np.array([100.0, 50, 400, 300])
+    for x, y in zip(a, b, strict=True):
+        assert x.input_size == y.input_size == (144, 256) and x.original_size == y.original_size
+        assert ((x.features - y.features).norm() / x.features.norm()) < 0.02
+        mx, my = host.predict(x, box=box)[0], dev.predict(y, box=box)[0]
+        assert (mx & my).sum() / max((mx | my).sum(), 1) > 0.98
