@@ -15,6 +15,7 @@ import typer
 from hmtools.commands import build as _build
 from hmtools.commands import dataset as _dataset
 from hmtools.commands import store as _store
+from hmtools.commands import train as _train
 from hmtools.errors import HMToolsError
 
 app = typer.Typer(
@@ -30,6 +31,9 @@ app.command("stats")(_store.stats)
 app.command("validate")(_store.validate)
 app.command("build-masks")(_build.build_masks)
 app.command("preview")(_build.preview)
+app.command("train")(_train.train)
+app.command("eval")(_train.evaluate)
+app.command("explain")(_train.explain)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,199 @@
+"""Query/exemplar pairs and single videos over the packed clip cache.
+
+* Exemplars share the query's action group: the dive number (FineDiving; MTL-AQA by default),
+  the difficulty (MTL-AQA with ``exemplar_by=difficulty``) or the class (AQA-7). Fallback when a
+  group holds no other training sample: the same difficulty, then any training sample (logged
+  and counted). At train time a sample with no other group member may be its own exemplar
+  (target delta 0), as in the FineParser code.
+* Step ids per sampled frame come from ``Sample.frame_labels`` (or ``step_transitions``):
+  with 3 steps, step 1 starts at the first frame of the second distinct label and step 2 at the
+  first frame of the last one (middle sub-actions merge into the flight step).
+* Randomness is drawn from ``default_rng([seed, epoch, index])``: the same pair and augmentation
+  whatever the number of workers or processes, and after a resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hmtools.schema import Sample
+from uni_fineparser.cache import ClipCache
+from uni_fineparser.config import ModelConfig, TrainConfig
+from uni_fineparser.transforms import paired_view, sample_indices
+
+log = logging.getLogger(__name__)
+
+AUTO_GROUP = {"finediving": "action", "mtl-aqa": "action", "aqa7": "class"}
+"""Dataset -> exemplar grouping used by ``exemplar_by=auto``."""
+
+
+def group_of(sample: Sample, by: str) -> str:
+    """The exemplar group key of a sample (``by``: auto, action, difficulty, class or any)."""
+    if by == "auto":
+        by = AUTO_GROUP.get(sample.dataset, "action" if sample.action else "class")
+    value = {"action": sample.action, "difficulty": sample.difficulty, "class": sample.action_class}.get(by)
+    return "*" if by == "any" or value is None else f"{by}:{value}"
+
+
+def carve_validation(train: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Split ``train`` into (train, validation) with a seeded shuffle; validation gets ``round(fraction * n)``."""
+    if fraction <= 0 or len(train) < 2:
+        return list(train), []
+    order = np.random.default_rng(seed).permutation(len(train))
+    n_val = min(max(1, round(fraction * len(train))), len(train) - 1)
+    val_idx = set(order[:n_val].tolist())
+    return [s for i, s in enumerate(train) if i not in val_idx], [s for i, s in enumerate(train) if i in val_idx]
+
+
+class ExemplarPool:
+    """Training samples grouped for exemplar choice."""
+
+    def __init__(self, pool: list[Sample], by: str):
+        self.by = by
+        self.pool = list(pool)
+        self.groups: dict[str, list[Sample]] = defaultdict(list)
+        self.by_difficulty: dict[float | None, list[Sample]] = defaultdict(list)
+        for s in self.pool:
+            self.groups[group_of(s, by)].append(s)
+            self.by_difficulty[s.difficulty].append(s)
+        self.fallbacks = 0
+
+    def candidates(self, sample: Sample, allow_self: bool) -> list[Sample]:
+        """Same group (minus ``sample``), else same difficulty, else the whole pool; ``[sample]`` when
+        ``allow_self`` and it is its group's only member."""
+        same = [s for s in self.groups.get(group_of(sample, self.by), []) if s.sample_id != sample.sample_id]
+        if same:
+            return same
+        if allow_self and any(s.sample_id == sample.sample_id for s in self.pool):
+            return [sample]
+        self.fallbacks += 1
+        near = [s for s in self.by_difficulty.get(sample.difficulty, []) if s.sample_id != sample.sample_id]
+        if near and sample.difficulty is not None:
+            return near
+        rest = [s for s in self.pool if s.sample_id != sample.sample_id]
+        if not rest:
+            raise ValueError("the exemplar pool holds no sample other than the query")
+        return rest
+
+    def voters(self, sample: Sample, n: int, seed: int) -> list[Sample]:
+        """Up to ``n`` exemplars for evaluation, a seeded shuffle of :meth:`candidates`."""
+        cands = self.candidates(sample, allow_self=False)
+        rng = np.random.default_rng([seed, zlib.crc32(sample.sample_id.encode())])
+        return [cands[i] for i in rng.permutation(len(cands))[:n]]
+
+
+def frame_steps(sample: Sample, idx: np.ndarray, num_steps: int) -> np.ndarray:
+    """Step id ``(T,)`` int64 of each sampled frame; all -1 when the sample has no usable step labels."""
+    t = len(idx)
+    unknown = np.full(t, -1, np.int64)
+    labels = sample.frame_labels
+    if labels is None and sample.step_transitions:
+        n = max(len(sample.frames), max(sample.step_transitions) + 2)
+        labels = tuple(int(np.searchsorted(sample.step_transitions, i, side="left")) for i in range(n))
+    if labels is None or num_steps < 1:
+        return unknown
+    lab = np.asarray(labels)[np.clip(idx, 0, len(labels) - 1)]
+    _, first = np.unique(lab, return_index=True)
+    starts = np.sort(first)[1:]  # first sampled frame of each later distinct label
+    if num_steps == 1:
+        return np.zeros(t, np.int64)
+    if num_steps == 3 and len(starts) >= 2:
+        bounds = np.array([starts[0], starts[-1]])
+    elif len(starts) == num_steps - 1:
+        bounds = starts
+    else:
+        return unknown
+    return np.searchsorted(bounds, np.arange(t), side="right").astype(np.int64)
+
+
+def load_view(
+    cache: ClipCache,
+    sample: Sample,
+    frames: int,
+    size: int,
+    num_steps: int,
+    rng: np.random.Generator | None,
+    shift: tuple[int, int] = (0, 0),
+    flip: bool = False,
+) -> dict[str, torch.Tensor]:
+    """One sampled, cropped clip: ``video (T, S, S, 3)`` uint8, ``masks (T, S, S)`` bool,
+    ``valid (T,)`` bool, ``steps (T,)`` int64, ``score`` float32."""
+    n = cache.length(sample.sample_id)
+    s = int(rng.integers(shift[0], shift[1] + 1)) if rng is not None else 0
+    idx = sample_indices(n, frames, s)
+    f, m, v = cache.get(sample.sample_id, idx)
+    f, m = paired_view(f, m, size, rng, flip)
+    return {
+        "video": torch.from_numpy(f),
+        "masks": torch.from_numpy(m),
+        "valid": torch.from_numpy(v),
+        "steps": torch.from_numpy(frame_steps(sample, idx, num_steps)),
+        "score": torch.tensor(float(sample.score or 0.0), dtype=torch.float32),
+    }
+
+
+class PairDataset(Dataset):
+    """Training pairs: item ``i`` is query ``queries[i]`` with a random same-group exemplar.
+
+    Items are dicts with ``q_*`` and ``e_*`` keys (see :func:`load_view`).
+    """
+
+    def __init__(
+        self,
+        queries: list[Sample],
+        pool: ExemplarPool,
+        cache: ClipCache,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        seed: int,
+    ):
+        self.queries, self.pool, self.cache = queries, pool, cache
+        self.m, self.t, self.seed = model_cfg, train_cfg, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's random stream (call before each epoch, in every process)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        q = self.queries[i]
+        cands = self.pool.candidates(q, allow_self=True)
+        e = cands[int(rng.integers(len(cands)))]
+        out = {}
+        for prefix, s in (("q_", q), ("e_", e)):
+            view = load_view(
+                self.cache,
+                s,
+                self.m.frames,
+                self.m.size,
+                self.m.num_steps,
+                rng,
+                self.t.temporal_shift,
+                self.t.flip,
+            )
+            out.update({prefix + k: v for k, v in view.items()})
+        return out
+
+
+class VideoDataset(Dataset):
+    """Single videos for evaluation (no shift, centre crop, no flip); items add ``index``."""
+
+    def __init__(self, samples: list[Sample], cache: ClipCache, model_cfg: ModelConfig):
+        self.samples, self.cache, self.m = samples, cache, model_cfg
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        view = load_view(self.cache, self.samples[i], self.m.frames, self.m.size, self.m.num_steps, None)
+        return {**view, "index": torch.tensor(i)}

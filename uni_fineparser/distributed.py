@@ -1,0 +1,104 @@
+"""Process-group plumbing for ``torchrun`` (DistributedDataParallel); a no-op in one process.
+
+``torchrun --nproc-per-node N -m hmtools train ...`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``;
+NCCL is used on CUDA and gloo on CPU. Rank 0 alone writes files and shows progress.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from hmtools.errors import InputError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; under torchrun ``cuda`` means ``cuda:LOCAL_RANK``.
+
+    Raises:
+        InputError: CUDA asked for but not available, or an unknown name.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        dev = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
+        torch.cuda.set_device(dev)
+        return dev
+    if name != "cpu":
+        raise InputError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    return torch.device("cpu")
+
+
+def init_distributed(device: str) -> tuple[DistInfo, torch.device]:
+    """Join the torchrun job if there is one; returns this process's info and device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    info = DistInfo(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    dev = resolve_device(device, info.local_rank)
+    if info.enabled and not dist.is_initialized():
+        # rank 0 may spend a long time packing the clip cache while the others wait at a barrier
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(hours=3))
+    return info, dev
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in one process)."""
+    if info.enabled:
+        dist.barrier()
+
+
+def gather_objects(info: DistInfo, obj: Any) -> list[Any]:
+    """Every rank's ``obj`` in rank order (``[obj]`` in one process)."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(info: DistInfo, obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_mean(info: DistInfo, x: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over ranks (in place on a copy)."""
+    if not info.enabled:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y)
+    return y / info.world
+
+
+def shutdown(info: DistInfo) -> None:
+    """Leave the process group."""
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

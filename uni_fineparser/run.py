@@ -1,0 +1,202 @@
+"""Glue between the CLI and the library: dataset + masks -> train; checkpoint -> data, model, split.
+
+``hmtools train`` calls :func:`train_from_dataset`; ``hmtools eval`` calls
+:func:`evaluate_checkpoint`; ``hmtools explain`` uses :func:`open_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hmtools.config import build
+from hmtools.errors import DataFormatError, InputError
+from hmtools.schema import Sample
+from uni_fineparser.cache import ClipCache, build_cache
+from uni_fineparser.checkpoint import load_checkpoint
+from uni_fineparser.config import RunConfig
+from uni_fineparser.data import ExemplarPool
+from uni_fineparser.distributed import DistInfo, resolve_device
+from uni_fineparser.evaluate import EvalResult, evaluate_split
+from uni_fineparser.mask_source import MaskSource, open_mask_source
+from uni_fineparser.metrics import fisher_z_mean
+from uni_fineparser.model import UniFineParser
+from uni_fineparser.report import write_json
+from uni_fineparser.train import train
+
+
+def load_samples(data: dict[str, Any]) -> tuple[list[Sample], Path]:
+    """Samples of ``data["dataset"]`` under ``data["root"]`` (adapter options and class filter applied)
+    and the folder their frame keys are relative to (the adapter's frame folder)."""
+    from hmtools.datasets import load_dataset
+
+    index = load_dataset(data["dataset"], data["root"], data.get("annotations"), **(data.get("options") or {}))
+    keep = data.get("filter") or {}
+    return [s for s in index.samples if all(getattr(s, k) == v for k, v in keep.items())], Path(index.root)
+
+
+def train_from_dataset(
+    cfg: RunConfig,
+    dataset: str,
+    root: str | Path,
+    masks: str | Path,
+    out: str | Path,
+    *,
+    annotations: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Index the dataset, open the masks and train (AQA-7: one model per class).
+
+    Returns:
+        The run's ``metrics.json`` content.
+    """
+
+    data = {
+        "dataset": dataset,
+        "root": str(Path(root).resolve()),
+        "annotations": None if annotations is None else str(Path(annotations).resolve()),
+        "masks": str(Path(masks).resolve()),
+        "options": options or {},
+    }
+    samples, frame_root = load_samples(data)
+    source = open_mask_source(masks)
+    if dataset.replace("_", "-").lower() == "aqa7":
+        return train_per_class(cfg, samples, source, frame_root, out, device=device, data=data)
+    train(cfg, samples, source, frame_root, out, device=device, data=data)
+    metrics_file = Path(out) / "metrics.json"
+    return json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+
+
+@dataclass
+class OpenRun:
+    """A trained model with the data it was trained on."""
+
+    cfg: RunConfig
+    model: UniFineParser
+    samples: list[Sample]
+    splits: dict[str, list[Sample]]
+    pool: ExemplarPool
+    cache: ClipCache
+    score_scale: float
+    device: torch.device
+
+
+def open_run(
+    checkpoint: str | Path,
+    *,
+    device: str = "auto",
+    samples: list[Sample] | None = None,
+    masks: str | Path | None = None,
+    voters: int | None = None,
+) -> OpenRun:
+    """Load a checkpoint and find its data again (through its ``data`` entry unless given)."""
+    ckpt = load_checkpoint(checkpoint)
+    cfg = run_config_from(ckpt)
+    if voters is not None:
+        cfg = replace(cfg, train=replace(cfg.train, voters=voters))
+    data = ckpt["data"]
+    if samples is None:
+        if not data.get("dataset"):
+            raise InputError(f"{checkpoint} does not name its dataset (trained from a sample list); pass samples=")
+        samples, _ = load_samples(data)
+    if masks is None and not data.get("masks"):
+        raise InputError(f"{checkpoint} does not record its masks path; pass masks=")
+    source = open_mask_source(masks or data["masks"])
+    dev = resolve_device(device)
+    train_all = [s for s in samples if s.split == "train" and s.score is not None]
+    test = [s for s in samples if s.split == "test" and s.score is not None]
+    val_ids = set(ckpt["splits"]["val"])
+    splits = {
+        "train": [s for s in train_all if s.sample_id not in val_ids],
+        "val": [s for s in train_all if s.sample_id in val_ids],
+        "test": test,
+    }
+    cache = build_cache(
+        [*train_all, *test], data["frame_root"], source, data["cache_dir"], cfg.train.resize, allow_missing=True
+    )
+    model = UniFineParser(cfg.model).to(dev)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[1:2] or [str(e)]
+        raise DataFormatError(
+            f"{checkpoint}: its weights do not fit the model its config describes ({first[0].strip()}); "
+            "was it written by another version of hmtools?"
+        ) from e
+    model.eval()
+    pool = ExemplarPool(splits["train"], cfg.train.exemplar_by)
+    return OpenRun(cfg, model, samples, splits, pool, cache, float(ckpt["score_scale"]), dev)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    split: str = "test",
+    *,
+    device: str = "auto",
+    samples: list[Sample] | None = None,
+    masks: str | Path | None = None,
+    voters: int | None = None,
+    reuse_features: bool = True,
+) -> EvalResult:
+    """Evaluate a checkpoint on ``split`` (``test``, ``val`` or ``train``) in one process.
+
+    Raises:
+        InputError: unknown split; see also :func:`open_run`.
+    """
+    if split not in ("test", "val", "train"):
+        raise InputError(f"--split must be test, val or train; got {split!r}")
+    run = open_run(checkpoint, device=device, samples=samples, masks=masks, voters=voters)
+    return evaluate_split(
+        run.model,
+        run.splits[split],
+        run.pool,
+        run.cache,
+        run.cfg,
+        run.device,
+        DistInfo(),
+        run.score_scale,
+        reuse_features,
+    )
+
+
+def train_per_class(
+    cfg: RunConfig,
+    samples: list[Sample],
+    masks: MaskSource,
+    root: str | Path,
+    out: str | Path,
+    *,
+    device: str = "auto",
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """AQA-7: one model per ``action_class`` in ``<out>/<class>/``, then the Fisher-z mean of rho and the
+    mean R-l2 over classes in ``<out>/metrics.json``. Returns that summary."""
+    classes = sorted({s.action_class for s in samples if s.action_class})
+    per: dict[str, Any] = {}
+    for cls in classes:
+        subset = [s for s in samples if s.action_class == cls]
+        sub_data = {**(data or {}), "filter": {"action_class": cls}}
+        train(cfg, subset, masks, root, Path(out) / cls, device=device, data=sub_data)
+        per[cls] = json.loads((Path(out) / cls / "metrics.json").read_text())["test"]
+    rhos = [v["rho"] for v in per.values() if v.get("rho") is not None]
+    rl2 = [v["rl2"] for v in per.values() if v.get("rl2") is not None]
+    summary = {
+        "per_class": per,
+        "rho_fisher_z": fisher_z_mean(rhos) if rhos else None,
+        "rl2_mean": float(np.mean(rl2)) if rl2 else None,
+    }
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(Path(out) / "metrics.json", summary)
+    return summary
+
+
+def run_config_from(ckpt: dict[str, Any]) -> RunConfig:
+    """Rebuild the :class:`RunConfig` stored in a checkpoint."""
+    return build(RunConfig, ckpt["config"], "checkpoint config")

@@ -1,0 +1,55 @@
+"""Temporal sampling and paired frame/mask augmentation (one random draw shared by both).
+
+All functions work on numpy arrays from the packed cache: frames ``(T, h, w, 3)`` uint8 and masks
+``(T, h, w)`` bool. Normalisation happens on the device, inside the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sample_indices(n: int, frames: int, shift: int = 0) -> np.ndarray:
+    """``frames`` clip indices spread evenly over ``[0, n - 1 + shift]`` (FineParser's linspace + floor).
+
+    Clips shorter than ``frames`` repeat indices; ``shift`` (<= 0 at train time) moves the end.
+
+    Returns:
+        ``(frames,)`` int64, non-decreasing, within ``[0, n - 1]``.
+    """
+    end = min(max(n - 1 + shift, 0), n - 1)
+    return np.linspace(0, end, frames).astype(np.int64)
+
+
+def crop_box(height: int, width: int, size: int, rng: np.random.Generator | None) -> tuple[int, int]:
+    """Top-left ``(y, x)`` of a ``size`` square crop: random with ``rng``, centred without."""
+    if rng is None:
+        return (height - size) // 2, (width - size) // 2
+    return int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
+
+
+def paired_view(
+    frames: np.ndarray,
+    masks: np.ndarray,
+    size: int,
+    rng: np.random.Generator | None,
+    flip: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop (random or centre) and maybe flip frames and masks identically.
+
+    Args:
+        frames: ``(T, h, w, 3)`` uint8.
+        masks: ``(T, h, w)`` bool.
+        size: Crop side in pixels.
+        rng: Random generator for training; ``None`` for evaluation (centre crop, no flip).
+        flip: Allow a horizontal flip (probability 0.5) when ``rng`` is given.
+
+    Returns:
+        Contiguous ``(T, size, size, 3)`` uint8 frames and ``(T, size, size)`` bool masks.
+    """
+    y, x = crop_box(frames.shape[1], frames.shape[2], size, rng)
+    f = frames[:, y : y + size, x : x + size]
+    m = masks[:, y : y + size, x : x + size]
+    if rng is not None and flip and rng.random() < 0.5:
+        f, m = f[:, :, ::-1], m[:, :, ::-1]
+    return np.ascontiguousarray(f), np.ascontiguousarray(m)
