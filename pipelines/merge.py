@@ -13,7 +13,7 @@ from pathlib import Path
 from hmtools.store import MaskStore
 from hmtools.store_admin import get_config, iter_current, put_config
 from hmtools.store_types import MaskWrite
-from pipelines.build import BuildSummary, has_human_work
+from pipelines.build import BuildSummary, human_block
 from pipelines.distributed import Rank
 
 AUTHOR = "build-masks merge"
@@ -50,7 +50,7 @@ def merge_stores(target: MaskStore, parts: list[Path], *, overwrite_human: bool 
                 if target.build_config(sid) == chash and _same_heads(src, target, sid):
                     summary.skipped_done += 1
                     continue
-                if sid in target.sample_ids() and not overwrite_human and has_human_work(target, sid):
+                if sid in target.sample_ids() and not overwrite_human and human_block(target, sid):
                     summary.skipped_human.append(sid)
                     continue
                 target.add_samples([src.get_sample(sid)], author=AUTHOR)

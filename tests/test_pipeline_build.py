@@ -195,3 +195,18 @@ def test_sample_without_frames_fails_with_a_hint(tmp_path) -> None:
         s = build_masks([empty], tmp_path, store, Models(BlobDetector(), ColourSegmenter()), CFG, progress=False)
     assert s.built == 0 and "extract-frames" in s.failed["diving/009"]
     assert any("failed diving/009" in line for line in s.lines())
+
+
+def test_a_sample_an_annotator_holds_is_not_rebuilt(tmp_path) -> None:
+    from hmtools.store_admin import acquire_lock, release_lock
+
+    samples = _dataset(tmp_path, 2, frames=4)
+    models = Models(BlobDetector(), ColourSegmenter(), {"fake": "1"})
+    with MaskStore(tmp_path / "m.db") as store:
+        store.add_samples(samples)
+        acquire_lock(store, samples[1].sample_id, "alice", ttl_s=600)
+        s = build_masks(samples, tmp_path, store, models, CFG, progress=False)
+        assert s.built == 1 and s.skipped_human == [samples[1].sample_id]
+        assert all(f.head_version == 0 for f in store.frames(samples[1].sample_id))
+        release_lock(store, samples[1].sample_id, "alice")
+        assert build_masks(samples, tmp_path, store, models, CFG, progress=False).built == 1
