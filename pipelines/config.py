@@ -43,6 +43,7 @@ class SelectConfig:
     max_gap: int = 20
     stitch_dist: float = 1.5
     sync_overlap: float = 0.5
+    sync_min_motion: float = 0.5
     w_size: float = 1.0
     w_motion: float = 1.0
     w_shape: float = 0.5

@@ -16,7 +16,8 @@
    Chains shorter than ``min_track_len`` observations or whose median height is under
    ``min_rel_height`` of the frame (crowd, far-away officials) are not candidates.
 4. **Pick** the best-scoring chain; synchronized events add the best other chain that shares
-   at least ``sync_overlap`` of its frames with the first.
+   at least ``sync_overlap`` of its frames with the first and moves at least ``sync_min_motion``
+   as far (synchronized divers fly together; a judge beside them does not).
 
 Scores and weights live in :class:`pipelines.config.SelectConfig`.
 """
@@ -143,12 +144,10 @@ def score_tracks(tracks: Sequence[Track], n_frames: int, frame_hw: tuple[int, in
     ok = np.zeros(len(tracks), bool)
     for i, tr in enumerate(tracks):
         heights = tr.boxes[:, 3] - tr.boxes[:, 1]
-        c = _centre(tr.boxes)
-        extent = (np.percentile(c, 95, axis=0) - np.percentile(c, 5, axis=0)) / np.array([w, h])
         aspect = np.log((tr.boxes[:, 2] - tr.boxes[:, 0] + 1) / (heights + 1))
         feats[i] = [
             np.median(heights) / h,
-            float(np.max(extent)),
+            motion_extent(tr, frame_hw),
             float(np.std(aspect)),
             len(tr.frames) / max(n_frames, 1),
             float(np.mean(tr.conf)),
@@ -162,6 +161,13 @@ def score_tracks(tracks: Sequence[Track], n_frames: int, frame_hw: tuple[int, in
         norm[:, j] = feats[:, j] / top if top > 0 else 0.0
     weights = np.array([cfg.w_size, cfg.w_motion, cfg.w_shape, cfg.w_persistence, cfg.w_confidence])
     return np.where(ok, norm @ weights, -np.inf)
+
+
+def motion_extent(track: Track, frame_hw: tuple[int, int]) -> float:
+    """How far the track's centre travels: 5th-95th percentile extent over the frame size, larger axis."""
+    c = _centre(track.boxes)
+    extent = (np.percentile(c, 95, axis=0) - np.percentile(c, 5, axis=0)) / np.array([frame_hw[1], frame_hw[0]])
+    return float(np.max(extent))
 
 
 def stitch_tracks(tracks: Sequence[Track], cfg: SelectConfig) -> list[Track]:
@@ -217,12 +223,14 @@ def select_athletes(
     scores = score_tracks(chains, n, frame_hw, cfg)
     order = [int(i) for i in np.argsort(-scores, kind="stable") if np.isfinite(scores[i])]
     picked = order[:1]
-    if synchronized and order:  # the partner must share the clip with the first athlete
+    if synchronized and order:  # the partner shares the clip with the first athlete and moves like them
         first = set(chains[order[0]].frames.tolist())
+        moves = cfg.sync_min_motion * motion_extent(chains[order[0]], frame_hw)
         partners = [
             i
             for i in order[1:]
             if len(first & set(chains[i].frames.tolist())) >= cfg.sync_overlap * len(chains[i].frames)
+            and motion_extent(chains[i], frame_hw) >= moves
         ]
         picked += partners[:1]
     boxes = np.full((len(picked), n, 4), np.nan, np.float32)

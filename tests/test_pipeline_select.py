@@ -88,3 +88,10 @@ def test_fast_athlete_fragments_are_stitched_before_scoring() -> None:
     assert len(link_tracks(dets, CFG)) == 8  # 6 fragments + 2 judges
     sel = select_athletes(dets, (H, W), CFG)
     assert np.allclose(sel.boxes[0, :, 0], [150 + 180 * t for t in range(6)])
+
+
+def test_synchronized_never_takes_a_judge_as_the_partner() -> None:
+    # the partner is hidden behind the first diver all clip long: only the judges are left
+    dets, _ = scene(judges=True, waiting=True)
+    sel = select_athletes(dets, (H, W), CFG, synchronized=True)
+    assert sel.boxes.shape[0] == 1 and "only one athlete" in sel.notes[0]
