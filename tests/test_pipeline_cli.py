@@ -65,12 +65,14 @@ def test_cli_flags_become_config(monkeypatch, tmp_path) -> None:
         "--force",
         "--set",
         "repair.jump_iou=0.4",
+        "--sam-checkpoint",
+        "weights/sam: v1.pth",
     ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     cfg = seen["cfg"]
     assert (cfg.detect.model, cfg.segment.model, cfg.frames.batch_size, cfg.device) == ("lite", "sam_vit_b", 2, "cpu")
-    assert cfg.repair.jump_iou == 0.4
+    assert cfg.repair.jump_iou == 0.4 and cfg.segment.checkpoint == "weights/sam: v1.pth"
     assert seen["sample_ids"] == ["diving/001,diving/002"] and seen["limit"] == 1 and seen["force"] is True
     assert "1 built" in res.output and "3.00 frames/s" in res.output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -54,7 +55,11 @@ def build_masks(
         "device": device,
         "frames.batch_size": batch_size,
     }
-    overrides = [*(sets or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    # values quoted as JSON (a YAML subset), so a path like "a: b.pth" stays a string
+    overrides = [
+        *(sets or []),
+        *(f"{k}={json.dumps(v if isinstance(v, int) else str(v))}" for k, v in flags.items() if v is not None),
+    ]
     cfg = load_config(BuildConfig, config, overrides)
     summary = run_build_masks(
         dataset,
