@@ -127,3 +127,22 @@ def test_one_bad_mask_flags_only_its_own_frame(tmp_path) -> None:
     writes = build_sample_masks(_sample(keys), tmp_path, Models(BlobDetector(), GlitchSegmenter()), CFG)
     assert writes[6].status == "flagged" and "jumped" in writes[6].reason
     assert [i for i, w in enumerate(writes) if w.status == "flagged"] == [6]
+
+
+def test_device_encodes_the_next_batch_while_the_cpu_finishes_this_one(tmp_path) -> None:
+    keys, _ = write_clip(tmp_path, "diving-out/007")  # 12 frames, batches of 4
+    log: list[str] = []
+
+    class Recording(ColourSegmenter):
+        def embed(self, images):
+            log.append(f"embed {len(images)}")
+            return super().embed(images)
+
+        def predict_batch(self, embs, prompts):
+            log.append(f"decode {len(embs)}")
+            return super().predict_batch(embs, prompts)
+
+    build_sample_masks(
+        _sample(keys), tmp_path, Models(BlobDetector(), Recording()), CFG, tick=lambda n: log.append(f"done {n}")
+    )
+    assert log == ["embed 4", "decode 4", "embed 4", "done 4", "decode 4", "embed 4", "done 4", "decode 4", "done 4"]
