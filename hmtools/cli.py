@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from hmtools.commands import annotate as _annotate
 from hmtools.commands import build as _build
 from hmtools.commands import dataset as _dataset
 from hmtools.commands import store as _store
@@ -31,6 +32,7 @@ app.command("stats")(_store.stats)
 app.command("validate")(_store.validate)
 app.command("build-masks")(_build.build_masks)
 app.command("preview")(_build.preview)
+app.command("annotate")(_annotate.annotate)
 app.command("train")(_train.train)
 app.command("eval")(_train.evaluate)
 app.command("explain")(_train.explain)

@@ -1,0 +1,220 @@
+"""Editing handlers: SAM clicks, brush/eraser, propagation preview, review status, undo/redo.
+
+Same contract as :mod:`annotator_app.handlers`: ``(ctx, state, ...) -> (state, View)``, no gradio.
+Every edit is saved as a new store version before the handler returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from annotator_app import session
+from annotator_app.backend import Prompt
+from annotator_app.handlers import Result, frame_loader, run_action
+from annotator_app.propagate import propagate
+from annotator_app.render import render_frame
+from annotator_app.state import AppContext, Clicks, SessionState
+from hmtools.errors import InputError
+
+ADD_COLOR = "#00ff00"
+ERASE_COLOR = "#ff0000"
+"""Brush colours: strokes in the green-dominant colour add to the mask, red-dominant ones erase."""
+
+
+def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result:
+    """A click at pixel (x, y) of the main view (frame pixels times ``state.display_scale``): add a
+    point (or a box corner) and re-run SAM on this frame with every prompt given here so far; the
+    answer is saved as a new ``human`` version."""
+    x, y = float(int(x) // state.display_scale), float(int(y) // state.display_scale)
+
+    def action() -> str:
+        session.keep_lock(ctx, state)
+        i = state.frame_idx
+        if state.preview:
+            raise InputError("save or discard the propagation preview first")
+        if state.clicks is None or state.clicks.frame_idx != i:
+            state.clicks = Clicks(i)
+        c = state.clicks
+        if state.mode == "box":
+            if c.box_start is None:
+                c.box_start = (float(x), float(y))
+                return "Box: now click the opposite corner."
+            (x0, y0), c.box_start = c.box_start, None
+            c.box = (min(x0, x), min(y0, y), max(x0, x), max(y0, y))
+        else:
+            c.points.append((float(x), float(y)))
+            c.labels.append(1 if state.mode == "positive" else 0)
+        prompt = Prompt(
+            points=np.asarray(c.points, np.float32) if c.points else None,
+            labels=np.asarray(c.labels, np.int32) if c.labels else None,
+            box=None if c.box is None else np.asarray(c.box, np.float32),
+            mask_input=c.logits,
+        )
+        key = state.keys[i]
+        pred = ctx.backend.predict(key, frame_loader(ctx, key), prompt)
+        change = session.save_mask(ctx, state, i, pred.mask, score=pred.score)
+        ctx.masks.put((key, change.head), pred.mask)
+        c.logits = pred.logits
+        return f"Saved version {change.head} ({int(pred.mask.sum())} px, SAM score {pred.score:.2f})."
+
+    return run_action(ctx, state, action)
+
+
+def brush_value(ctx: AppContext, state: SessionState) -> tuple[SessionState, dict[str, Any] | None]:
+    """The brush editor's value for the frame on screen: the frame with its mask tinted as the
+    background, and no strokes yet. Remembers which frame version the strokes will apply to."""
+    if state.sample_id is None:
+        return state, None
+    i = state.frame_idx
+    rec = ctx.store.current_mask(state.keys[i])
+    mask = None if rec is None else rec.mask()
+    background = render_frame(ctx.frames.load(state.keys[i]), mask, opacity=0.35)
+    state.brush_for = (state.keys[i], 0 if rec is None else rec.version)
+    return state, {"background": background, "layers": [], "composite": None}
+
+
+def mask_from_editor(value: dict[str, Any] | None, mask: np.ndarray) -> np.ndarray:
+    """Apply brush strokes to ``mask`` (``(H, W)`` bool): painted pixels (alpha > 0 on any layer)
+    whose green exceeds their red are added, the others (red strokes) erased.
+
+    Raises:
+        InputError: a layer does not match the frame size.
+    """
+    out = mask.copy()
+    layers = [] if value is None else [np.asarray(v) for v in value.get("layers") or [] if v is not None]
+    for layer in layers:
+        if layer.shape[:2] != mask.shape or layer.ndim != 3 or layer.shape[2] != 4:
+            raise InputError(
+                f"brush layer is {layer.shape[1]}x{layer.shape[0]} RGBA?, the frame is {mask.shape[1]}x{mask.shape[0]}"
+            )
+        painted = layer[..., 3] > 0
+        green = layer[..., 1].astype(np.int16) > layer[..., 0].astype(np.int16)
+        out[painted & green] = True
+        out[painted & ~green] = False
+    return out
+
+
+def on_brush_apply(ctx: AppContext, state: SessionState, value: dict[str, Any] | None) -> Result:
+    """Save the brush strokes on the frame on screen as a new ``human`` version."""
+
+    def action() -> str:
+        session.keep_lock(ctx, state)
+        if state.preview:
+            raise InputError("save or discard the propagation preview first")
+        i = state.frame_idx
+        rec = ctx.store.current_mask(state.keys[i])
+        if state.brush_for != (state.keys[i], 0 if rec is None else rec.version):
+            raise InputError("the brush holds another frame or an older version; press 'Load frame into brush' first")
+        old = np.zeros(ctx.frames.load(state.keys[i]).shape[:2], bool) if rec is None else rec.mask()
+        mask = mask_from_editor(value, old)
+        if np.array_equal(old, mask):
+            return "No pixel changed; nothing saved (load the frame into the brush, paint, then save)."
+        change = session.save_mask(ctx, state, i, mask)
+        state.clicks, state.brush_for = None, None
+        return f"Saved brush edit as version {change.head} ({int(mask.sum())} px)."
+
+    return run_action(ctx, state, action)
+
+
+def on_propagate(ctx: AppContext, state: SessionState, direction: int, n: int) -> Result:
+    """Preview re-prompting the ``n`` frames after (``direction`` = 1) or before (-1) this one from
+    its saved mask. Nothing is saved until :func:`on_save_preview`."""
+
+    def action() -> str:
+        session.keep_lock(ctx, state)
+        i = state.frame_idx
+        rec = ctx.store.current_mask(state.keys[i])
+        start = state.preview.get(i, None if rec is None else rec.mask())
+        if start is None:
+            raise InputError("this frame has no mask to propagate")
+        targets = [j for j in (i + direction * k for k in range(1, int(n) + 1)) if 0 <= j < len(state.keys)]
+        if not targets:
+            raise InputError("no frame in that direction")
+        keys = [state.keys[j] for j in targets]
+        masks, scores, note = propagate(ctx.backend, keys, [frame_loader(ctx, k) for k in keys], start)
+        for pos, m in masks.items():
+            state.preview[targets[pos]] = m
+            state.preview_scores[targets[pos]] = scores[pos]
+        return (
+            f"Preview of {len(masks)} propagated frames (magenta, not saved): check them, then Save or Discard. {note}"
+        )
+
+    return run_action(ctx, state, action)
+
+
+def on_save_preview(ctx: AppContext, state: SessionState) -> Result:
+    """Save every previewed frame as a new ``propagated`` version (one undo group)."""
+
+    def action() -> str:
+        session.keep_lock(ctx, state)
+        if not state.preview:
+            return "No preview to save."
+        try:
+            changes = session.save_masks(ctx, state, state.preview, state.preview_scores, "propagated")
+        finally:
+            state.preview, state.preview_scores = {}, {}
+        return f"Saved {len(changes)} propagated frames."
+
+    return run_action(ctx, state, action)
+
+
+def on_discard_preview(ctx: AppContext, state: SessionState) -> Result:
+    """Drop the unsaved preview."""
+    n = len(state.preview)
+    state.preview, state.preview_scores = {}, {}
+    return run_action(ctx, state, lambda: f"Discarded the preview of {n} frames.")
+
+
+def on_status(ctx: AppContext, state: SessionState, status: str, scope: str, first: int = 1, last: int = 1) -> Result:
+    """Accept or reject (``status``) the ``frame`` on screen, a ``range`` of frames (1-based,
+    inclusive ``first..last``) or the whole ``sample``."""
+
+    def action() -> str:
+        session.keep_lock(ctx, state)
+        n = len(state.keys)
+        if scope == "frame":
+            idxs = [state.frame_idx]
+        elif scope == "range":
+            lo, hi = sorted((int(first), int(last)))
+            if lo < 1 or hi > n:
+                raise InputError(f"frame range must lie within 1..{n}; got {lo}..{hi}")
+            idxs = list(range(lo - 1, hi))
+        else:
+            idxs = list(range(n))
+        changes, skipped = session.set_status(ctx, state, idxs, status)
+        extra = f" ({skipped} without a mask skipped)" if skipped else ""
+        return f"Marked {len(changes)} frame{'s' if len(changes) != 1 else ''} {status}{extra}."
+
+    return run_action(ctx, state, action)
+
+
+def on_undo(ctx: AppContext, state: SessionState) -> Result:
+    """Undo the newest change of this session (written as new versions)."""
+
+    def action() -> str:
+        session.keep_lock(ctx, state)
+        done = session.undo(ctx, state)
+        if not done:
+            return "Nothing to undo."
+        state.clicks = None
+        state.frame_idx = done[-1].frame_idx
+        return f"Undone: {len(done)} frame(s) restored (now version {done[-1].head})."
+
+    return run_action(ctx, state, action)
+
+
+def on_redo(ctx: AppContext, state: SessionState) -> Result:
+    """Redo the newest undone change."""
+
+    def action() -> str:
+        session.keep_lock(ctx, state)
+        done = session.redo(ctx, state)
+        if not done:
+            return "Nothing to redo."
+        state.clicks = None
+        state.frame_idx = done[-1].frame_idx
+        return f"Redone: {len(done)} frame(s) (now version {done[-1].head})."
+
+    return run_action(ctx, state, action)

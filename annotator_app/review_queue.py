@@ -1,0 +1,104 @@
+"""The review queue: per-sample progress from the store, filters, and "next flagged frame"."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hmtools.store import MaskStore
+
+QUEUE_FILTERS = ("all", "has flagged", "has unreviewed", "has rejected", "done")
+"""Status filters of the queue; ``done`` = every frame accepted or rejected."""
+
+QUEUE_COLUMNS = ("sample", "locked by", "split", "frames", "acc", "flag", "rej", "todo", "none", "dataset")
+"""Queue table headers: lease holder; frames accepted, flagged, rejected, unreviewed, without a mask."""
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """Review progress of one sample (counts of frames by the status of their newest mask)."""
+
+    sample_id: str
+    dataset: str
+    split: str
+    frames: int
+    accepted: int
+    flagged: int
+    rejected: int
+    unreviewed: int
+    no_mask: int
+    locked_by: str
+
+    def as_list(self) -> list[str | int]:
+        """The row in :data:`QUEUE_COLUMNS` order."""
+        return [
+            self.sample_id,
+            self.locked_by,
+            self.split,
+            self.frames,
+            self.accepted,
+            self.flagged,
+            self.rejected,
+            self.unreviewed,
+            self.no_mask,
+            self.dataset,
+        ]
+
+
+def _keep(row: QueueRow, status: str) -> bool:
+    match status:
+        case "has flagged":
+            return row.flagged > 0
+        case "has unreviewed":
+            return row.unreviewed + row.no_mask > 0
+        case "has rejected":
+            return row.rejected > 0
+        case "done":
+            return row.accepted + row.rejected == row.frames
+        case _:
+            return True
+
+
+def queue_rows(store: MaskStore, split: str | None = None, status: str = "all") -> list[QueueRow]:
+    """Samples with their progress, in sample order, filtered by split (``None`` = any) and by one
+    of :data:`QUEUE_FILTERS`. One grouped query over the store."""
+    sql = (
+        "SELECT s.sample_id, s.dataset, s.split, COUNT(f.frame_id), "
+        "COALESCE(SUM(m.status='accepted'),0), COALESCE(SUM(m.status='flagged'),0), "
+        "COALESCE(SUM(m.status='rejected'),0), COALESCE(SUM(m.status='unreviewed'),0), "
+        "COALESCE(SUM(f.frame_id IS NOT NULL AND m.mask_id IS NULL),0), l.owner "
+        "FROM samples s LEFT JOIN frames f ON f.sample_id=s.sample_id "
+        "LEFT JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
+        "LEFT JOIN locks l ON l.sample_id=s.sample_id AND l.expires_at>? "
+    )
+    params: list[object] = [time.time()]
+    if split:
+        sql, params = sql + "WHERE s.split=? ", [*params, split]
+    rows = store.query(sql + "GROUP BY s.sample_id ORDER BY s.sample_id", params)
+    out = [QueueRow(*r[:9], locked_by=r[9] or "") for r in rows]
+    return [r for r in out if _keep(r, status)]
+
+
+def next_flagged(
+    store: MaskStore, after: tuple[str, int] | None, user: str, split: str | None = None
+) -> tuple[str, int] | None:
+    """The first flagged frame after ``(sample_id, frame_idx)`` in sample then frame order,
+    wrapping around, skipping samples another user holds; ``None`` when there is none."""
+    sql = (
+        "SELECT f.sample_id, f.idx FROM frames f JOIN masks m ON m.frame_id=f.frame_id "
+        "AND m.version=f.head_version JOIN samples s ON s.sample_id=f.sample_id "
+        "LEFT JOIN locks l ON l.sample_id=f.sample_id AND l.expires_at>? AND l.owner<>? "
+        "WHERE m.status='flagged' AND l.owner IS NULL "
+    )
+    params: list[object] = [time.time(), user]
+    if split:
+        sql, params = sql + "AND s.split=? ", [*params, split]
+    order = "ORDER BY f.sample_id, f.idx LIMIT 1"
+    if after is not None:
+        rows = store.query(
+            sql + "AND (f.sample_id>? OR (f.sample_id=? AND f.idx>?)) " + order, [*params, after[0], after[0], after[1]]
+        )
+        if rows:
+            return rows[0][0], int(rows[0][1])
+    rows = store.query(sql + order, params)
+    return (rows[0][0], int(rows[0][1])) if rows else None

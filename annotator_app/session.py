@@ -1,0 +1,218 @@
+"""Store operations of one annotator session: open a sample under a lease, save masks and review
+statuses as new versions (compare-and-set on the version the user saw), undo and redo.
+
+Nothing here keeps work only in memory: every edit is a new store version before the function
+returns, so a server restart loses nothing. Undo writes an older version's content again as a new
+version; history is never deleted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from annotator_app.state import AppContext, Change, SessionState
+from hmtools.errors import InputError, LockedError, StaleVersionError
+from hmtools.store_admin import acquire_lock, lock_holder, release_lock
+from hmtools.store_types import MaskWrite
+
+
+def open_sample(ctx: AppContext, state: SessionState, sample_id: str, frame_idx: int = 0) -> None:
+    """Take the lease on ``sample_id`` and make it the session's sample (undo history is kept
+    per sample: opening another sample clears it, and releases the previous lease).
+
+    Raises:
+        InputError: no such sample. LockedError: another annotator holds it.
+    """
+    sample = ctx.store.get_sample(sample_id)
+    if not sample.frames:
+        raise InputError(f"sample {sample_id} has no frames")
+    lock = acquire_lock(ctx.store, sample_id, state.user, ctx.lock_ttl_s)
+    if state.sample_id not in (None, sample_id):
+        release_lock(ctx.store, state.sample_id, state.user)
+    if state.sample_id != sample_id:
+        state.undo, state.redo = [], []
+    state.sample_id, state.keys = sample_id, list(sample.frames)
+    state.frame_idx = max(0, min(frame_idx, len(state.keys) - 1))
+    state.preview, state.preview_scores, state.clicks = {}, {}, None
+    state.lock_until = lock.expires_at
+    refresh(ctx, state)
+
+
+def release(ctx: AppContext, state: SessionState) -> bool:
+    """Give the lease back and close the sample; returns whether a lease was released."""
+    if state.sample_id is None:
+        return False
+    released = release_lock(ctx.store, state.sample_id, state.user)
+    state.sample_id, state.keys, state.seen, state.statuses = None, [], [], []
+    state.preview, state.preview_scores, state.clicks = {}, {}, None
+    state.undo, state.redo, state.lock_until = [], [], 0.0
+    return released
+
+
+def refresh(ctx: AppContext, state: SessionState) -> None:
+    """Re-read the head version and status of every frame: what the user now sees."""
+    if state.sample_id is None:
+        return
+    recs = ctx.store.current_masks(state.sample_id)
+    state.seen = [0 if r is None else r.version for r in recs]
+    state.statuses = ["none" if r is None else r.status for r in recs]
+
+
+def keep_lock(ctx: AppContext, state: SessionState) -> None:
+    """Check that this user still holds the sample's lease (one read), and renew it when more than a
+    quarter of it has passed or it is gone (activity keeps it alive).
+
+    Raises:
+        InputError: no sample is open. LockedError: someone else holds the sample now.
+    """
+    if state.sample_id is None:
+        raise InputError("open a sample first")
+    holder = lock_holder(ctx.store, state.sample_id)
+    if holder is not None and holder.owner != state.user:
+        raise LockedError(f"your lease on {state.sample_id} expired and {holder.owner} has it now; nothing was saved")
+    if holder is None or holder.expires_at - time.time() < 0.75 * ctx.lock_ttl_s:
+        state.lock_until = acquire_lock(ctx.store, state.sample_id, state.user, ctx.lock_ttl_s).expires_at
+
+
+def save_mask(
+    ctx: AppContext,
+    state: SessionState,
+    idx: int,
+    mask: np.ndarray,
+    *,
+    source: str = "human",
+    score: float | None = None,
+) -> Change:
+    """Write ``mask`` (``(H, W)`` bool) as a new version of frame ``idx`` (status unreviewed),
+    expecting the version the user saw, and record it for undo as its own group.
+
+    Raises:
+        StaleVersionError: the frame changed since the user saw it (nothing written).
+    """
+    change = _put(ctx, state, idx, MaskWrite(mask=mask, source=source, score=score))
+    state.undo.append([change])
+    state.redo.clear()
+    return change
+
+
+def save_masks(
+    ctx: AppContext, state: SessionState, masks: dict[int, np.ndarray], scores: dict[int, float], source: str
+) -> list[Change]:
+    """Write several frames' masks as one undo group. All expected versions are checked first, so a
+    stale frame refuses the whole group before anything is written."""
+    _check_fresh(ctx, state, list(masks))
+    changes: list[Change] = []
+    try:
+        for i, m in sorted(masks.items()):
+            changes.append(_put(ctx, state, i, MaskWrite(mask=m, source=source, score=scores.get(i))))
+    finally:  # a write refused half-way (a race after the check) still leaves the written ones undoable
+        if changes:
+            state.undo.append(changes)
+            state.redo.clear()
+    return changes
+
+
+def set_status(ctx: AppContext, state: SessionState, idxs: list[int], status: str) -> tuple[list[Change], int]:
+    """Give frames ``idxs`` a review status (one new version each, one undo group). Frames without
+    a mask are skipped.
+
+    Returns:
+        The changes written and the number of frames skipped for having no mask.
+
+    Raises:
+        StaleVersionError: any frame changed since the user saw it (nothing written).
+    """
+    todo = [i for i in idxs if state.seen[i] > 0]
+    if not todo:
+        return [], len(idxs)
+    new = ctx.store.set_status({state.keys[i]: state.seen[i] for i in todo}, status, author=state.user)
+    changes = [Change(i, state.keys[i], state.seen[i], new[state.keys[i]]) for i in todo]
+    for c in changes:
+        state.seen[c.frame_idx], state.statuses[c.frame_idx] = c.head, status
+    state.undo.append(changes)
+    state.redo.clear()
+    return changes, len(idxs) - len(todo)
+
+
+def undo(ctx: AppContext, state: SessionState) -> list[Change]:
+    """Undo the newest group: write each frame's earlier content again as a new version."""
+    return _replay(ctx, state, state.undo, state.redo)
+
+
+def redo(ctx: AppContext, state: SessionState) -> list[Change]:
+    """Redo the newest undone group (again as new versions)."""
+    return _replay(ctx, state, state.redo, state.undo)
+
+
+def _replay(
+    ctx: AppContext, state: SessionState, source: list[list[Change]], target: list[list[Change]]
+) -> list[Change]:
+    if not source:
+        return []
+    group = source[-1]
+    _check_fresh(ctx, state, [c.frame_idx for c in group], {c.frame_idx: c.head for c in group})
+    done: list[Change] = []
+    try:
+        for c in reversed(group):
+            if c.restore:
+                old = {r.version: r for r in ctx.store.history(c.key)}[c.restore]
+                write = MaskWrite(
+                    rle=old.rle,
+                    source=old.source,
+                    score=old.score,
+                    status=old.status,
+                    reason=old.reason,
+                    tracks=old.tracks,
+                )
+            else:
+                h, w = _frame_size(ctx, c.key)
+                write = MaskWrite(mask=np.zeros((h, w), bool), source="human")
+            new = _put(ctx, state, c.frame_idx, write, expected=c.head)
+            done.append(new)
+            # the new head holds version ``c.restore``'s content: older entries that ended there now end here
+            for stack in (source, target):
+                stack[:] = [[_rebase(e, c.key, c.restore, new.head) for e in g] for g in stack]
+    finally:  # what was replayed moves to the other stack, even when a later frame was refused
+        replayed = {d.key for d in done}
+        rest = [e for e in source[-1] if e.key not in replayed]
+        if rest:
+            source[-1] = rest
+        else:
+            source.pop()
+        if done:
+            target.append(done)
+        refresh(ctx, state)
+    return done
+
+
+def _rebase(e: Change, key: str, old_head: int, new_head: int) -> Change:
+    return Change(e.frame_idx, e.key, e.restore, new_head) if e.key == key and e.head == old_head else e
+
+
+def _put(ctx: AppContext, state: SessionState, idx: int, write: MaskWrite, expected: int | None = None) -> Change:
+    key = state.keys[idx]
+    before = state.seen[idx] if expected is None else expected
+    head = ctx.store.put_mask(key, write, author=state.user, expected_version=before)
+    state.seen[idx] = head
+    state.statuses[idx] = write.status
+    return Change(idx, key, before, head)
+
+
+def _check_fresh(ctx: AppContext, state: SessionState, idxs: list[int], expected: dict[int, int] | None = None) -> None:
+    heads = {f.idx: (f.head_version, f.key) for f in ctx.store.frames(state.sample_id or "")}
+    for i in idxs:
+        want = state.seen[i] if expected is None else expected[i]
+        if heads[i][0] != want:
+            raise StaleVersionError(
+                f"frame {heads[i][1]} is at version {heads[i][0]}, not {want}: it was changed elsewhere; "
+                "nothing was written"
+            )
+
+
+def _frame_size(ctx: AppContext, key: str) -> tuple[int, int]:
+    rows = ctx.store.query("SELECT height, width FROM frames WHERE key=?", (key,))
+    if rows and rows[0][0]:
+        return int(rows[0][0]), int(rows[0][1])
+    return ctx.frames.load(key).shape[:2]

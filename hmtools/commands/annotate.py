@@ -1,0 +1,57 @@
+"""The ``annotate`` command: serve the browser annotator over a mask store."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def annotate(
+    store: Annotated[Path, typer.Option("--store", help="Mask store file (SQLite) to correct.")],
+    root: Annotated[Path, typer.Option("--root", help="Dataset root the store's frame keys are relative to.")],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind. Anything but loopback requires --auth or --auth-file.")
+    ] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option("--port", help="Port (default: first free from 7860).")] = None,
+    auth: Annotated[
+        list[str] | None, typer.Option("--auth", help="USER:PASS of an annotator; repeat for several.")
+    ] = None,
+    auth_file: Annotated[Path | None, typer.Option("--auth-file", help="File of USER:PASS lines.")] = None,
+    segmenter: Annotated[
+        str,
+        typer.Option(
+            "--segmenter",
+            help="SAM model of pipelines.segment (e.g. sam_vit_h, sam_vit_b), or 'fake' (no model: a disk "
+            "around the clicks; for demos and tests only).",
+        ),
+    ] = "sam_vit_h",
+    sam_checkpoint: Annotated[Path | None, typer.Option("--sam-checkpoint", help="SAM checkpoint file.")] = None,
+    device: Annotated[str, typer.Option("--device", help="Torch device for SAM: auto, cuda, cuda:1, cpu.")] = "auto",
+    cache_mb: Annotated[float, typer.Option("--cache-mb", help="Image-embedding cache size in MB.")] = 2048.0,
+    lock_ttl: Annotated[
+        float, typer.Option("--lock-ttl", help="Seconds a sample stays locked after activity.")
+    ] = 300.0,
+    user: Annotated[str | None, typer.Option("--user", help="Author name without --auth (default: OS user).")] = None,
+) -> None:
+    """Correct masks in a browser: SAM clicks, brush, propagation, review; every edit is saved at once."""
+    from annotator_app.server import check_bind, parse_auth, serve
+
+    credentials = parse_auth(auth or [], auth_file)
+    check_bind(host, credentials)
+    typer.echo(f"hmtools annotate: serving {store} on http://{host}:{port or 7860} (Ctrl+C to stop)")
+    serve(
+        store,
+        root,
+        host=host,
+        port=port,
+        auth=credentials,
+        segmenter=segmenter,
+        checkpoint=sam_checkpoint,
+        device=device,
+        cache_mb=cache_mb,
+        lock_ttl_s=lock_ttl,
+        user=user or getpass.getuser(),
+    )
