@@ -15,6 +15,7 @@ import typer
 from hmtools.commands import annotate as _annotate
 from hmtools.commands import build as _build
 from hmtools.commands import dataset as _dataset
+from hmtools.commands import exchange as _exchange
 from hmtools.commands import store as _store
 from hmtools.commands import train as _train
 from hmtools.errors import HMToolsError
@@ -33,6 +34,8 @@ app.command("validate")(_store.validate)
 app.command("build-masks")(_build.build_masks)
 app.command("preview")(_build.preview)
 app.command("annotate")(_annotate.annotate)
+app.command("export")(_exchange.export)
+app.command("import")(_exchange.import_masks)
 app.command("train")(_train.train)
 app.command("eval")(_train.evaluate)
 app.command("explain")(_train.explain)

@@ -87,15 +87,22 @@ class MaskStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``): all of it is applied, or none of it."""
+        """One write transaction (``BEGIN IMMEDIATE``): all of it is applied, or none of it.
+
+        Inside another ``transaction()`` of the same store it is a savepoint, so callers can group
+        several public writes (e.g. a whole import) into one transaction.
+        """
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            nested = self._conn.in_transaction
+            self._conn.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("ROLLBACK TO nested" if nested else "ROLLBACK")
+                if nested:
+                    self._conn.execute("RELEASE nested")
                 raise
-            self._conn.execute("COMMIT")
+            self._conn.execute("RELEASE nested" if nested else "COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only SQL query and return all rows (for hmtools' own report modules)."""

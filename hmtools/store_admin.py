@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,3 +173,21 @@ def iter_current(
             if rec is not None and statuses is not None and rec.status not in statuses:
                 rec = None
             yield sample_id, frame, rec
+
+
+@contextmanager
+def snapshot(store: MaskStore) -> Iterator[None]:
+    """A read transaction: every query inside sees the store as it was at the first read.
+
+    Writers in other processes go on (WAL mode) and are not seen until the snapshot ends; other
+    threads using the same :class:`MaskStore` wait. Inside a transaction it does nothing.
+    """
+    with store._lock:
+        if store._conn.in_transaction:
+            yield
+            return
+        store._conn.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            store._conn.execute("COMMIT")

@@ -10,6 +10,10 @@ from hmtools.errors import InputError
 def validate_path(path: Path, root: Path | None = None) -> list[str]:
     """Problems of a store or an export at ``path``, one human-readable line each (empty = sound).
 
+    A store gets :func:`hmtools.store_admin.integrity_check`; an export (COCO or YouTube-VIS JSON,
+    HDF5 file, FineParser folder) gets :func:`hmtools.exchange.validate_export`, which with
+    ``root`` also compares every frame's size.
+
     Raises:
         InputError: ``path`` does not exist or is of no known kind.
     """
@@ -21,7 +25,9 @@ def validate_path(path: Path, root: Path | None = None) -> list[str]:
 
         with MaskStore(path, create=False) as store:
             return integrity_check(store)
-    raise InputError(f"{path} is not a mask store; validating exports comes with hmtools export")
+    from hmtools.exchange.validate_export import validate_export
+
+    return validate_export(path, root=root)
 
 
 def _is_sqlite(path: Path) -> bool:

@@ -1,0 +1,167 @@
+"""FineParser-style mask folder: one 8-bit single-channel image per frame, mirroring the frame tree.
+
+``<out>/<frame key>`` with the extension replaced by ``.jpg`` (default) or ``.png``; pixel
+values 0 (background) and 255 (athlete). This is the layout the public FineParser code reads as
+its mask root (``FineDiving_HM/<video>/<idx>/<frame>.jpg``). Frames without a selected mask get
+no file (the manifest counts them); an empty mask is an all-zero image.
+
+Import reads any such folder: files are matched to frames by frame key with the extension
+ignored; JPEG masks are lossy, so pixels >= 128 are foreground.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from hmtools.errors import DataFormatError
+from hmtools.exchange.common import SampleMasks
+from hmtools.exchange.manifest import SUMS_NAME
+from hmtools.exchange.parallel import batched, ordered_map
+from hmtools.masks import RLE
+
+IMAGE_FORMATS = {".jpg": 95, ".png": 1}
+"""Mask file extension -> encoder setting (JPEG quality 95; PNG compression level 1)."""
+MASK_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+THRESHOLD = 128
+BATCH = 16
+"""Frames per thread-pool task (amortises the per-task overhead)."""
+
+
+def mask_relpath(frame_key: str, ext: str) -> str:
+    """Relative mask path for a frame key: same folders and name, extension ``ext``.
+
+    Raises:
+        DataFormatError: the key is absolute or climbs out of the root (``..``).
+    """
+    p = PurePosixPath(frame_key)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise DataFormatError(f"frame key {frame_key!r} is not a relative path inside the dataset root")
+    return str(p.with_suffix(ext))
+
+
+def encode_mask_image(mask: np.ndarray, ext: str) -> bytes:
+    """Encode an ``(H, W)`` bool or 0/1 ``uint8`` mask as an 8-bit single-channel 0/255 ``.jpg``/``.png``.
+
+    A Fortran-ordered mask (what pycocotools decodes to) is transposed by OpenCV, several times
+    faster than a NumPy copy, and OpenCV releases the GIL for it and for the encoding.
+    """
+    import cv2
+
+    m = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
+    if not m.flags.c_contiguous and m.T.flags.c_contiguous:
+        m = cv2.transpose(m.T)  # (W, H) C-order -> (H, W) C-order
+    img = cv2.threshold(np.ascontiguousarray(m), 0, 255, cv2.THRESH_BINARY)[1]
+    params = (
+        [cv2.IMWRITE_JPEG_QUALITY, IMAGE_FORMATS[ext]]
+        if ext == ".jpg"
+        else [
+            cv2.IMWRITE_PNG_COMPRESSION,
+            IMAGE_FORMATS[ext],
+        ]
+    )
+    ok, buf = cv2.imencode(ext, img, params)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {img.shape} mask as {ext}")
+    return buf.tobytes()
+
+
+def write_fineparser(samples: Iterable[SampleMasks], out: Path, ext: str, workers: int) -> None:
+    """Write one mask image per frame under the folder ``out`` and ``out/SHA256SUMS``."""
+    from pycocotools import mask as coco_mask
+
+    if ext not in IMAGE_FORMATS:
+        raise DataFormatError(f"mask image format must be one of {', '.join(IMAGE_FORMATS)}; got {ext!r}")
+
+    def jobs() -> Iterator[tuple[str, bytes, int, int]]:
+        last_parent = None
+        names: set[str] = set()  # mask names in the current folder (frames differing only by extension)
+        for sm in samples:
+            for frame, rec in zip(sm.frames, sm.records, strict=True):
+                if rec is None:
+                    continue
+                rel = mask_relpath(frame.key, ext)
+                parent = os.path.dirname(rel)
+                if parent != last_parent:
+                    (out / parent).mkdir(parents=True, exist_ok=True)
+                    last_parent, names = parent, set()
+                if rel in names:
+                    raise DataFormatError(f"two frames of {parent or 'the root'} map to the mask file {rel}")
+                names.add(rel)
+                yield rel, rec.rle["counts"].encode("ascii"), sm.height, sm.width
+
+    def work(batch: list[tuple[str, bytes, int, int]]) -> str:
+        lines = []
+        for rel, counts, height, width in batch:
+            mask = coco_mask.decode({"size": [height, width], "counts": counts})  # (H, W) Fortran order
+            data = encode_mask_image(mask, ext)
+            fd = os.open(out / rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            lines.append(f"{hashlib.sha256(data).hexdigest()}  {rel}\n")
+        return "".join(lines)
+
+    with open(out / SUMS_NAME, "w", encoding="utf-8") as sums:
+        for lines in ordered_map(work, batched(jobs(), BATCH), workers):
+            sums.write(lines)
+
+
+def scan_mask_folder(folder: Path) -> dict[str, str]:
+    """Map each mask image under ``folder`` to its frame key stem: ``{key without extension: relpath}``.
+
+    Raises:
+        DataFormatError: two files differ only by extension (which one is the mask?).
+    """
+    found: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, folder)
+        for name in sorted(filenames):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in MASK_EXTENSIONS:
+                continue
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+            key = rel[: len(rel) - len(ext)]
+            if key in found:
+                raise DataFormatError(f"{folder}: {found[key]} and {rel} are both masks of one frame; remove one")
+            found[key] = rel
+    return found
+
+
+@dataclass(frozen=True)
+class DecodedMask:
+    """A mask file read for import: its RLE, whether it is empty, and the image's size."""
+
+    rle: RLE
+    empty: bool
+    height: int
+    width: int
+
+
+def decode_mask_file(path: str | Path) -> DecodedMask:
+    """Read a mask image (any 8/16-bit, 1/3/4-channel file OpenCV reads), foreground = pixels >= 128.
+
+    The image is transposed and thresholded by OpenCV (which releases the GIL) so that the result
+    is already column-major for the RLE encoder.
+
+    Raises:
+        DataFormatError: OpenCV cannot decode the file.
+    """
+    import cv2
+
+    from hmtools.exchange.common import rle_from_fortran
+
+    img = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise DataFormatError(f"{path} is not a readable image; expected an 8-bit mask image")
+    cols = cv2.transpose(img)  # (W, H) C-order = (H, W) Fortran order
+    cv2.threshold(cols, THRESHOLD - 1, 1, cv2.THRESH_BINARY, dst=cols)
+    empty = cv2.countNonZero(cols) == 0
+    return DecodedMask(rle_from_fortran(cols.T), empty, int(img.shape[0]), int(img.shape[1]))

@@ -1,0 +1,162 @@
+"""Checks of COCO and YouTube-VIS exports, streamed (the file is never loaded whole)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hmtools.errors import DataFormatError
+from hmtools.exchange.jsonio import iter_array, top_level_keys
+from hmtools.masks import rle_area, rle_length
+
+SizeOf = Callable[[Path], "tuple[int, int] | None"]
+"""Reads ``(H, W)`` of an image file, ``None`` if unreadable."""
+
+_IMAGE_FIELDS = ("id", "file_name", "width", "height")
+_ANN_FIELDS = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
+_VIDEO_FIELDS = ("id", "width", "height", "length", "file_names")
+_TRACK_FIELDS = ("id", "video_id", "category_id", "iscrowd", "segmentations", "bboxes", "areas")
+
+
+def rle_problem(rle: Any, height: int, width: int) -> str | None:
+    """Why ``rle`` is not a compressed RLE of an ``height x width`` frame, or ``None`` if it is."""
+    if not isinstance(rle, dict) or not isinstance(rle.get("counts"), str) or "size" not in rle:
+        return "segmentation is not a compressed RLE {'size', 'counts': str}"
+    if list(rle["size"]) != [height, width]:
+        return f"RLE size {rle['size']} but the frame is [{height}, {width}]"
+    try:
+        covered = rle_length(rle["counts"].encode("ascii"))
+    except UnicodeEncodeError:
+        return "RLE counts are not ASCII"
+    if covered != height * width:
+        return f"RLE counts cover {covered} pixels, the frame has {height * width}"
+    return None
+
+
+def _missing(entry: Any, fields: tuple[str, ...]) -> list[str]:
+    if not isinstance(entry, dict):
+        return list(fields)
+    return [f for f in fields if f not in entry]
+
+
+def validate_coco(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
+    """Problems of a COCO export (see :func:`hmtools.exchange.validate_export.validate_export`)."""
+    problems: list[str] = []
+    try:
+        keys = top_level_keys(path)
+        for key in ("images", "annotations", "categories"):
+            if key not in keys:
+                problems.append(f"{path}: top-level {key!r} missing")
+        categories = {c.get("id") for c in iter_array(path, "categories") if isinstance(c, dict)}
+        images: dict[int, tuple[int, int]] = {}
+        per_sample: Counter[str] = Counter()
+        for img in iter_array(path, "images"):
+            if miss := _missing(img, _IMAGE_FIELDS):
+                problems.append(f"{path}: image {img!r:.60} lacks {', '.join(miss)}")
+                continue
+            if img["id"] in images:
+                problems.append(f"{path}: image id {img['id']} appears twice")
+            images[img["id"]] = (int(img["height"]), int(img["width"]))
+            per_sample[str(img.get("sample_id"))] += 1
+            if root is not None:
+                problems += _frame_check(root, img["file_name"], images[img["id"]], size_of)
+        n_per_image: Counter[int] = Counter()
+        for ann in iter_array(path, "annotations"):
+            if miss := _missing(ann, _ANN_FIELDS):
+                problems.append(f"{path}: annotation {ann!r:.60} lacks {', '.join(miss)}")
+                continue
+            where = f"{path}: annotation {ann['id']}"
+            if ann["image_id"] not in images:
+                problems.append(f"{where} names image {ann['image_id']}, not in 'images'")
+                continue
+            if ann["category_id"] not in categories:
+                problems.append(f"{where} has category {ann['category_id']}, not in 'categories'")
+            n_per_image[ann["image_id"]] += 1
+            if why := rle_problem(ann["segmentation"], *images[ann["image_id"]]):
+                problems.append(f"{where}: {why}")
+            elif rle_area(ann["segmentation"]) != ann["area"]:
+                problems.append(f"{where}: area {ann['area']} but the RLE has {rle_area(ann['segmentation'])}")
+        for image_id, n in sorted(n_per_image.items()):
+            if n > 1:
+                problems.append(f"{path}: image {image_id} has {n} masks, expected one per frame")
+        problems += _sample_coverage(path, per_sample)
+    except DataFormatError as e:
+        problems.append(str(e))
+    except (TypeError, ValueError, AttributeError) as e:
+        problems.append(f"{path}: malformed entry ({e}); the file was hand-edited or is corrupt")
+    return problems
+
+
+def validate_ytvis(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
+    """Problems of a YouTube-VIS export."""
+    problems: list[str] = []
+    try:
+        keys = top_level_keys(path)
+        for key in ("videos", "annotations", "categories"):
+            if key not in keys:
+                problems.append(f"{path}: top-level {key!r} missing")
+        categories = {c.get("id") for c in iter_array(path, "categories") if isinstance(c, dict)}
+        videos: dict[int, tuple[int, int, int]] = {}
+        per_sample: Counter[str] = Counter()
+        for v in iter_array(path, "videos"):
+            if miss := _missing(v, _VIDEO_FIELDS):
+                problems.append(f"{path}: video {v!r:.60} lacks {', '.join(miss)}")
+                continue
+            if len(v["file_names"]) != v["length"]:
+                problems.append(
+                    f"{path}: video {v['id']} has length {v['length']} but {len(v['file_names'])} file_names"
+                )
+            if len(set(v["file_names"])) != len(v["file_names"]):
+                problems.append(f"{path}: video {v['id']} lists a frame twice")
+            videos[v["id"]] = (int(v["length"]), int(v["height"]), int(v["width"]))
+            per_sample[str(v.get("sample_id"))] += len(v["file_names"])
+            if root is not None:
+                for name in v["file_names"]:
+                    problems += _frame_check(root, name, (int(v["height"]), int(v["width"])), size_of)
+        for ann in iter_array(path, "annotations"):
+            if miss := _missing(ann, _TRACK_FIELDS):
+                problems.append(f"{path}: annotation {ann!r:.60} lacks {', '.join(miss)}")
+                continue
+            where = f"{path}: annotation {ann['id']}"
+            if ann["video_id"] not in videos:
+                problems.append(f"{where} names video {ann['video_id']}, not in 'videos'")
+                continue
+            if ann["category_id"] not in categories:
+                problems.append(f"{where} has category {ann['category_id']}, not in 'categories'")
+            length, height, width = videos[ann["video_id"]]
+            for field in ("segmentations", "bboxes", "areas"):
+                if len(ann[field]) != length:
+                    problems.append(f"{where}: {len(ann[field])} {field} for a video of length {length}")
+            for i, seg in enumerate(ann["segmentations"]):
+                if seg is not None and (why := rle_problem(seg, height, width)):
+                    problems.append(f"{where} frame {i}: {why}")
+        problems += _sample_coverage(path, per_sample)
+    except DataFormatError as e:
+        problems.append(str(e))
+    except (TypeError, ValueError, AttributeError) as e:
+        problems.append(f"{path}: malformed entry ({e}); the file was hand-edited or is corrupt")
+    return problems
+
+
+def _sample_coverage(path: Path, per_sample: Counter[str]) -> list[str]:
+    """Compare the frames listed per sample with the samples' frame counts (``samples`` array)."""
+    problems = []
+    for meta in iter_array(path, "samples"):
+        if not isinstance(meta, dict) or "sample_id" not in meta or "n_frames" not in meta:
+            problems.append(f"{path}: a 'samples' entry lacks sample_id or n_frames")
+            continue
+        listed = per_sample.get(str(meta["sample_id"]), 0)
+        if listed != meta["n_frames"]:
+            problems.append(f"{path}: sample {meta['sample_id']}: {listed} of {meta['n_frames']} frames have a mask")
+    return problems
+
+
+def _frame_check(root: Path, key: str, size: tuple[int, int], size_of: SizeOf) -> list[str]:
+    frame_size = size_of(root / key)
+    if frame_size is None:
+        return [f"{root / key}: frame listed in the export is missing or unreadable under --root"]
+    if frame_size != size:
+        return [f"{key}: export says {size[0]}x{size[1]}, the frame is {frame_size[0]}x{frame_size[1]}"]
+    return []

@@ -1,0 +1,167 @@
+"""The ``export`` and ``import`` commands end to end through ``hmtools.cli.main``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _exchange_fixtures import current, fill_store, make_samples, write_frames
+
+from hmtools.cli import main
+from hmtools.datasets.index import DatasetIndex
+from hmtools.store import MaskStore
+
+
+def _run(args: list[str]) -> int:
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    return int(e.value.code or 0)
+
+
+@pytest.fixture()
+def fake_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``load_dataset`` replaced by one that returns the fixture samples (the adapter is not under test)."""
+    root = tmp_path / "root"
+    write_frames(root, make_samples())
+
+    def load(name: str, root_dir: Path, annotations: Path | None = None, **options: object) -> DatasetIndex:
+        return DatasetIndex(name, Path(root_dir), Path(root_dir), make_samples())
+
+    monkeypatch.setattr("hmtools.datasets.load_dataset", load)
+    return root
+
+
+def test_export_then_import_through_the_cli(
+    fake_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with MaskStore(tmp_path / "a.db") as st:
+        fill_store(st, make_samples())
+        masks = current(st)
+    code = _run(
+        [
+            "export",
+            "--store",
+            str(tmp_path / "a.db"),
+            "--format",
+            "coco",
+            "--out",
+            str(tmp_path / "c.json"),
+            "--status",
+            "accepted,unreviewed,flagged",
+            "--samples",
+            "diving/001,diving/002",
+            "--samples",
+            "diving/003",
+        ]
+    )
+    assert code == 0 and "17 masks (1 empty)" in capsys.readouterr().out
+    code = _run(
+        [
+            "import",
+            "--dataset",
+            "aqa7",
+            "--root",
+            str(fake_dataset),
+            "--store",
+            str(tmp_path / "b.db"),
+            "--format",
+            "coco",
+            "--masks",
+            str(tmp_path / "c.json"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "imported 17 masks" in out and "frames without a mask: 1" in out
+    with MaskStore(tmp_path / "b.db") as st:
+        back = current(st)
+    assert all((back[k] is None) == (m is None) and (m is None or (back[k] == m).all()) for k, m in masks.items())
+
+
+def test_cli_bad_input_exits_2_with_one_line(
+    fake_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with MaskStore(tmp_path / "a.db") as st:
+        fill_store(st, make_samples())
+    assert _run(["export", "--store", str(tmp_path / "a.db"), "--format", "png", "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert _run(["export", "--store", str(tmp_path / "none.db"), "--format", "coco", "--out", str(tmp_path / "x")]) == 2
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"images": [{"id": 1, "file_name": "diving-out/001/img_00001.jpg"}]}))
+    code = _run(
+        [
+            "import",
+            "--dataset",
+            "aqa7",
+            "--root",
+            str(fake_dataset),
+            "--store",
+            str(tmp_path / "b.db"),
+            "--format",
+            "coco",
+            "--masks",
+            str(bad),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("hmtools: error:") and "width" in err and err.count("\n") == 1
+    with MaskStore(tmp_path / "b.db") as st:
+        assert st.sample_ids() == []
+
+
+def _aqa7_tree(root: Path) -> list[str]:
+    """A tiny AQA-7 extracted-frame tree: diving 001 (train) and 002 (test), 5 frames each (48x64)."""
+    import cv2
+    import numpy as np
+    from scipy.io import savemat
+
+    keys = []
+    for nnn in (1, 2):
+        folder = root / "diving-out" / f"{nnn:03d}"
+        folder.mkdir(parents=True)
+        for i in range(1, 6):
+            cv2.imwrite(str(folder / f"img_{i:05d}.jpg"), np.full((48, 64, 3), 40 * i, np.uint8))
+            keys.append(f"diving-out/{nnn:03d}/img_{i:05d}.jpg")
+    (root / "Split_4").mkdir()
+    savemat(root / "Split_4/split_4_train_list.mat", {"consolidated_train_list": np.array([[1.0, 1.0, 80.0]])})
+    savemat(root / "Split_4/split_4_test_list.mat", {"consolidated_test_list": np.array([[1.0, 2.0, 70.0]])})
+    return keys
+
+
+def test_import_with_the_real_aqa7_adapter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+    import numpy as np
+    from _exchange_fixtures import person_mask
+
+    root = tmp_path / "Seven"
+    keys = _aqa7_tree(root)
+    masks = tmp_path / "AQA-7-HM"
+    for t, key in enumerate(keys[:-1]):  # the last frame gets no mask
+        (masks / key).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str((masks / key).with_suffix(".png")), person_mask(48, 64, t).astype(np.uint8) * 255)
+    cv2.imwrite(str(masks / "diving-out/002/img_00099.png"), np.zeros((48, 64), np.uint8))
+    store = tmp_path / "s.db"
+    args = ["--dataset", "aqa7", "--root", str(root), "--store", str(store), "--format", "fineparser"]
+    assert _run(["import", *args, "--masks", str(masks)]) == 0
+    out = capsys.readouterr().out
+    assert "imported 9 masks" in out and "2 newly registered" in out
+    assert "frames without a mask: 1 (first: diving-out/002/img_00005.jpg)" in out
+    assert "masks without a frame (not imported): 1 (first: diving-out/002/img_00099.png)" in out
+    with MaskStore(store) as st:
+        assert st.sample_ids() == ["diving/001", "diving/002"]
+        assert st.get_sample("diving/001").score == pytest.approx(80.0)
+        rec = st.current_mask(keys[3])
+        assert rec.source == "imported" and np.array_equal(rec.mask(), person_mask(48, 64, 3))
+    assert _run(["export", "--store", str(store), "--format", "hdf5", "--out", str(tmp_path / "m.h5")]) == 0
+    assert _run(["validate", str(tmp_path / "m.h5"), "--root", str(root)]) == 1  # diving/002 lacks one mask
+    assert "1 of 5 frames have no mask" in capsys.readouterr().out
+    # a mask folder of another dataset (MTL-AQA layout): one line, exit 2, store unchanged
+    other = tmp_path / "MTL-HM" / "01"
+    other.mkdir(parents=True)
+    cv2.imwrite(str(other / "00000001.jpg"), np.zeros((48, 64), np.uint8))
+    before = MaskStore(store).query("SELECT COUNT(*) FROM masks")
+    assert _run(["import", *args, "--masks", str(tmp_path / "MTL-HM")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "another dataset" in err
+    assert MaskStore(store).query("SELECT COUNT(*) FROM masks") == before

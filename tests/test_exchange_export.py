@@ -1,0 +1,259 @@
+"""Exports: COCO loads in pycocotools and self-evaluates to AP 1, YouTube-VIS schema, HDF5 with plain
+h5py, FineParser folder mirrors the frame tree, determinism, atomicity, selection."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+from _exchange_fixtures import H, W, current, fill_store, make_samples
+
+from hmtools.errors import InputError
+from hmtools.exchange import ExportOptions, Selection, export_store
+from hmtools.masks import decode_rle, mask_iou
+from hmtools.store import MaskStore
+
+
+@pytest.fixture()
+def store_path(tmp_path: Path) -> Path:
+    path = tmp_path / "masks.db"
+    with MaskStore(path) as st:
+        fill_store(st, make_samples())
+    return path
+
+
+def test_coco_loads_in_pycocotools_and_self_eval_gives_ap_1(store_path: Path, tmp_path: Path) -> None:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    out = tmp_path / "masks.json"
+    result = export_store(store_path, "coco", out)
+    gt = COCO(str(out))
+    assert len(gt.imgs) == 17  # 18 frames, one without a mask
+    assert len(gt.anns) == 16  # one mask is empty: its image has no annotation
+    ann = gt.anns[1]
+    assert {"source", "score", "status", "version"} <= set(ann)
+    assert ann["iscrowd"] == 0 and gt.cats[ann["category_id"]]["name"] == "person"
+    img = gt.imgs[ann["image_id"]]
+    assert img["file_name"] == "diving-out/001/img_00001.jpg" and (img["height"], img["width"]) == (H, W)
+    with MaskStore(store_path, create=False) as st:
+        masks = current(st)
+    for a in gt.anns.values():
+        assert np.array_equal(gt.annToMask(a).astype(bool), masks[gt.imgs[a["image_id"]]["file_name"]])
+    dets = [{**a, "score": 1.0} for a in json.loads(out.read_text())["annotations"]]
+    ev = COCOeval(gt, gt.loadRes(dets), "segm")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert ev.stats[0] == pytest.approx(1.0)
+    assert result.counts.masks == 17 and result.counts.frames_without_mask == 1
+
+
+def test_ytvis_matches_schema_with_null_where_absent(store_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "vis.json"
+    export_store(store_path, "ytvis", out)
+    data = json.loads(out.read_text())
+    assert {"videos", "annotations", "categories", "info", "licenses"} <= set(data)
+    assert len(data["videos"]) == 3 and len(data["annotations"]) == 3  # one track per video (no tracks)
+    v = data["videos"][0]
+    for key, kind in (("id", int), ("width", int), ("height", int), ("length", int), ("file_names", list)):
+        assert isinstance(v[key], kind)
+    assert v["length"] == len(v["file_names"]) == 5
+    a = data["annotations"][0]
+    assert a["video_id"] == v["id"] and a["iscrowd"] == 0 and a["category_id"] == 1
+    assert len(a["segmentations"]) == len(a["bboxes"]) == len(a["areas"]) == v["length"]
+    # frame index 2 of sample 1 holds an empty mask: the athlete is absent there -> null
+    empty_at = v["file_names"].index("diving-out/001/img_00003.jpg")
+    assert a["segmentations"][empty_at] is None and a["bboxes"][empty_at] is None
+    seg = a["segmentations"][0]
+    assert seg["size"] == [H, W] and isinstance(seg["counts"], str)
+    x, y, w, h = a["bboxes"][0]
+    assert w > 0 and h > 0 and a["areas"][0] == float(decode_rle(seg).sum())
+
+
+def test_ytvis_exports_one_annotation_per_athlete_track(tmp_path: Path) -> None:
+    path = tmp_path / "tracks.db"
+    with MaskStore(path) as st:
+        fill_store(st, make_samples(n_samples=1), tracks=True, holes=False)
+        union = current(st)
+    export_store(path, "ytvis", tmp_path / "vis.json")
+    data = json.loads((tmp_path / "vis.json").read_text())
+    tracks = [a for a in data["annotations"] if a["video_id"] == 1]
+    assert sorted(a["track"] for a in tracks) == [1, 2]
+    for i, key in enumerate(data["videos"][0]["file_names"]):
+        parts = [decode_rle(a["segmentations"][i]) for a in tracks if a["segmentations"][i] is not None]
+        assert np.array_equal(np.logical_or.reduce(parts), union[key])
+        left = next(a for a in tracks if a["track"] == 1)["segmentations"][i]
+        assert left is None or not decode_rle(left)[:, W // 2 :].any()
+
+
+def test_hdf5_reads_with_plain_h5py(store_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "masks.h5"
+    export_store(store_path, "hdf5", out)
+    with MaskStore(store_path, create=False) as st:
+        masks = current(st)
+    # the ten-line reader from docs/formats.md
+    with h5py.File(out, "r") as f:
+        assert f.attrs["format"] == "hmtools-masks"
+        for _name, g in f["samples"].items():
+            keys = g["frame_keys"].asstr()[()]
+            height = g["masks"].attrs["height"]
+            frames = np.unpackbits(g["masks"][()], axis=1, count=height).astype(bool)  # (T, H, W)
+            present = g["present"][()].astype(bool)
+            assert frames.shape == (len(keys), H, W) and g["masks"].chunks == (1, math.ceil(H / 8), W)
+            assert g["masks"].compression == "gzip" and g["masks"].dtype == np.uint8
+            for key, m, p in zip(keys, frames, present, strict=True):
+                assert (masks[key] is not None) == p
+                assert np.array_equal(m, masks[key] if p else np.zeros((H, W), bool))
+            assert g.attrs["sample_id"].startswith("diving/") and g.attrs["split"] in ("train", "test")
+            assert json.loads(g.attrs["info"])["action_class"] == "diving"
+            assert set(g["source"].asstr()[()]) <= {"", "auto", "human"}
+            assert g["score"].dtype == np.float32 and g["version"].dtype == np.int32
+
+
+@pytest.mark.parametrize("image_format", ["jpg", "png"])
+def test_fineparser_folder_mirrors_frame_tree(store_path: Path, tmp_path: Path, image_format: str) -> None:
+    out = tmp_path / "FineDiving_HM"
+    export_store(store_path, "fineparser", out, options=ExportOptions(image_format=image_format))
+    with MaskStore(store_path, create=False) as st:
+        masks = current(st)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob(f"*.{image_format}"))
+    expected = sorted(k.replace(".jpg", f".{image_format}") for k, m in masks.items() if m is not None)
+    assert files == expected
+    for rel in files:
+        img = cv2.imread(str(out / rel), cv2.IMREAD_UNCHANGED)
+        assert img.dtype == np.uint8 and img.shape == (H, W)  # 8-bit single channel
+        mask = masks[rel.replace(f".{image_format}", ".jpg")]
+        if image_format == "png":
+            assert set(np.unique(img)) <= {0, 255} and np.array_equal(img == 255, mask)
+        else:
+            assert mask_iou(img >= 128, mask) >= 0.99
+    sums = (out / "SHA256SUMS").read_text().splitlines()
+    assert len(sums) == len(files)
+
+
+FORMATS = (("coco", "c.json"), ("ytvis", "y.json"), ("hdf5", "m.h5"), ("fineparser", "fp"))
+
+
+def _read_all(out: Path) -> dict[str, bytes]:
+    if out.is_dir():
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return {"file": out.read_bytes(), "manifest": out.with_name(out.name + ".manifest.json").read_bytes()}
+
+
+def test_exports_are_deterministic(store_path: Path, tmp_path: Path) -> None:
+    import time
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for fmt, name in FORMATS:
+        export_store(store_path, fmt, a / name)
+    time.sleep(1.1)  # a timestamp anywhere in the content (HDF5 object times...) would now differ
+    for fmt, name in FORMATS:
+        export_store(store_path, fmt, b / name)
+        assert _read_all(a / name) == _read_all(b / name), fmt
+        manifest_file = a / name / "manifest.json" if fmt == "fineparser" else a / f"{name}.manifest.json"
+        manifest = json.loads(manifest_file.read_text())
+        assert manifest["format"] == fmt and manifest["counts"]["masks"] == 17 and manifest["tool_version"]
+
+
+def test_status_and_sample_selection(store_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "acc.json"
+    result = export_store(store_path, "coco", out, Selection(("diving/002",), ("accepted",)))
+    data = json.loads(out.read_text())
+    assert {img["sample_id"] for img in data["images"]} == {"diving/002"}
+    assert all(a["status"] == "accepted" for a in data["annotations"]) and len(data["annotations"]) == 3
+    assert result.counts.frames_without_mask == 3
+    with pytest.raises(InputError, match="not in"):
+        export_store(store_path, "coco", tmp_path / "x.json", Selection(("nope/1",)))
+    with pytest.raises(InputError, match="--status"):
+        export_store(store_path, "coco", tmp_path / "x.json", Selection(None, ("great",)))
+
+
+def test_export_is_atomic_and_refuses_to_overwrite(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hmtools.exchange import export as export_mod
+
+    out = tmp_path / "masks.h5"
+    export_store(store_path, "hdf5", out)
+    before = out.read_bytes()
+    with pytest.raises(InputError, match="already exists"):
+        export_store(store_path, "hdf5", out)
+
+    def broken(samples, tmp, info, opts):  # type: ignore[no-untyped-def]
+        for _ in samples:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("disk full")
+
+    monkeypatch.setitem(export_mod.EXPORTERS, "hdf5", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_store(store_path, "hdf5", out, options=ExportOptions(overwrite=True))
+    assert out.read_bytes() == before  # the old export is intact
+    assert not any(".partial-" in p.name for p in tmp_path.iterdir())
+
+
+def test_frame_keys_that_climb_out_of_the_folder_are_refused(tmp_path: Path) -> None:
+    from hmtools.errors import DataFormatError
+    from hmtools.schema import Sample
+    from hmtools.store_types import MaskWrite
+
+    path = tmp_path / "evil.db"
+    with MaskStore(path) as st:
+        st.add_samples([Sample("x/1", "aqa7", ("../../outside.jpg",), "train")])
+        st.write_sample_masks("x/1", [MaskWrite(mask=np.ones((4, 4), bool))], author="t")
+    with pytest.raises(DataFormatError, match="not a relative path"):
+        export_store(path, "fineparser", tmp_path / "fp")
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("evil.db")) == []
+    assert not (tmp_path.parent / "outside.jpg").exists()
+
+
+def test_export_reads_one_snapshot_while_annotators_write(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hmtools.exchange import export as export_mod
+    from hmtools.store_types import MaskWrite
+
+    seen: list[int] = []
+
+    def spy(samples, tmp, info, opts):  # type: ignore[no-untyped-def]
+        stream = iter(samples)
+        next(stream)
+        with MaskStore(store_path) as other:  # another connection writes mid-export (WAL lets it)
+            other.write_sample_masks("diving/003", [MaskWrite(mask=np.zeros((H, W), bool))], author="annotator")
+        seen.extend(r.version for r in list(stream)[-1].records)
+        tmp.write_text("{}")
+
+    monkeypatch.setitem(export_mod.EXPORTERS, "coco", spy)
+    export_store(store_path, "coco", tmp_path / "c.json")
+    assert seen and set(seen) == {1}  # the export did not see the annotator's version 2
+    with MaskStore(store_path) as st:
+        assert st.current_mask("diving-out/003/img_00001.jpg").version == 2
+
+
+def test_manifest_records_counts_and_build_configuration(tmp_path: Path) -> None:
+    from hmtools.store_admin import put_config
+    from hmtools.store_types import MaskWrite
+
+    path = tmp_path / "built.db"
+    samples = make_samples(n_samples=2, n_frames=2)
+    with MaskStore(path) as st:
+        st.add_samples(samples)
+        put_config(st, "abc123", {"detector": "yolo11n", "segmenter": "sam_vit_b"})
+        for s in samples:
+            writes = [MaskWrite(mask=np.ones((H, W), bool), score=0.8) for _ in s.frames]
+            st.write_sample_masks(s.sample_id, writes, author="build", build_config="abc123")
+    export_store(path, "hdf5", tmp_path / "m.h5")
+    manifest = json.loads((tmp_path / "m.h5.manifest.json").read_text())
+    assert manifest["store"]["build_configs"] == {"abc123": {"detector": "yolo11n", "segmenter": "sam_vit_b"}}
+    assert manifest["counts"]["masks"] == 4 and manifest["counts"]["by_source"]["auto"] == 4
+    import hashlib
+
+    digest = hashlib.sha256((tmp_path / "m.h5").read_bytes()).hexdigest()
+    assert manifest["files"] == {"m.h5": {"sha256": digest, "bytes": (tmp_path / "m.h5").stat().st_size}}

@@ -1,0 +1,100 @@
+"""``hmtools validate`` on exports: sound exports pass; tampering, bad RLE and gaps are reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from _exchange_fixtures import H, W, fill_store, make_samples, write_frames
+
+from hmtools.cli import main
+from hmtools.exchange import export_store
+from hmtools.store import MaskStore
+from hmtools.validate import validate_path
+
+FORMATS = (("coco", "c.json"), ("ytvis", "y.json"), ("hdf5", "m.h5"), ("fineparser", "fp"))
+
+
+@pytest.fixture()
+def complete(tmp_path: Path) -> tuple[Path, Path]:
+    """A store where every frame has a mask, and its frame tree."""
+    samples = make_samples()
+    write_frames(tmp_path / "root", samples)
+    with MaskStore(tmp_path / "masks.db") as st:
+        fill_store(st, samples, holes=False)
+    return tmp_path / "masks.db", tmp_path / "root"
+
+
+@pytest.mark.parametrize(("fmt", "name"), FORMATS)
+def test_sound_exports_validate_clean(complete, tmp_path: Path, fmt: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    store, root = complete
+    export_store(store, fmt, tmp_path / name)
+    assert validate_path(tmp_path / name) == []
+    assert validate_path(tmp_path / name, root=root) == []
+
+
+@pytest.mark.parametrize(("fmt", "name"), FORMATS)
+def test_tampering_breaks_the_manifest_hash(complete, tmp_path: Path, fmt: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    store, _ = complete
+    out = tmp_path / name
+    export_store(store, fmt, out)
+    target = out / "diving-out/002/img_00001.jpg" if fmt == "fineparser" else out
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0x01  # inside the JSON's closing / HDF5 metadata / JPEG tail
+    target.write_bytes(bytes(data))
+    problems = validate_path(out)
+    assert any("sha256" in p for p in problems), problems
+
+
+def test_coco_problems_are_listed_one_per_line(complete, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store, root = complete
+    out = tmp_path / "c.json"
+    export_store(store, "coco", out)
+    data = json.loads(out.read_text())
+    data["annotations"][0]["segmentation"]["size"] = [H + 1, W]
+    data["annotations"][1]["segmentation"]["counts"] += "0"
+    data["annotations"].append({**data["annotations"][2], "id": 999})
+    del data["annotations"][4]["bbox"]
+    data["images"] = data["images"][:-1]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != 18]
+    out.write_text(json.dumps(data))
+    problems = validate_path(out)
+    text = "\n".join(problems)
+    assert "annotation 1: RLE size" in text
+    assert "annotation 2: RLE counts cover" in text
+    assert "has 2 masks" in text
+    assert "lacks bbox" in text
+    assert "diving/003: 5 of 6 frames have a mask" in text
+    assert "sha256" in text
+
+
+def test_frame_size_disagreement_with_root_is_reported(complete, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store, root = complete
+    out = tmp_path / "fp"
+    export_store(store, "fineparser", out)
+    cv2.imwrite(str(root / "diving-out/001/img_00002.jpg"), np.zeros((H, W + 8, 3), np.uint8))
+    (out / "diving-out/001/img_00004.jpg").unlink()
+    problems = validate_path(out, root=root)
+    assert any("img_00002.jpg: mask is 48x64, frame is 48x72" in p for p in problems), problems
+    assert any("img_00004.jpg: frame has no mask" in p for p in problems)
+    assert any("listed in SHA256SUMS but missing" in p for p in problems)
+
+
+def test_cli_validate_exit_codes(complete, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    store, _ = complete
+    out = tmp_path / "m.h5"
+    export_store(store, "hdf5", out)
+    with pytest.raises(SystemExit) as e:
+        main(["validate", str(out)])
+    assert e.value.code == 0 and "ok" in capsys.readouterr().out
+    out.write_bytes(out.read_bytes()[:-100])
+    with pytest.raises(SystemExit) as e:
+        main(["validate", str(out)])
+    assert e.value.code == 1 and "sha256" in capsys.readouterr().out
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(SystemExit) as e:
+        main(["validate", str(tmp_path / "notes.txt")])
+    assert e.value.code == 2 and "hmtools: error:" in capsys.readouterr().err
