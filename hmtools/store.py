@@ -46,6 +46,23 @@ from hmtools.store_write import (
 )
 
 
+def _set_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch to WAL, retrying while another process holds the lock that the switch needs.
+
+    SQLite does not call its busy handler for this switch, so two processes opening a new store at
+    the same moment could otherwise fail with "database is locked".
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class MaskStore:
     """A connection to one store file; safe to share between threads of one process.
 
@@ -77,7 +94,7 @@ class MaskStore:
             raise InputError(f"cannot open mask store {self.path}: {e}") from e
         try:
             check_store(self._conn, self.path, create=create)  # before any write; fails on non-SQLite
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(self._conn, busy_timeout_s)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA mmap_size=268435456")  # read pages without a syscall each
             self._conn.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache

@@ -3,8 +3,8 @@
 A sample is *done* when the store marks it built with the same configuration hash (the parts
 of :class:`~pipelines.config.BuildConfig` that change masks, plus the weights' sha256); reruns
 skip it, ``force`` redoes it. A sample with human work (a head version whose source is
-``human`` or whose status is ``accepted``/``rejected``) is never rebuilt unless
-``overwrite_human`` is given: new automatic versions would hide the edits (they stay in the
+``human`` or whose status is ``accepted``/``rejected``) or an annotator's unexpired lock is never
+rebuilt unless ``overwrite_human`` is given (checked before building and again before writing): new automatic versions would hide the edits (they stay in the
 history, but the annotator and exports read the head). A killed run leaves every sample either
 fully written or untouched, so a rerun finishes the job with no duplicates.
 """
@@ -23,7 +23,7 @@ from hmtools.config import config_hash
 from hmtools.errors import HMToolsError
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
-from hmtools.store_admin import put_config
+from hmtools.store_admin import lock_holder, put_config
 from pipelines.config import BuildConfig, result_config
 from pipelines.run import Models, build_sample_masks
 
@@ -66,7 +66,7 @@ class BuildSummary:
         fps = self.frames / self.seconds if self.seconds > 0 else 0.0
         out = [
             f"{self.samples} samples: {self.built} built, {self.skipped_done} already done, "
-            f"{len(self.skipped_human)} skipped (human edits), {len(self.failed)} failed",
+            f"{len(self.skipped_human)} skipped (human edits or an annotator's lock), {len(self.failed)} failed",
             f"{self.frames} frames in {self.seconds:.1f} s ({fps:.2f} frames/s), {self.flagged} flagged; config {self.config_hash}",
         ]
         out += [f"  flagged: {r}: {n}" for r, n in self.reasons.most_common(10)]
@@ -78,6 +78,16 @@ class BuildSummary:
         return out
 
 
+def human_block(store: MaskStore, sample_id: str) -> str | None:
+    """Why the sample must not be rebuilt without ``overwrite_human``: human work, or an annotator's lease."""
+    if has_human_work(store, sample_id):
+        return "human edits"
+    lock = lock_holder(store, sample_id)
+    if lock is not None:
+        return f"being edited by {lock.owner}"
+    return None
+
+
 def has_human_work(store: MaskStore, sample_id: str) -> bool:
     """Whether any frame's head mask of the sample was edited or reviewed by a person."""
     rows = store.query(
@@ -86,11 +96,6 @@ def has_human_work(store: MaskStore, sample_id: str) -> bool:
         (sample_id,),
     )
     return rows[0][0] > 0
-
-
-def _reason_key(reason: str) -> str:
-    """Group flag reasons without their numbers (``low segmenter score 0.52`` -> ``low segmenter score``)."""
-    return " ".join(w for w in reason.split() if not any(c.isdigit() for c in w)).rstrip(" (:")
 
 
 def build_masks(
@@ -132,21 +137,27 @@ def build_masks(
     for s in samples:
         if not force and store.build_config(s.sample_id) == chash:
             summary.skipped_done += 1
-        elif not overwrite_human and has_human_work(store, s.sample_id):
+        elif not overwrite_human and human_block(store, s.sample_id):
             summary.skipped_human.append(s.sample_id)
         else:
             todo.append(s)
     t0 = time.perf_counter()
     with tqdm(
-        total=2 * sum(len(s.frames) for s in todo),
+        total=sum(len(s.frames) for s in todo),
         unit="frame",
         desc=desc,
         disable=not progress,
-        unit_scale=0.5,
     ) as bar:
         for s in todo:
+            if not s.frames:
+                summary.failed[s.sample_id] = "no frames listed (videos not extracted? run hmtools extract-frames)"
+                continue
             try:
+                bar.set_postfix_str(s.sample_id, refresh=False)
                 writes = build_sample_masks(s, root, models, cfg, tick=bar.update)
+                if not overwrite_human and human_block(store, s.sample_id):  # an annotator started meanwhile
+                    summary.skipped_human.append(s.sample_id)
+                    continue
                 store.write_sample_masks(s.sample_id, writes, author=AUTHOR, build_config=chash)
             except HMToolsError as e:
                 summary.failed[s.sample_id] = str(e)
@@ -157,6 +168,6 @@ def build_masks(
             for w in writes:
                 if w.status == "flagged":
                     summary.flagged += 1
-                    summary.reasons.update(_reason_key(r) for r in (w.reason or "").split("; "))
+                    summary.reasons.update((w.reason or "").split("; "))
     summary.seconds = time.perf_counter() - t0
     return summary

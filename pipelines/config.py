@@ -43,6 +43,7 @@ class SelectConfig:
     max_gap: int = 20
     stitch_dist: float = 1.5
     sync_overlap: float = 0.5
+    sync_min_motion: float = 0.5
     w_size: float = 1.0
     w_motion: float = 1.0
     w_shape: float = 0.5
@@ -71,6 +72,7 @@ class RepairConfig:
     max_interp_gap: int = 12
     jump_iou: float = 0.3
     jump_area_ratio: float = 2.5
+    max_jump_run: int = 3
     reprompt: bool = True
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,7 @@ class Detector:
     conf: float = 0.2
     imgsz: int = 640
     half: bool = False
-    batch: BatchSize = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.batch is None:
-            self.batch = BatchSize(16)
+    batch: BatchSize = field(default_factory=lambda: BatchSize(16))
 
 
 def person_classes(names: dict[int, str]) -> tuple[int, ...]:
@@ -87,8 +83,7 @@ def build_detector(
         InputError: neither an existing file nor a known name (lists the names), or the named
             weights could not be fetched (says what to pass instead).
     """
-    from ultralytics import YOLO
-
+    YOLO = _yolo_class()
     path = Path(spec)
     names = ", ".join([*DETECTORS, "lite"])
     if path.suffix in (".yaml", ".yml"):
@@ -134,8 +129,8 @@ def detect_people(detector: Detector, frames: Sequence[np.ndarray]) -> list[np.n
             classes=list(detector.person_classes),
             imgsz=detector.imgsz,
             device=detector.device,
-            half=detector.half,
             verbose=False,
+            **_precision(detector.half),
         )
         out = []
         for r in results:
@@ -151,3 +146,29 @@ def detect_people(detector: Detector, frames: Sequence[np.ndarray]) -> list[np.n
         return run_batched(call, list(frames), detector.batch)
     except RuntimeError as e:
         raise HMToolsError(f"person detection failed: {e}") from e
+
+
+def _precision(half: bool) -> dict[str, Any]:
+    """fp16 inference on CUDA: ``quantize=16`` in ultralytics >= 8.4, ``half=True`` before it."""
+    if not half:
+        return {}
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return {"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True}
+
+
+def _yolo_class() -> Any:
+    """``ultralytics.YOLO``, imported without leaving ultralytics' process-wide ``PIL.Image.open`` patch.
+
+    Importing ultralytics replaces ``PIL.Image.open`` for the whole process (HEIC support that
+    imports ``pi_heif`` on any unreadable file, raising ModuleNotFoundError where PIL raises
+    UnidentifiedImageError). We feed it arrays, never files, so PIL's own function is put back
+    and the rest of hmtools keeps PIL's documented errors.
+    """
+    from PIL import Image
+
+    original = Image.open
+    from ultralytics import YOLO
+
+    Image.open = original
+    return YOLO

@@ -62,3 +62,11 @@ def gather(obj: Any, rank: Rank) -> list[Any]:
     out: list[Any] = [None] * rank.world
     dist.all_gather_object(out, obj)
     return out
+
+
+def barrier(rank: Rank) -> None:
+    """Wait for every rank (no-op for a single process)."""
+    if rank.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()

@@ -7,14 +7,19 @@ caller can flag it and go on.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from hmtools.errors import DataFormatError
+from hmtools.frames import read_frame as read_rgb
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,19 +43,18 @@ class FrameBatch:
 
 
 def read_frame(root: Path, key: str) -> tuple[np.ndarray | None, str | None]:
-    """Decode one frame file.
+    """Decode one frame with :func:`hmtools.frames.read_frame`, turning failure into a reason.
 
     Returns:
         ``(image (H, W, 3) uint8 RGB, None)``, or ``(None, reason)`` when missing or undecodable.
     """
-    path = Path(root) / key
-    if not path.is_file():
-        return None, f"unreadable frame: {key} not found"
-    data = np.fromfile(path, np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None or img.ndim != 3:
-        return None, f"unreadable frame: {key} could not be decoded"
-    return np.ascontiguousarray(img[..., ::-1]), None
+    try:
+        return read_rgb(root, key), None
+    except DataFormatError as e:
+        log.warning("sample frame %s: %s", key, e)
+        return None, "unreadable frame: missing file" if "does not exist" in str(
+            e
+        ) else "unreadable frame: cannot decode"
 
 
 def _read_batch(root: Path, keys: Sequence[str], start: int) -> FrameBatch:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import reduce
 from pathlib import Path
 
@@ -12,8 +12,10 @@ from hmtools.schema import Sample
 from hmtools.store import MaskStore
 from pipelines.build import BuildSummary, build_masks
 from pipelines.config import BuildConfig
-from pipelines.distributed import gather, process_group, rank_from_env
+from pipelines.distributed import barrier, gather, process_group, rank_from_env
+from pipelines.merge import find_rank_stores, merge_stores, rank_store_path
 from pipelines.models import check_names, load_models, resolve_device
+from pipelines.run import Models
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +54,73 @@ def run_build_masks(
     force: bool = False,
     overwrite_human: bool = False,
     progress: bool = True,
+    rank_stores: bool = False,
+    merge: bool = False,
 ) -> BuildSummary:
     """Run build-masks on this process's share of the samples; returns the summary of all ranks.
 
+    With ``rank_stores`` each rank writes its own store beside ``store_path`` (jobs across
+    machines); ``merge`` then copies those into ``store_path`` instead of building.
+
     Raises:
-        InputError: bad dataset, sample id or model name (exit 2).
+        InputError: bad dataset, sample id or model name; ``merge`` without rank stores (exit 2).
     """
     from hmtools.datasets import load_dataset
 
+    if merge:
+        parts = find_rank_stores(store_path)
+        if not parts:
+            raise InputError(
+                f"no per-rank stores {store_path.name}.rank*-of-* beside {store_path}; run with --rank-stores first"
+            )
+        with MaskStore(store_path) as target:
+            return merge_stores(target, parts, overwrite_human=overwrite_human)
     check_names(cfg)
     index = load_dataset(dataset, root, annotations)
     samples = pick_samples(index.samples, sample_ids, limit)
+    return run_sharded(
+        samples,
+        root,
+        store_path,
+        cfg,
+        load_models,
+        force=force,
+        overwrite_human=overwrite_human,
+        progress=progress,
+        rank_stores=rank_stores,
+    )
+
+
+def run_sharded(
+    samples: Sequence[Sample],
+    root: Path,
+    store_path: Path,
+    cfg: BuildConfig,
+    models_factory: Callable[[BuildConfig, str], Models],
+    *,
+    force: bool = False,
+    overwrite_human: bool = False,
+    progress: bool = True,
+    rank_stores: bool = False,
+) -> BuildSummary:
+    """Build this rank's share (``samples[rank::world]``) with models from ``models_factory(cfg, device)``.
+
+    Under torchrun every rank joins the process group (Gloo on CPU, NCCL on GPU) and gets the
+    merged summary of all ranks; a lone process just builds everything.
+    """
     rank = rank_from_env()
     device = resolve_device(cfg.device, rank.local_rank)
     with process_group(rank, device):
-        mine = rank.shard(samples)
-        models = load_models(cfg, device)
-        with MaskStore(store_path) as store:
+        mine = rank.shard(list(samples))
+        # local rank 0 loads first (and downloads named weights once per machine), then the others
+        models = models_factory(cfg, device) if rank.local_rank == 0 else None
+        barrier(rank)
+        models = models or models_factory(cfg, device)
+        path = rank_store_path(store_path, rank) if rank_stores else store_path
+        if rank.rank == 0 and not rank_stores:
+            MaskStore(path).close()  # create / migrate the shared store once, before the others open it
+        barrier(rank)
+        with MaskStore(path) as store:
             desc = "build-masks" if rank.world == 1 else f"build-masks rank {rank.rank}"
             summary = build_masks(
                 mine,

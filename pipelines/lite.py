@@ -49,8 +49,9 @@ class LiteDetector:
             pts = vis if len(vis) >= 4 else lm
             x1, y1 = pts[:, 0].min() * w, pts[:, 1].min() * h
             x2, y2 = pts[:, 0].max() * w, pts[:, 1].max() * h
-            mx, my = 0.1 * (x2 - x1), 0.08 * (y2 - y1)  # landmarks sit inside the silhouette
-            box = np.clip([x1 - mx, y1 - my, x2 + mx, y2 + my], 0, [w, h, w, h])
+            # landmarks sit inside the silhouette; the top one is an eye, so the head needs more room
+            mx, my = 0.1 * (x2 - x1), 0.08 * (y2 - y1)
+            box = np.clip([x1 - mx, y1 - 2.5 * my, x2 + mx, y2 + my], 0, [w, h, w, h])
             out.append(np.array([[*box, float(np.mean(lm[:, 2]))]], np.float32))
         return out
 
@@ -92,9 +93,9 @@ class LiteSegmenter:
         if prob is None:
             prob = self.selfie.process(crop).segmentation_mask
         fg = prob > 0.5
-        # keep what lies in the box (grown by half the margin): the crop may hold neighbours
-        bx1, by1 = int(max(0, x1 - mx / 2)) - cx1, int(max(0, y1 - my / 2)) - cy1
-        bx2, by2 = int(min(w, x2 + mx / 2)) - cx1, int(min(h, y2 + my / 2)) - cy1
+        # keep what lies near the box (grown by 60% of the crop margin): the crop may hold neighbours
+        bx1, by1 = int(max(0, x1 - 0.6 * mx)) - cx1, int(max(0, y1 - 0.6 * my)) - cy1
+        bx2, by2 = int(min(w, x2 + 0.6 * mx)) - cx1, int(min(h, y2 + 0.6 * my)) - cy1
         keep = np.zeros_like(fg)
         keep[max(0, by1) : by2, max(0, bx1) : bx2] = True
         fg &= keep

@@ -67,7 +67,7 @@ def load_models(cfg: BuildConfig, device: str) -> Models:
         from pipelines.weights import sha256_file
 
         offline = os.environ.get("HMTOOLS_OFFLINE", "") not in ("", "0")
-        ckpt_arg = None if cfg.segment.checkpoint is None else Path(cfg.segment.checkpoint)
+        ckpt_arg = None if cfg.segment.checkpoint is None else Path(cfg.segment.checkpoint).expanduser()
         path = resolve_checkpoint(cfg.segment.model, ckpt_arg, download=not offline)
         weights["segmenter"] = sha256_file(path)
         s = cfg.segment

@@ -2,7 +2,7 @@
 
 The output kind follows ``--out``: ``.mp4`` (OpenCV ``mp4v``) or ``.gif`` (Pillow). A PNG
 contact sheet of evenly spaced frames is written beside it (``<out stem>_sheet.png``). Frames
-are streamed; only the contact sheet's thumbnails are kept in memory.
+are streamed to the MP4; a GIF keeps at most ``GIF_MAX_FRAMES`` evenly spaced 480 px frames.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from hmtools.store_admin import iter_current
 from hmtools.store_types import MaskRecord
 from pipelines.frames_in import read_frame
 
+GIF_MAX_FRAMES = 300
 GREEN, RED, YELLOW = (60, 220, 60), (230, 40, 40), (250, 210, 40)
 
 
@@ -77,7 +78,10 @@ def write_preview(
         raise InputError(f"--out must end in .mp4 or .gif, got {out.name!r}")
     with MaskStore(store_path, create=False) as store:
         rows = list(iter_current(store, [store.get_sample(sample_id).sample_id]))
+    if not rows:
+        raise InputError(f"sample {sample_id} has no frames to preview")
     pick = set(np.linspace(0, len(rows) - 1, min(sheet_frames, len(rows))).round().astype(int).tolist())
+    gif_pick = set(np.linspace(0, len(rows) - 1, min(GIF_MAX_FRAMES, len(rows))).round().astype(int).tolist())
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.partial{kind}")
     writer, gif, thumbs = None, [], []
@@ -93,7 +97,7 @@ def write_preview(
                     size = (pic.shape[1], pic.shape[0])
                     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
                 writer.write(np.ascontiguousarray(cv2.resize(pic, size)[..., ::-1]))
-            else:
+            elif i in gif_pick:
                 gif.append(_thumb(pic, 480))
             if i in pick:
                 thumbs.append(_thumb(pic, 320))

@@ -25,13 +25,16 @@ def athlete_prompt(
         mask_input: Low-resolution logits of a neighbouring frame, or ``None``.
 
     Returns:
-        A :class:`Prompt`: the box; a positive point at the box centre; negative points at the
-        centres of the nearest other people whose boxes touch the athlete box grown by
+        A :class:`Prompt`: the box; a positive point at the box centre when the box is elongated
+        (aspect ratio >= 1.5: a straight body, standing or stretched, whose centre is on the torso;
+        a squarish box of a tuck or pike may have air at its centre, so it gets none); negative
+        points at the centres of the nearest other people whose boxes touch the athlete box grown by
         ``negative_margin`` and whose centres lie outside the athlete box.
     """
     pts, labels = [], []
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    if cfg.positive_point:
+    bw, bh = max(float(box[2] - box[0]), 1e-6), max(float(box[3] - box[1]), 1e-6)
+    if cfg.positive_point and max(bw / bh, bh / bw) >= 1.5:  # a straight body: its centre is the torso
         pts.append((cx, cy))
         labels.append(1)
     if cfg.negative_points > 0 and len(detections):

@@ -3,6 +3,8 @@
 * :func:`fill_gaps` linearly interpolates an athlete's box across gaps of at most
   ``max_interp_gap`` frames between two detections (a diver lost mid-somersault or in the
   splash). Frames before the first / after the last detection, or in longer gaps, get no box.
+Reasons are fixed phrases (no numbers or paths), so ``hmtools stats`` can count them.
+
 * :func:`jump_reason` compares a mask with the previous frame's mask of the same athlete:
   area changing by more than ``jump_area_ratio`` times, or a centre-aligned IoU below
   ``jump_iou`` (aligned, so fast but rigid motion is not a jump), is a jump.
@@ -82,10 +84,10 @@ def jump_reason(prev: np.ndarray | None, mask: np.ndarray, cfg: RepairConfig) ->
         return "mask vanished since the previous frame"
     ratio = max(pa, ma) / min(pa, ma)
     if ratio > cfg.jump_area_ratio:
-        return f"mask area jumped x{ratio:.1f} from the previous frame"
+        return "mask area jumped from the previous frame"
     iou = aligned_iou(prev, mask)
     if iou < cfg.jump_iou:
-        return f"mask shape jumped (aligned IoU {iou:.2f} with the previous frame)"
+        return "mask shape jumped from the previous frame"
     return None
 
 
@@ -101,8 +103,8 @@ def box_reason(mask: np.ndarray, box: np.ndarray, cfg: FlagConfig) -> str | None
         return "empty mask inside the athlete box"
     inside = int(np.count_nonzero(mask[ey1:ey2, ex1:ex2]))
     if inside < 0.7 * total:
-        return f"mask leaks outside the athlete box ({100 * (1 - inside / total):.0f}% outside)"
+        return "mask leaks outside the athlete box"
     fill = inside / max(bw * bh, 1.0)
     if fill < cfg.min_box_fill:
-        return f"mask fills only {100 * fill:.0f}% of the athlete box"
+        return "mask fills little of the athlete box"
     return None

@@ -3,7 +3,9 @@
 Two streaming passes over the frames keep memory flat in the clip length: pass 1 decodes and
 detects (the selection needs the whole clip's detections, a few numbers per frame); pass 2
 decodes again, embeds the frames that have an athlete box, decodes all prompts of a batch at
-once, repairs and flags in frame order, and keeps each mask only as RLE.
+once, repairs and flags in frame order, and keeps each mask only as RLE. Pass 2 queues the
+encoder of the next batch on the device before the CPU finishes the current one, so on CUDA the
+two overlap.
 
 Per frame the result is one :class:`~hmtools.store_types.MaskWrite`: the union of the
 athletes' masks, ``score`` = the lowest of their segmenter scores, ``tracks`` = one entry per
@@ -26,10 +28,10 @@ from hmtools.masks import encode_rle
 from hmtools.schema import Sample
 from hmtools.store_types import MaskWrite
 from pipelines.config import BuildConfig
-from pipelines.frames_in import iter_frame_batches
+from pipelines.frames_in import FrameBatch, iter_frame_batches
 from pipelines.prompts import athlete_prompt
 from pipelines.repair import INTERPOLATED, MISSING, box_reason, fill_gaps, jump_reason
-from pipelines.segment_types import Prediction, Segmenter
+from pipelines.segment_types import Prediction, Prompt, Segmenter
 from pipelines.select import Selection, select_athletes
 
 
@@ -54,10 +56,11 @@ class _Athlete:
 
     prev_mask: np.ndarray | None = None
     prev_logits: np.ndarray | None = None
+    jumps: int = 0
 
 
 def detect_pass(
-    sample: Sample, root: Path, models: Models, cfg: BuildConfig, tick: Callable[[int], None]
+    sample: Sample, root: Path, models: Models, cfg: BuildConfig
 ) -> tuple[list[np.ndarray], list[str | None], tuple[int, int]]:
     """Pass 1: per-frame detections, unreadable-frame reasons, and the frame size ``(H, W)``."""
     dets: list[np.ndarray] = []
@@ -73,12 +76,11 @@ def detect_pass(
             if img.shape[:2] != hw:
                 images[j], errs[j] = (
                     None,
-                    f"unreadable frame: {img.shape[1]}x{img.shape[0]}, the clip is {hw[1]}x{hw[0]}",
+                    "unreadable frame: size differs from the clip",
                 )
         found = iter(models.detect([img for img in images if img is not None]))
         dets += [next(found) if img is not None else np.zeros((0, 5), np.float32) for img in images]
         errors += errs
-        tick(len(images))
     if hw is None:
         raise HMToolsError(f"sample {sample.sample_id}: none of its {len(sample.frames)} frames could be read")
     return dets, errors, hw
@@ -98,71 +100,96 @@ def build_sample_masks(
         root: Dataset root.
         models: Detector and segmenter.
         cfg: The build configuration.
-        tick: Called with the number of frames finished (for progress bars); each frame is
-            ticked once in pass 1 and once in pass 2.
+        tick: Called with the number of frames finished (for progress bars), after pass 2.
 
     Raises:
         HMToolsError: no frame of the sample can be read.
     """
-    dets, errors, hw = detect_pass(sample, root, models, cfg, tick)
+    dets, errors, hw = detect_pass(sample, root, models, cfg)
     sel = select_athletes(dets, hw, cfg.select, synchronized=sample.synchronized)
     filled = [fill_gaps(sel.boxes[k], cfg.repair.max_interp_gap) for k in range(sel.boxes.shape[0])]
-    athletes = [_Athlete() for _ in filled]
-    writes: list[MaskWrite] = []
-    carry: np.ndarray | None = None
-    fc = cfg.frames
+    clip = _Clip(dets, errors, hw, sel, filled, [_Athlete() for _ in filled])
+    seg, fc = models.segmenter, cfg.frames
+    pending = None
     for batch in iter_frame_batches(root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch):
-        preds = _predict_batch(batch.images, batch.start, errors, dets, sel, filled, models.segmenter, cfg)
-        for j, img in enumerate(batch.images):
-            t = batch.start + j
-            if errors[t] is not None or img is None:
-                mask = carry if carry is not None else np.zeros(hw, bool)
-                writes.append(
-                    MaskWrite(
-                        rle=encode_rle(mask),
-                        source="auto",
-                        score=None,
-                        status="flagged",
-                        reason=errors[t] or "unreadable frame",
-                        frame_idx=t,
-                    )
-                )
-                continue
-            w, carry = _finish_frame(t, preds.get(t, {}), dets[t], sel, filled, athletes, models.segmenter, cfg, hw)
-            writes.append(w)
-        tick(len(batch.images))
-    return writes
+        jobs, handles = _embed_batch(batch.images, batch.start, clip, seg, cfg)  # queued on the device
+        if pending is not None:  # the CPU finishes the previous batch while the device encodes this one
+            _finish_batch(*pending, clip, seg, cfg)
+            tick(len(pending[0].images))
+        pending = (batch, _decode_batch(jobs, handles, seg))
+    if pending is not None:
+        _finish_batch(*pending, clip, seg, cfg)
+        tick(len(pending[0].images))
+    return clip.writes
 
 
-def _predict_batch(
-    images: list[np.ndarray | None],
-    start: int,
-    errors: list[str | None],
-    dets: list[np.ndarray],
-    sel: Selection,
-    filled: list[tuple[np.ndarray, np.ndarray]],
-    seg: Segmenter,
-    cfg: BuildConfig,
-) -> dict[int, dict[int, tuple[Any, Any, Prediction]]]:
-    """First predictions of a batch: ``{frame: {athlete: (handle, prompt, prediction)}}``."""
-    jobs = []
+@dataclass
+class _Clip:
+    """What pass 2 knows about the sample, and what it has written so far."""
+
+    dets: list[np.ndarray]
+    errors: list[str | None]
+    hw: tuple[int, int]
+    sel: Selection
+    filled: list[tuple[np.ndarray, np.ndarray]]
+    athletes: list[_Athlete]
+    writes: list[MaskWrite] = field(default_factory=list)
+    carry: np.ndarray | None = None
+
+
+_Job = tuple[int, int, Prompt]  # (frame, athlete, prompt)
+
+
+def _embed_batch(
+    images: list[np.ndarray | None], start: int, clip: _Clip, seg: Segmenter, cfg: BuildConfig
+) -> tuple[list[_Job], dict[int, Any]]:
+    """Prompts of a batch, and the embeddings of its frames that have one (launched, not awaited)."""
+    jobs: list[_Job] = []
     for j, img in enumerate(images):
         t = start + j
-        if img is None or errors[t] is not None:
+        if img is None or clip.errors[t] is not None:
             continue
-        for k, (boxes, kind) in enumerate(filled):
+        for k, (boxes, kind) in enumerate(clip.filled):
             if kind[t] != MISSING:
-                own = {int(sel.det_idx[k, t])} - {-1}
-                jobs.append((t, k, img, athlete_prompt(boxes[t], dets[t], own, cfg.segment)))
-    if not jobs:
-        return {}
-    frames = sorted({t for t, *_ in jobs})
-    handles = dict(zip(frames, seg.embed([images[t - start] for t in frames]), strict=True))
-    preds = seg.predict_batch([handles[t] for t, *_ in jobs], [p for *_, p in jobs])
-    out: dict[int, dict[int, tuple[Any, Any, Prediction]]] = {}
-    for (t, k, _, p), pred in zip(jobs, preds, strict=True):
+                own = {int(clip.sel.det_idx[k, t])} - {-1}
+                jobs.append((t, k, athlete_prompt(boxes[t], clip.dets[t], own, cfg.segment)))
+    frames = sorted({t for t, _, _ in jobs})
+    embs = seg.embed([images[t - start] for t in frames]) if frames else []  # type: ignore[misc]
+    return jobs, dict(zip(frames, embs, strict=True))
+
+
+def _decode_batch(
+    jobs: list[_Job], handles: dict[int, Any], seg: Segmenter
+) -> dict[int, dict[int, tuple[Any, Prompt, Prediction]]]:
+    """First predictions of a batch: ``{frame: {athlete: (handle, prompt, prediction)}}``."""
+    preds = seg.predict_batch([handles[t] for t, _, _ in jobs], [p for _, _, p in jobs]) if jobs else []
+    out: dict[int, dict[int, tuple[Any, Prompt, Prediction]]] = {}
+    for (t, k, p), pred in zip(jobs, preds, strict=True):
         out.setdefault(t, {})[k] = (handles[t], p, pred)
     return out
+
+
+def _finish_batch(
+    batch: FrameBatch,
+    preds: dict[int, dict[int, tuple[Any, Prompt, Prediction]]],
+    clip: _Clip,
+    seg: Segmenter,
+    cfg: BuildConfig,
+) -> None:
+    """Repair, flag and encode a batch's frames in order, appending to ``clip.writes``."""
+    for j, img in enumerate(batch.images):
+        t = batch.start + j
+        if clip.errors[t] is not None or img is None:
+            mask = clip.carry if clip.carry is not None else np.zeros(clip.hw, bool)
+            reason = clip.errors[t] or "unreadable frame"
+            clip.writes.append(
+                MaskWrite(rle=encode_rle(mask), score=None, status="flagged", reason=reason, frame_idx=t)
+            )
+            continue
+        w, clip.carry = _finish_frame(
+            t, preds.get(t, {}), clip.dets[t], clip.sel, clip.filled, clip.athletes, seg, cfg, clip.hw
+        )
+        clip.writes.append(w)
 
 
 def _finish_frame(
@@ -199,8 +226,11 @@ def _finish_frame(
         if (br := box_reason(mask, boxes[t], cfg.flags)) is not None:
             reasons.append(br)
         if score < cfg.flags.min_score:
-            reasons.append(f"low segmenter score {score:.2f}")
-        st.prev_mask, st.prev_logits = mask, logits
+            reasons.append("low segmenter score")
+        # a jumped mask does not become the reference unless the jump lasts (a real change of shape)
+        st.jumps = st.jumps + 1 if jump else 0
+        if not jump or st.jumps > cfg.repair.max_jump_run:
+            st.prev_mask, st.prev_logits, st.jumps = mask, logits, 0
         union |= mask
         scores.append(score)
         part = {"track": k, "bbox": [round(float(v), 1) for v in boxes[t]], "counts": None}

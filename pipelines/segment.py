@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from segment_anything.utils.transforms import ResizeLongestSide
@@ -83,6 +84,8 @@ class SamSegmenter:
         dtype: Encoder precision: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"bf16"`` or ``"fp32"``.
         sdpa: Route encoder attention through fused SDPA kernels.
         compile: ``torch.compile`` the encoder (CUDA; the first batch then takes ~1 min).
+        resize_on_device: Resize frames to the encoder input on the device (antialiased bilinear,
+            as SAM's PIL resize) instead of on the CPU; default: on CUDA.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class SamSegmenter:
         dtype: str = "auto",
         sdpa: bool = True,
         compile: bool = False,
+        resize_on_device: bool | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -104,6 +108,8 @@ class SamSegmenter:
             use_sdpa_attention(model.image_encoder)
         if self.encoder_dtype != torch.float32:
             model.image_encoder.to(self.encoder_dtype)
+        self._compiled = compile
+        self.resize_on_device = self.device.type == "cuda" if resize_on_device is None else resize_on_device
         self._encoder = torch.compile(model.image_encoder) if compile else model.image_encoder
         self.mask_threshold = float(model.mask_threshold)
 
@@ -126,17 +132,37 @@ class SamSegmenter:
         return run_batched(self._embed_chunk, list(images), self.batch)
 
     def _embed_chunk(self, images: Sequence[np.ndarray]) -> list[ImageEmbedding]:
-        sizes, inputs = [], []
         for img in images:
             if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {img.shape} {img.dtype}")
-            small = self.transform.apply_image(img)  # (h, w, 3) uint8, longest side = img_size
-            sizes.append((tuple(img.shape[:2]), tuple(small.shape[:2])))
-            t = torch.as_tensor(small, device=self.device).permute(2, 0, 1)  # (3, h, w)
-            inputs.append(self.model.preprocess(t[None].float())[0])  # (3, S, S) normalised + padded
-        x = torch.stack(inputs).to(self.encoder_dtype)  # (B, 3, S, S)
+        same = len({img.shape for img in images}) == 1
+        if same and self.resize_on_device:  # frames of one clip: upload full frames, resize on the GPU
+            h, w = images[0].shape[:2]
+            small = self.transform.get_preprocess_shape(h, w, self.img_size)
+            x = self._upload(np.stack(images)).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+            x = F.interpolate(x, size=small, mode="bilinear", antialias=True, align_corners=False)
+            x = self.model.preprocess(x.round_().clamp_(0, 255))  # SAM's PIL path yields uint8 values
+            sizes = [((h, w), tuple(small))] * len(images)
+        else:
+            smalls = [self.transform.apply_image(img) for img in images]  # (h, w, 3) uint8, longest side = S
+            sizes = [(tuple(i.shape[:2]), tuple(s.shape[:2])) for i, s in zip(images, smalls, strict=True)]
+            if same:  # one host-to-device copy
+                x = self.model.preprocess(self._upload(np.stack(smalls)).permute(0, 3, 1, 2).float())
+            else:
+                x = torch.cat(
+                    [self.model.preprocess(self._upload(s[None]).permute(0, 3, 1, 2).float()) for s in smalls]
+                )
+        x = x.to(self.encoder_dtype)  # (B, 3, S, S) normalised + padded
+        if self._compiled and len(x) < self.batch.value:  # keep one shape: no recompiling for a short last batch
+            x = torch.cat([x, x.new_zeros((self.batch.value - len(x), *x.shape[1:]))])
         feats = self._encoder(x).float()  # (B, 256, E, E)
         return [ImageEmbedding(feats[i : i + 1].clone(), orig, inp) for i, (orig, inp) in enumerate(sizes)]
+
+    def _upload(self, batch: np.ndarray) -> torch.Tensor:
+        """``(B, h, w, 3)`` uint8 to the device (pinned, non-blocking on CUDA)."""
+        host = torch.from_numpy(np.ascontiguousarray(batch))
+        cuda = self.device.type == "cuda"
+        return (host.pin_memory() if cuda else host).to(self.device, non_blocking=cuda)
 
     # -- prompt decoder ------------------------------------------------------------------
     def predict(
@@ -228,12 +254,22 @@ class SamSegmenter:
         best = iou.argmax(dim=1)  # (B,)
         ar = torch.arange(len(embs), device=dev)
         low, score = low[ar, best], iou[ar, best]  # (B, 4E, 4E), (B,)
-        results = []
-        for i, e in enumerate(embs):
-            full = self.model.postprocess_masks(low[i : i + 1, None], e.input_size, e.original_size)  # (1, 1, H, W)
-            mask = (full[0, 0] > self.mask_threshold).cpu().numpy()
-            results.append((mask, float(score[i]), low[i].float().cpu().numpy()))
-        return results
+        sizes = {(e.input_size, e.original_size) for e in embs}
+        if len(sizes) == 1:  # frames of one clip: upscale all masks in one call
+            full = self.model.postprocess_masks(low[:, None], *next(iter(sizes)))  # (B, 1, H, W)
+            masks = list((full[:, 0] > self.mask_threshold).cpu().numpy())
+        else:
+            masks = [
+                (
+                    self.model.postprocess_masks(low[i : i + 1, None], e.input_size, e.original_size)[0, 0]
+                    > self.mask_threshold
+                )
+                .cpu()
+                .numpy()
+                for i, e in enumerate(embs)
+            ]
+        scores, lows = score.float().cpu().numpy(), low.float().cpu().numpy()
+        return [(m, float(s), lw) for m, s, lw in zip(masks, scores, lows, strict=True)]
 
 
 def _decode_masks(

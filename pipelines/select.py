@@ -3,19 +3,21 @@
 1. **Link** detections over time into tracks: greedy matching, best affinity first, where
    affinity = IoU + 0.5 * max(0, 1 - centre distance / (link_dist * box diagonal)); a track
    survives ``max_age`` frames without a match, so a few missed detections do not break it.
-2. **Score** each track with cues that single out the performer in a diving, vault or skiing
-   clip, each normalised to [0, 1] over the clip's tracks:
-   ``size`` (median box height / frame height, relative to the largest track), ``motion``
+2. **Stitch** tracks into chains: a track that starts at most ``max_gap`` frames after another
+   ends, near where it ended (centre within ``stitch_dist`` box diagonals: the position relative
+   to the previous choice), continues it, because a detector loses a diver mid-somersault and
+   finds them again as a "new" person, and fast motion breaks the linking.
+3. **Score** each chain with cues that single out the performer in a diving, vault or skiing
+   clip, each normalised to [0, 1] over the clip's chains:
+   ``size`` (median box height / frame height, relative to the largest chain), ``motion``
    (extent of the centre's path, 5th-95th percentile, relative to the frame, relative to the
-   most moving track), ``shape`` (spread of the box aspect ratio: twists and somersaults change
+   most moving chain), ``shape`` (spread of the box aspect ratio: twists and somersaults change
    it; standing judges do not), ``persistence`` (share of frames seen) and ``confidence``.
-   Tracks shorter than ``min_track_len`` observations or whose median height is under
+   Chains shorter than ``min_track_len`` observations or whose median height is under
    ``min_rel_height`` of the frame (crowd, far-away officials) are not candidates.
-3. **Pick** the best-scoring track, then **stitch**: a track that starts after the chosen chain
-   ends (within ``max_gap`` frames) near where it ended (centre within ``stitch_dist`` box
-   diagonals), or ends just before it starts, continues it, because a detector loses a diver
-   mid-somersault and finds them again as a "new" person. Synchronized events pick a second
-   chain the same way among tracks that overlap the first in time and are not part of it.
+4. **Pick** the best-scoring chain; synchronized events add the best other chain that shares
+   at least ``sync_overlap`` of its frames with the first and moves at least ``sync_min_motion``
+   as far (synchronized divers fly together; a judge beside them does not).
 
 Scores and weights live in :class:`pipelines.config.SelectConfig`.
 """
@@ -142,12 +144,10 @@ def score_tracks(tracks: Sequence[Track], n_frames: int, frame_hw: tuple[int, in
     ok = np.zeros(len(tracks), bool)
     for i, tr in enumerate(tracks):
         heights = tr.boxes[:, 3] - tr.boxes[:, 1]
-        c = _centre(tr.boxes)
-        extent = (np.percentile(c, 95, axis=0) - np.percentile(c, 5, axis=0)) / np.array([w, h])
         aspect = np.log((tr.boxes[:, 2] - tr.boxes[:, 0] + 1) / (heights + 1))
         feats[i] = [
             np.median(heights) / h,
-            float(np.max(extent)),
+            motion_extent(tr, frame_hw),
             float(np.std(aspect)),
             len(tr.frames) / max(n_frames, 1),
             float(np.mean(tr.conf)),
@@ -163,30 +163,41 @@ def score_tracks(tracks: Sequence[Track], n_frames: int, frame_hw: tuple[int, in
     return np.where(ok, norm @ weights, -np.inf)
 
 
-def _chain(start: int, tracks: Sequence[Track], used: set[int], cfg: SelectConfig) -> list[int]:
-    """Grow a chain from track ``start`` forwards and backwards by stitching nearby tracks."""
-    chain = [start]
-    for forward in (True, False):
-        while True:
-            edge = tracks[chain[-1] if forward else chain[0]]
-            t_edge = edge.frames[-1] if forward else edge.frames[0]
-            b_edge = edge.boxes[-1] if forward else edge.boxes[0]
-            best, best_d = None, np.inf
-            for j, tr in enumerate(tracks):
-                if j in used or j in chain:
-                    continue
-                gap = tr.frames[0] - t_edge if forward else t_edge - tr.frames[-1]
-                if not 0 < gap <= cfg.max_gap:
-                    continue
-                d = np.linalg.norm(_centre(tr.boxes[0] if forward else tr.boxes[-1]) - _centre(b_edge)) / (
-                    _diag(b_edge) + 1e-9
-                )
-                if d <= cfg.stitch_dist and d < best_d:
-                    best, best_d = j, d
-            if best is None:
-                break
-            chain = [*chain, best] if forward else [best, *chain]
-    return chain
+def motion_extent(track: Track, frame_hw: tuple[int, int]) -> float:
+    """How far the track's centre travels: 5th-95th percentile extent over the frame size, larger axis."""
+    c = _centre(track.boxes)
+    extent = (np.percentile(c, 95, axis=0) - np.percentile(c, 5, axis=0)) / np.array([frame_hw[1], frame_hw[0]])
+    return float(np.max(extent))
+
+
+def stitch_tracks(tracks: Sequence[Track], cfg: SelectConfig) -> list[Track]:
+    """Join tracks that continue one another into longer tracks ("chains").
+
+    Tracks are visited by start frame; each joins the chain whose last box ends at most
+    ``max_gap`` frames before it starts and lies nearest to its first box, within ``stitch_dist``
+    box diagonals; otherwise it starts a chain. A detector that loses a diver mid-somersault
+    and finds them again (or links fast motion poorly) leaves fragments that this puts together
+    before any scoring, so short fragments are not dropped as non-candidates.
+    """
+    chains: list[list[Track]] = []
+    for tr in sorted(tracks, key=lambda t: int(t.frames[0])):
+        best, best_d = None, np.inf
+        for chain in chains:
+            last = chain[-1]
+            gap = int(tr.frames[0] - last.frames[-1])
+            if not 0 < gap <= cfg.max_gap:
+                continue
+            d = float(np.linalg.norm(_centre(tr.boxes[0]) - _centre(last.boxes[-1])) / (_diag(last.boxes[-1]) + 1e-9))
+            if d <= cfg.stitch_dist and d < best_d:
+                best, best_d = chain, d
+        if best is None:
+            chains.append([tr])
+        else:
+            best.append(tr)
+    return [
+        Track(*(np.concatenate([getattr(t, f) for t in chain]) for f in ("frames", "boxes", "conf", "det_idx")))
+        for chain in chains
+    ]
 
 
 def select_athletes(
@@ -208,32 +219,26 @@ def select_athletes(
         A :class:`Selection` with K = 0, 1 or 2 athletes.
     """
     n = len(detections)
-    tracks = link_tracks(detections, cfg)
-    scores = score_tracks(tracks, n, frame_hw, cfg)
-    used: set[int] = set()
-    chains, chain_scores = [], []
-    for _ in range(2 if synchronized else 1):
-        order = [int(i) for i in np.argsort(-scores, kind="stable") if np.isfinite(scores[i]) and int(i) not in used]
-        if chains:  # the partner must share the clip with the first athlete
-            first = set(np.concatenate([tracks[i].frames for i in chains[0]]).tolist())
-            order = [
-                i
-                for i in order
-                if len(first & set(tracks[i].frames.tolist())) >= cfg.sync_overlap * len(tracks[i].frames)
-            ]
-        if not order:
-            break
-        chain = _chain(order[0], tracks, used, cfg)
-        used.update(chain)
-        chains.append(chain)
-        chain_scores.append(float(scores[order[0]]))
-    boxes = np.full((len(chains), n, 4), np.nan, np.float32)
-    det_idx = np.full((len(chains), n), -1, int)
-    for k, chain in enumerate(chains):
-        for i in chain:
-            boxes[k, tracks[i].frames] = tracks[i].boxes
-            det_idx[k, tracks[i].frames] = tracks[i].det_idx
-    notes = [] if chains else ["no person track qualifies as the athlete"]
-    if synchronized and len(chains) < 2:
+    chains = stitch_tracks(link_tracks(detections, cfg), cfg)
+    scores = score_tracks(chains, n, frame_hw, cfg)
+    order = [int(i) for i in np.argsort(-scores, kind="stable") if np.isfinite(scores[i])]
+    picked = order[:1]
+    if synchronized and order:  # the partner shares the clip with the first athlete and moves like them
+        first = set(chains[order[0]].frames.tolist())
+        moves = cfg.sync_min_motion * motion_extent(chains[order[0]], frame_hw)
+        partners = [
+            i
+            for i in order[1:]
+            if len(first & set(chains[i].frames.tolist())) >= cfg.sync_overlap * len(chains[i].frames)
+            and motion_extent(chains[i], frame_hw) >= moves
+        ]
+        picked += partners[:1]
+    boxes = np.full((len(picked), n, 4), np.nan, np.float32)
+    det_idx = np.full((len(picked), n), -1, int)
+    for k, i in enumerate(picked):
+        boxes[k, chains[i].frames] = chains[i].boxes
+        det_idx[k, chains[i].frames] = chains[i].det_idx
+    notes = [] if picked else ["no person track qualifies as the athlete"]
+    if synchronized and len(picked) < 2:
         notes.append("synchronized event but only one athlete found")
-    return Selection(boxes, det_idx, np.array(chain_scores), int(np.isfinite(scores).sum()), notes)
+    return Selection(boxes, det_idx, scores[picked], int(np.isfinite(scores).sum()), notes)

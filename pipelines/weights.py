@@ -1,7 +1,7 @@
 """Model weights on disk: checksums, a per-user cache, and verified one-time downloads.
 
 Nothing here runs unless a caller asks for a named model whose weights are not on disk yet.
-Downloads stream into ``<dest>.partial`` beside the target, hash while writing, and are renamed
+Downloads stream into ``<dest>.<pid>.partial`` beside the target, hash while writing, and are renamed
 into place only when the sha256 matches, so an interrupted or corrupt download never leaves a
 file that looks complete.
 """
@@ -55,7 +55,7 @@ def download_verified(url: str, dest: Path, sha256: str, *, timeout_s: float = 6
     if dest.is_file() and sha256_file(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
+    partial = dest.with_name(f"{dest.name}.{os.getpid()}.partial")  # per process: ranks may race
     digest = hashlib.sha256()
     log.warning("downloading %s -> %s (once; cached afterwards)", url, dest)
     try:

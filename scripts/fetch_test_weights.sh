@@ -6,7 +6,9 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="${1:-${HMTOOLS_TEST_WEIGHTS:-$repo/.cache/test-weights}}"
-python="${PYTHON:-python}"
+if [[ -n "${PYTHON:-}" ]]; then python="$PYTHON"
+elif [[ -x "$repo/.venv/bin/python" ]]; then python="$repo/.venv/bin/python"
+else python=python3; fi
 mkdir -p "$dest"
 if [[ -f "$dest/human_fall_best.pt" ]]; then echo "already present: $dest/human_fall_best.pt"; exit 0; fi
 tmp="$(mktemp -d)"

@@ -140,3 +140,19 @@ def write_clip(root, folder: str, n: int = 12, h: int = 96, w: int = 160, corrup
         img = blob_frame(h, w, boxes[i], judges, seed=i)
         cv2.imwrite(str(root / key), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
     return keys, boxes
+
+
+def write_aqa7_splits(root, n_samples: int, action_class: int = 1) -> None:
+    """``<root>/Split_4/split_4_{train,test}_list.mat``: rows ``[class_idx, sample_idx, score]``; the last sample is test."""
+    from scipy.io import savemat
+
+    (root / "Split_4").mkdir(parents=True, exist_ok=True)
+    rows = {
+        "train": [[action_class, i, 60.0 + i] for i in range(1, n_samples)],
+        "test": [[action_class, n_samples, 70.0]],
+    }
+    for split, data in rows.items():
+        savemat(
+            str(root / "Split_4" / f"split_4_{split}_list.mat"),
+            {f"consolidated_{split}_list": np.array(data, float).reshape(-1, 3)},
+        )

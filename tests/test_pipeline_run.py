@@ -45,9 +45,9 @@ def test_corrupt_and_missing_frames_are_flagged_and_carried(tmp_path) -> None:
     writes = build_sample_masks(_sample(keys), tmp_path, Models(BlobDetector(), ColourSegmenter()), CFG)
     assert len(writes) == 13
     bad = writes[5]
-    assert bad.status == "flagged" and "could not be decoded" in bad.reason and bad.score is None
+    assert bad.status == "flagged" and bad.reason == "unreadable frame: cannot decode" and bad.score is None
     assert np.array_equal(decode_rle(bad.rle), decode_rle(writes[4].rle))  # carried from the neighbour
-    assert writes[12].status == "flagged" and "not found" in writes[12].reason
+    assert writes[12].status == "flagged" and writes[12].reason == "unreadable frame: missing file"
     assert all(w.status == "unreviewed" for i, w in enumerate(writes) if i not in (5, 12))
 
 
@@ -105,3 +105,44 @@ def test_frame_batches_are_ordered_and_bounded(tmp_path) -> None:
     assert [b.start for b in batches] == [0, 3, 6, 9]
     assert [len(b.images) for b in batches] == [3, 3, 3, 1]
     assert all(img.shape == (96, 160, 3) and img.dtype == np.uint8 for b in batches for img in b.images)
+
+
+def test_one_bad_mask_flags_only_its_own_frame(tmp_path) -> None:
+    keys, boxes = write_clip(tmp_path, "diving-out/006")
+    glitch_y = (boxes[6, 1] + boxes[6, 3]) / 2
+
+    class GlitchSegmenter(ColourSegmenter):
+        """Like ColourSegmenter, but frame 6 gets a mask three times the size of the athlete box."""
+
+        def predict_batch(self, embs, prompts):
+            out = super().predict_batch(embs, prompts)
+            for i, p in enumerate(prompts):
+                if abs((p.box[1] + p.box[3]) / 2 - glitch_y) < 2:
+                    m = np.zeros_like(out[i][0])
+                    x1, y1, x2, y2 = p.box.astype(int)
+                    m[max(0, y1 - 10) : y2 + 10, max(0, x1 - 12) : x2 + 12] = True
+                    out[i] = (m, out[i][1], out[i][2])
+            return out
+
+    writes = build_sample_masks(_sample(keys), tmp_path, Models(BlobDetector(), GlitchSegmenter()), CFG)
+    assert writes[6].status == "flagged" and "jumped" in writes[6].reason
+    assert [i for i, w in enumerate(writes) if w.status == "flagged"] == [6]
+
+
+def test_device_encodes_the_next_batch_while_the_cpu_finishes_this_one(tmp_path) -> None:
+    keys, _ = write_clip(tmp_path, "diving-out/007")  # 12 frames, batches of 4
+    log: list[str] = []
+
+    class Recording(ColourSegmenter):
+        def embed(self, images):
+            log.append(f"embed {len(images)}")
+            return super().embed(images)
+
+        def predict_batch(self, embs, prompts):
+            log.append(f"decode {len(embs)}")
+            return super().predict_batch(embs, prompts)
+
+    build_sample_masks(
+        _sample(keys), tmp_path, Models(BlobDetector(), Recording()), CFG, tick=lambda n: log.append(f"done {n}")
+    )
+    assert log == ["embed 4", "decode 4", "embed 4", "done 4", "decode 4", "embed 4", "done 4", "decode 4", "done 4"]

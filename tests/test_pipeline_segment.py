@@ -135,3 +135,54 @@ def test_checkpoint_loads_through_build_segmenter(tmp_path) -> None:
     again = build_segmenter("sam_vit_b", path, "cpu", sdpa=False)
     a, b = seg.model.mask_decoder.state_dict(), again.model.mask_decoder.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_size_batch_one_copy_and_padding_for_compiled_encoder(seg_and_ref) -> None:
+    _, ref = seg_and_ref
+    frames = [_frame(seed=s) for s in range(3)]
+    seg = build_tiny_sam_segmenter(seed=3, batch_size=4)
+    calls = []
+    encoder = seg._encoder
+    seg._encoder = lambda x: calls.append(x.shape[0]) or encoder(x)
+    plain = seg.embed(frames)
+    seg._compiled = True  # a compiled encoder always gets full batches (the short one is zero-padded)
+    padded = seg.embed(frames)
+    assert calls == [3, 4] and len(padded) == 3
+    for i, f in enumerate(frames):
+        ref.set_image(f)
+        assert torch.allclose(plain[i].features, ref.features, atol=1e-4)
+        assert torch.allclose(padded[i].features, plain[i].features, atol=1e-5)
+
+
+def test_embed_backs_off_when_the_encoder_runs_out_of_memory() -> None:
+    seg = build_tiny_sam_segmenter(seed=3, batch_size=8)
+    encoder, sizes = seg._encoder, []
+
+    def tight(x):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return encoder(x)
+
+    seg._encoder = tight
+    frames = [_frame(seed=s) for s in range(5)]
+    embs = seg.embed(frames)
+    assert len(embs) == 5 and seg.batch.value == 2 and sizes[:3] == [5, 4, 2]
+    ref = build_tiny_sam_segmenter(seed=3).embed(frames)
+    assert all(torch.allclose(a.features, b.features, atol=1e-5) for a, b in zip(embs, ref, strict=True))
+
+
+def test_resize_on_device_matches_sams_pil_resize() -> None:
+    # a smooth 720p-like frame: the device resize (antialiased bilinear) and SAM's PIL resize agree
+    yy, xx = np.mgrid[0:360, 0:640]
+    img = np.stack([(xx * 0.4) % 256, (yy * 0.7) % 256, ((xx + yy) * 0.2) % 256], -1).astype(np.uint8)
+    frames = [img, img[:, ::-1].copy()]
+    host = build_tiny_sam_segmenter(seed=3, resize_on_device=False)
+    dev = build_tiny_sam_segmenter(seed=3, resize_on_device=True)
+    a, b = host.embed(frames), dev.embed(frames)
+    box = np.array([100.0, 50, 400, 300])
+    for x, y in zip(a, b, strict=True):
+        assert x.input_size == y.input_size == (144, 256) and x.original_size == y.original_size
+        assert ((x.features - y.features).norm() / x.features.norm()) < 0.02
+        mx, my = host.predict(x, box=box)[0], dev.predict(y, box=box)[0]
+        assert (mx & my).sum() / max((mx | my).sum(), 1) > 0.98

@@ -73,3 +73,25 @@ def test_link_tracks_keeps_identities_through_a_crossing() -> None:
     assert len(tracks) == 2 and all(len(tr.frames) == 30 for tr in tracks)
     starts = sorted(float(tr.boxes[0, 0]) for tr in tracks)
     assert starts == [100.0, 500.0]
+
+
+def test_fast_athlete_fragments_are_stitched_before_scoring() -> None:
+    # a vaulter crossing the frame 0.8 box diagonals per frame: no two boxes overlap, so linking
+    # leaves six one-frame tracks; only stitching makes them a candidate against the judges
+    rng = np.random.default_rng(1)
+    judges = [np.array([1150, 420, 1250, 700]), np.array([20, 430, 120, 700])]
+    dets = []
+    for t in range(6):
+        run = np.array([150 + 180 * t, 300, 250 + 180 * t, 500, 0.8])
+        rows = [run, *(np.r_[j + rng.normal(0, 2, 4), 0.9] for j in judges)]
+        dets.append(np.array(rows, np.float32))
+    assert len(link_tracks(dets, CFG)) == 8  # 6 fragments + 2 judges
+    sel = select_athletes(dets, (H, W), CFG)
+    assert np.allclose(sel.boxes[0, :, 0], [150 + 180 * t for t in range(6)])
+
+
+def test_synchronized_never_takes_a_judge_as_the_partner() -> None:
+    # the partner is hidden behind the first diver all clip long: only the judges are left
+    dets, _ = scene(judges=True, waiting=True)
+    sel = select_athletes(dets, (H, W), CFG, synchronized=True)
+    assert sel.boxes.shape[0] == 1 and "only one athlete" in sel.notes[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -35,6 +36,10 @@ def build_masks(
     batch_size: Annotated[
         int | None, Opt("--batch-size", help="Frames per batch (halves on GPU out-of-memory).")
     ] = None,
+    rank_stores: Annotated[
+        bool, Opt("--rank-stores", help="One store per rank beside --store (jobs across machines).")
+    ] = False,
+    merge: Annotated[bool, Opt("--merge", help="Merge the per-rank stores into --store, then stop.")] = False,
     config: Annotated[Path | None, Opt("--config", help="YAML file (see configs/build_masks.yaml).")] = None,
     sets: Annotated[list[str] | None, Opt("--set", help="Override a config key: key=value (repeatable).")] = None,
 ) -> None:
@@ -50,7 +55,11 @@ def build_masks(
         "device": device,
         "frames.batch_size": batch_size,
     }
-    overrides = [*(sets or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    # values quoted as JSON (a YAML subset), so a path like "a: b.pth" stays a string
+    overrides = [
+        *(sets or []),
+        *(f"{k}={json.dumps(v if isinstance(v, int) else str(v))}" for k, v in flags.items() if v is not None),
+    ]
     cfg = load_config(BuildConfig, config, overrides)
     summary = run_build_masks(
         dataset,
@@ -62,6 +71,8 @@ def build_masks(
         limit=limit,
         force=force,
         overwrite_human=overwrite_human,
+        rank_stores=rank_stores,
+        merge=merge,
     )
     if os.environ.get("RANK", "0") == "0":
         for line in summary.lines():
