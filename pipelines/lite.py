@@ -16,9 +16,11 @@ quick previews and a first run on a fresh machine. Quality trade-off against YOL
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
 from pipelines.segment_types import Prediction, Prompt
@@ -45,15 +47,40 @@ class LiteDetector:
                 out.append(np.zeros((0, 5), np.float32))
                 continue
             lm = np.array([(p.x, p.y, p.visibility) for p in res.pose_landmarks.landmark], np.float32)
-            vis = lm[lm[:, 2] >= self.min_visibility]
-            pts = vis if len(vis) >= 4 else lm
-            x1, y1 = pts[:, 0].min() * w, pts[:, 1].min() * h
-            x2, y2 = pts[:, 0].max() * w, pts[:, 1].max() * h
-            # landmarks sit inside the silhouette; the top one is an eye, so the head needs more room
-            mx, my = 0.1 * (x2 - x1), 0.08 * (y2 - y1)
-            box = np.clip([x1 - mx, y1 - 2.5 * my, x2 + mx, y2 + my], 0, [w, h, w, h])
+            xy = lm[:, :2] * np.array([w, h], np.float32)
+            vis = xy[lm[:, 2] >= self.min_visibility]
+            pts = np.concatenate([vis if len(vis) >= 4 else xy, _crown(xy)])
+            x1, y1 = pts.min(axis=0)
+            x2, y2 = pts.max(axis=0)
+            # landmarks sit inside the silhouette: grow the box a little on every side
+            mx, my = 0.1 * (x2 - x1), 0.05 * (y2 - y1)
+            box = np.clip([x1 - mx, y1 - my, x2 + mx, y2 + my], 0, [w, h, w, h])
             out.append(np.array([[*box, float(np.mean(lm[:, 2]))]], np.float32))
         return out
+
+
+def _crown(xy: np.ndarray) -> np.ndarray:
+    """Estimated top of the head, ``(1, 2)`` pixels, from BlazePose's 33 landmarks ``(33, 2)``.
+
+    The highest landmark is an eye, well below the crown. Step from the nose away from the
+    shoulders' midpoint by about one head width (ear to ear): this also holds for a diver upside
+    down or rotated mid-somersault, where "up" in the image is not the head's direction.
+    """
+    nose, ears, shoulders = xy[0], xy[7:9], xy[11:13].mean(axis=0)
+    head_w = float(np.linalg.norm(ears[0] - ears[1]))
+    away = nose - shoulders
+    norm = float(np.linalg.norm(away))
+    if norm < 1.0 or head_w < 1.0:
+        return nose[None]
+    return (nose + away / norm * 1.1 * head_w)[None]
+
+
+def _touching(fg: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    """The connected parts of ``fg`` ``(h, w)`` bool that reach into ``region`` (x1, y1, x2, y2)."""
+    n, labels = cv2.connectedComponents(fg.astype(np.uint8), connectivity=8)
+    x1, y1, x2, y2 = region
+    inside = np.unique(labels[max(0, y1) : y2, max(0, x1) : x2])
+    return np.isin(labels, inside[inside > 0]) if n > 1 else fg
 
 
 class LiteSegmenter:
@@ -93,12 +120,11 @@ class LiteSegmenter:
         if prob is None:
             prob = self.selfie.process(crop).segmentation_mask
         fg = prob > 0.5
-        # keep what lies near the box (grown by 60% of the crop margin): the crop may hold neighbours
+        # keep the parts that reach into the box (grown by 60% of the crop margin): the crop may hold
+        # neighbours, but the athlete's own silhouette may stick out of the box (hair, hands, feet)
         bx1, by1 = int(max(0, x1 - 0.6 * mx)) - cx1, int(max(0, y1 - 0.6 * my)) - cy1
         bx2, by2 = int(min(w, x2 + 0.6 * mx)) - cx1, int(min(h, y2 + 0.6 * my)) - cy1
-        keep = np.zeros_like(fg)
-        keep[max(0, by1) : by2, max(0, bx1) : bx2] = True
-        fg &= keep
+        fg = _touching(fg, (bx1, by1, bx2, by2))
         mask[cy1:cy2, cx1:cx2] = fg
         score = float(prob[fg].mean()) * scale if fg.any() else 0.0
         return mask, score, None
@@ -112,6 +138,8 @@ def build_lite() -> tuple[LiteDetector, LiteSegmenter]:
     """
     from hmtools.errors import InputError
 
+    # a protobuf deprecation warning from mediapipe's graph set-up says nothing to our users
+    warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
     try:
         import mediapipe as mp
 
