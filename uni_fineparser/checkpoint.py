@@ -49,7 +49,13 @@ def load_checkpoint(path: str | Path, model_config: dict[str, Any] | None = None
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in several types
-        raise DataFormatError(f"{p} is not a loadable checkpoint ({type(e).__name__}: {e})") from e
+        first = (str(e).strip().splitlines() or [""])[0]
+        if "weights_only" in first:  # torch's multi-line advice to unpickle untrusted code: not ours to give
+            first = "not a torch file of plain tensors and containers"
+        raise DataFormatError(
+            f"{p} is not a loadable checkpoint ({type(e).__name__}: {first}); "
+            "pass a best.pt/last.pt written by hmtools train"
+        ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt:
         raise DataFormatError(f"{p} is not an hmtools Uni-FineParser checkpoint (format {FORMAT})")
     if model_config is not None:

@@ -1,0 +1,123 @@
+"""Flows between packages: a store written by one command read by the next, and bad input at the seams.
+
+Each test walks one seam through the real CLI (:func:`hmtools.cli.main`): exit code 2 and one clear
+line for bad input, nothing half-written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _datasets_fixtures import make_aqa7, run_cli
+from _exchange_fixtures import fill_store, make_samples
+
+from hmtools.store import MaskStore
+from hmtools.store_types import MaskWrite
+
+
+def _one_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_eval_of_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    with MaskStore(tmp_path / "s.db") as st:  # a store given where a checkpoint belongs
+        st.add_samples(make_samples(1, 2))
+    code, _, err = run_cli(["eval", "--checkpoint", str(tmp_path / "s.db")], capsys)
+    assert code == 2
+    line = _one_line(err)
+    assert "s.db" in line and "hmtools train" in line
+    assert "weights_only` set to `False`" not in line  # no advice to unpickle untrusted files
+
+
+def test_preview_with_a_wrong_root_fails_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    with MaskStore(tmp_path / "s.db") as st:
+        fill_store(st, make_samples(1, 3))
+    out = tmp_path / "p" / "prev.mp4"
+    for root in (tmp_path / "nowhere", tmp_path):  # not a folder; a folder without the sample's frames
+        code, _, err = run_cli(
+            ["preview", "--store", str(tmp_path / "s.db"), "--root", str(root), "--sample", "diving/001", "--out", str(out)],
+            capsys,
+        )
+        assert code == 2
+        assert "--root" in _one_line(err)
+        assert not out.exists() and not out.with_name("prev_sheet.png").exists()
+
+
+@pytest.fixture
+def aqa7_root(tmp_path: Path) -> Path:
+    return make_aqa7(tmp_path / "aqa7", extracted={"diving/001": 3, "diving/002": 3, "diving/003": 3, "gym_vault/001": 3})
+
+
+@pytest.mark.parametrize(("fmt", "masks"), [("ytvis", "x.json"), ("coco", "folder"), ("hdf5", "x.json")])
+def test_failed_import_leaves_no_new_store(
+    aqa7_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, masks: str
+):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "x.json").write_text("{}")
+    store = tmp_path / "new.db"
+    args = ["import", "--dataset", "aqa7", "--root", str(aqa7_root), "--store", str(store)]
+    code, _, err = run_cli([*args, "--format", fmt, "--masks", str(tmp_path / masks)], capsys)
+    assert code == 2
+    _one_line(err)
+    assert not any(p.name.startswith("new.db") for p in tmp_path.iterdir())
+
+
+def test_import_into_a_store_of_another_dataset_is_refused(
+    aqa7_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    other = [
+        replace(s, sample_id=f"FINA_r1/{k}", frames=tuple(f"FINA_r1/{k}/{i:05d}.jpg" for i in range(3)))
+        for k, s in enumerate(make_samples(2, 3, dataset="finediving"))
+    ]
+    with MaskStore(tmp_path / "fd.db") as st:
+        fill_store(st, other)
+    src = tmp_path / "src.db"  # a real aqa7 export to import
+    with MaskStore(src) as st:
+        from hmtools.datasets import load_dataset
+
+        samples = load_dataset("aqa7", aqa7_root).samples
+        st.add_samples(samples)
+        for s in samples:
+            st.write_sample_masks(
+                s.sample_id, [MaskWrite(mask=np.ones((12, 16), bool), frame_idx=i) for i in range(3)], author="t"
+            )
+    code, _, err = run_cli(["export", "--store", str(src), "--format", "coco", "--out", str(tmp_path / "c.json")], capsys)
+    assert code == 0, err
+    args = ["import", "--dataset", "aqa7", "--root", str(aqa7_root), "--store", str(tmp_path / "fd.db")]
+    code, _, err = run_cli([*args, "--format", "coco", "--masks", str(tmp_path / "c.json")], capsys)
+    assert code == 2
+    line = _one_line(err)
+    assert "finediving" in line and "aqa7" in line
+    with MaskStore(tmp_path / "fd.db", create=False) as st:
+        assert st.sample_ids() == ["FINA_r1/0", "FINA_r1/1"]
+
+
+def test_validate_with_a_root_that_is_not_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    with MaskStore(tmp_path / "s.db") as st:
+        fill_store(st, make_samples(1, 2))
+    code, _, err = run_cli(["validate", str(tmp_path / "s.db"), "--root", str(tmp_path / "nowhere")], capsys)
+    assert code == 2
+    assert "--root" in _one_line(err)
+
+
+def test_aqa7_train_names_every_class_short_of_samples_before_training(
+    aqa7_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # diving has train samples 001 and 003 (enough), gym_vault only 001: nothing may be trained.
+    with MaskStore(tmp_path / "s.db") as st:
+        from hmtools.datasets import load_dataset
+
+        st.add_samples(load_dataset("aqa7", aqa7_root).samples)
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "aqa7", "--root", str(aqa7_root), "--masks", str(tmp_path / "s.db")]
+    code, _, err = run_cli([*args, "--preset", "tiny", "--out", str(out)], capsys)
+    assert code == 2
+    line = _one_line(err)
+    assert "gym_vault" in line and "at least 2" in line
+    assert not (out / "diving").exists()
