@@ -71,7 +71,8 @@ def write_preview(
         ``(video path, contact sheet path)``.
 
     Raises:
-        InputError: unknown output extension, missing store or sample (exit 2).
+        InputError: unknown output extension, missing store or sample, or --root holds none of the
+            sample's frames (exit 2).
     """
     kind = out.suffix.lower()
     if kind not in (".mp4", ".gif"):
@@ -80,6 +81,13 @@ def write_preview(
         rows = list(iter_current(store, [store.get_sample(sample_id).sample_id]))
     if not rows:
         raise InputError(f"sample {sample_id} has no frames to preview")
+    if not root.is_dir():
+        raise InputError(f"--root {root} is not a folder; pass the dataset root the store's frame keys are relative to")
+    if not any((root / frame.key).is_file() for _, frame, _ in rows):
+        raise InputError(
+            f"none of sample {sample_id}'s {len(rows)} frames is under --root {root} (e.g. {rows[0][1].key}); "
+            "pass the dataset root the store's frame keys are relative to"
+        )
     pick = set(np.linspace(0, len(rows) - 1, min(sheet_frames, len(rows))).round().astype(int).tolist())
     gif_pick = set(np.linspace(0, len(rows) - 1, min(GIF_MAX_FRAMES, len(rows))).round().astype(int).tolist())
     out.parent.mkdir(parents=True, exist_ok=True)
