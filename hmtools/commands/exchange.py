@@ -60,7 +60,14 @@ def import_masks(
 
     options = {"score_scale": score_scale} if dataset.replace("_", "-").lower() == "aqa7" else {}
     index = load_dataset(dataset, root, annotations, **options)
-    with MaskStore(store) as st:
-        report = run_import(st, index.samples, fmt, masks, root=root, strict=strict, progress=True)
+    existed = store.exists()
+    try:
+        with MaskStore(store) as st:
+            report = run_import(st, index.samples, fmt, masks, root=root, strict=strict, progress=True)
+    except BaseException:
+        if not existed:  # a store this failed import created holds nothing: leave no file behind
+            for leftover in (store, *(store.with_name(store.name + x) for x in ("-wal", "-shm", "-journal"))):
+                leftover.unlink(missing_ok=True)
+        raise
     for line in report.lines():
         typer.echo(line)
