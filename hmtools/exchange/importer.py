@@ -161,7 +161,8 @@ def import_masks(
         progress: Show a progress bar (per mask) on a terminal.
 
     Raises:
-        InputError: unknown format, or ``masks`` is missing / of the wrong kind.
+        InputError: unknown format, ``masks`` is missing / of the wrong kind, or the store holds
+            samples of another dataset.
         DataFormatError: malformed input, a mask whose size differs from its frame, no mask that
             matches any frame (masks of another dataset?), or (``strict``) any unmatched frame/mask.
     """
@@ -171,6 +172,13 @@ def import_masks(
         raise InputError(f"unknown import format {fmt!r}; valid formats: {', '.join(FEEDERS)}")
     if not masks.exists():
         raise InputError(f"--masks {masks} does not exist")
+    ours = sorted({s.dataset for s in samples})
+    held = sorted({r[0] for r in store.query("SELECT DISTINCT dataset FROM samples")} - set(ours))
+    if held:
+        raise InputError(
+            f"store {store.path} holds {', '.join(held)} samples, not {', '.join(ours)}; "
+            "import into a new --store (one dataset per store: frame keys are relative to one root)"
+        )
     with store.transaction():
         added = store.add_samples(samples, author=author)
         sink = MaskSink(store, samples, root, author)
