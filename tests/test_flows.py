@@ -41,7 +41,17 @@ def test_preview_with_a_wrong_root_fails_and_writes_nothing(tmp_path: Path, caps
     out = tmp_path / "p" / "prev.mp4"
     for root in (tmp_path / "nowhere", tmp_path):  # not a folder; a folder without the sample's frames
         code, _, err = run_cli(
-            ["preview", "--store", str(tmp_path / "s.db"), "--root", str(root), "--sample", "diving/001", "--out", str(out)],
+            [
+                "preview",
+                "--store",
+                str(tmp_path / "s.db"),
+                "--root",
+                str(root),
+                "--sample",
+                "diving/001",
+                "--out",
+                str(out),
+            ],
             capsys,
         )
         assert code == 2
@@ -51,7 +61,9 @@ def test_preview_with_a_wrong_root_fails_and_writes_nothing(tmp_path: Path, caps
 
 @pytest.fixture
 def aqa7_root(tmp_path: Path) -> Path:
-    return make_aqa7(tmp_path / "aqa7", extracted={"diving/001": 3, "diving/002": 3, "diving/003": 3, "gym_vault/001": 3})
+    return make_aqa7(
+        tmp_path / "aqa7", extracted={"diving/001": 3, "diving/002": 3, "diving/003": 3, "gym_vault/001": 3}
+    )
 
 
 @pytest.mark.parametrize(("fmt", "masks"), [("ytvis", "x.json"), ("coco", "folder"), ("hdf5", "x.json")])
@@ -85,9 +97,13 @@ def test_import_into_a_store_of_another_dataset_is_refused(
         st.add_samples(samples)
         for s in samples:
             st.write_sample_masks(
-                s.sample_id, [MaskWrite(mask=np.ones((12, 16), bool), frame_idx=i) for i in range(3)], author="t"
+                s.sample_id,
+                [MaskWrite(mask=np.ones((12, 16), bool), frame_idx=i) for i in range(len(s.frames))],
+                author="t",
             )
-    code, _, err = run_cli(["export", "--store", str(src), "--format", "coco", "--out", str(tmp_path / "c.json")], capsys)
+    code, _, err = run_cli(
+        ["export", "--store", str(src), "--format", "coco", "--out", str(tmp_path / "c.json")], capsys
+    )
     assert code == 0, err
     args = ["import", "--dataset", "aqa7", "--root", str(aqa7_root), "--store", str(tmp_path / "fd.db")]
     code, _, err = run_cli([*args, "--format", "coco", "--masks", str(tmp_path / "c.json")], capsys)
@@ -121,3 +137,18 @@ def test_aqa7_train_names_every_class_short_of_samples_before_training(
     line = _one_line(err)
     assert "gym_vault" in line and "at least 2" in line
     assert not (out / "diving").exists()
+
+
+def test_validate_store_with_root_compares_frame_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from _exchange_fixtures import write_frames
+
+    samples = make_samples(1, 3)
+    with MaskStore(tmp_path / "s.db") as st:
+        fill_store(st, samples, holes=False)
+    write_frames(tmp_path / "root", samples)
+    code, out, _ = run_cli(["validate", str(tmp_path / "s.db"), "--root", str(tmp_path / "root")], capsys)
+    assert code == 0, out
+    write_frames(tmp_path / "root", samples, h=20, w=30)  # frames re-extracted at another size
+    code, out, _ = run_cli(["validate", str(tmp_path / "s.db"), "--root", str(tmp_path / "root")], capsys)
+    assert code == 1
+    assert "diving-out/001/img_00001.jpg: store says 48x64, frame under --root is 20x30" in out
