@@ -179,6 +179,15 @@ def train_per_class(
     """AQA-7: one model per ``action_class`` in ``<out>/<class>/``, then the Fisher-z mean of rho and the
     mean R-l2 over classes in ``<out>/metrics.json``. Returns that summary."""
     classes = sorted({s.action_class for s in samples if s.action_class})
+    counts = {
+        c: sum(s.action_class == c and s.split == "train" and s.score is not None for s in samples) for c in classes
+    }
+    short = [f"{c} ({n})" for c, n in counts.items() if n < 2]
+    if short:  # checked for every class up front, not after hours of training the classes before it
+        raise InputError(
+            "AQA-7 trains one model per class and each needs at least 2 training samples with scores; "
+            f"too few in: {', '.join(short)}; add training samples to those classes"
+        )
     per: dict[str, Any] = {}
     for cls in classes:
         subset = [s for s in samples if s.action_class == cls]
