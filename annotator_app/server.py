@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from hmtools.errors import InputError
@@ -72,8 +73,12 @@ def serve(
     cache_mb: float = 1024.0,
     lock_ttl_s: float = 300.0,
     user: str = "annotator",
+    announce: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the annotator until interrupted (blocking).
+
+    ``announce`` gets the URL actually bound (the port may be the first free one from 7860), once
+    the store, root and backend have opened and the server listens.
 
     Raises:
         InputError: refused bind (see :func:`check_bind`), missing store or root.
@@ -105,7 +110,11 @@ def serve(
             show_error=True,
             quiet=True,
             auth_message="hmtools annotate: log in with your annotator account",
+            prevent_thread_lock=True,
         )
+        if announce is not None:
+            announce(str(demo.local_url))
+        demo.block_thread()
     finally:
         backend.close()
         mask_store.close()

@@ -152,3 +152,14 @@ def test_validate_store_with_root_compares_frame_sizes(tmp_path: Path, capsys: p
     code, out, _ = run_cli(["validate", str(tmp_path / "s.db"), "--root", str(tmp_path / "root")], capsys)
     assert code == 1
     assert "diving-out/001/img_00001.jpg: store says 48x64, frame under --root is 20x30" in out
+
+
+def test_annotate_with_a_bad_store_does_not_claim_to_serve(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    (tmp_path / "export").mkdir()  # an export folder given as --store
+    for store in (tmp_path / "none.db", tmp_path / "export"):
+        code, out, err = run_cli(
+            ["annotate", "--store", str(store), "--root", str(tmp_path), "--segmenter", "fake"], capsys
+        )
+        assert code == 2
+        assert "no mask store" in _one_line(err)
+        assert "serving" not in out

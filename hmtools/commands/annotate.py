@@ -41,7 +41,6 @@ def annotate(
 
     credentials = parse_auth(auth or [], auth_file)
     check_bind(host, credentials)
-    typer.echo(f"hmtools annotate: serving {store} on http://{host}:{port or 7860} (Ctrl+C to stop)")
     serve(
         store,
         root,
@@ -54,4 +53,5 @@ def annotate(
         cache_mb=cache_mb,
         lock_ttl_s=lock_ttl,
         user=user or getpass.getuser(),
+        announce=lambda url: typer.echo(f"hmtools annotate: serving {store} on {url} (Ctrl+C to stop)"),
     )
