@@ -286,3 +286,19 @@ def snapshot(store: MaskStore) -> Iterator[None]:
             yield
         finally:
             store._conn.execute("COMMIT")
+
+
+def check_same_dataset(store: MaskStore, datasets: set[str]) -> None:
+    """Refuse to add samples of ``datasets`` to a store that holds samples of another dataset.
+
+    A store's frame keys are relative to one dataset root, so one store holds one dataset.
+
+    Raises:
+        InputError: the store holds samples of a dataset not in ``datasets`` (both named).
+    """
+    held = sorted({r[0] for r in store.query("SELECT DISTINCT dataset FROM samples")} - datasets)
+    if held:
+        raise InputError(
+            f"store {store.path} holds {', '.join(held)} samples, not {', '.join(sorted(datasets))}; "
+            "use a new --store (one dataset per store: frame keys are relative to one root)"
+        )

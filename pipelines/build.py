@@ -23,7 +23,7 @@ from hmtools.config import config_hash
 from hmtools.errors import HMToolsError
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
-from hmtools.store_admin import lock_holder, put_config
+from hmtools.store_admin import check_same_dataset, lock_holder, put_config
 from pipelines.config import BuildConfig, result_config
 from pipelines.run import Models, build_sample_masks
 
@@ -130,6 +130,7 @@ def build_masks(
 
     body: dict[str, Any] = result_config(cfg, models.weights)
     chash = config_hash(body)
+    check_same_dataset(store, {s.dataset for s in samples})
     store.add_samples(samples, author=AUTHOR)
     put_config(store, chash, body)
     summary = BuildSummary(samples=len(samples), config_hash=chash)

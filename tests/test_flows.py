@@ -80,15 +80,32 @@ def test_failed_import_leaves_no_new_store(
     assert not any(p.name.startswith("new.db") for p in tmp_path.iterdir())
 
 
-def test_import_into_a_store_of_another_dataset_is_refused(
-    aqa7_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-):
+def _finediving_store(path: Path) -> None:
     other = [
         replace(s, sample_id=f"FINA_r1/{k}", frames=tuple(f"FINA_r1/{k}/{i:05d}.jpg" for i in range(3)))
         for k, s in enumerate(make_samples(2, 3, dataset="finediving"))
     ]
-    with MaskStore(tmp_path / "fd.db") as st:
+    with MaskStore(path) as st:
         fill_store(st, other)
+
+
+def test_build_masks_into_a_store_of_another_dataset_is_refused(
+    aqa7_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    _finediving_store(tmp_path / "fd.db")
+    args = ["build-masks", "--dataset", "aqa7", "--root", str(aqa7_root), "--store", str(tmp_path / "fd.db")]
+    code, _, err = run_cli([*args, "--detector", "lite", "--segmenter", "lite", "--limit", "1"], capsys)
+    assert code == 2
+    line = _one_line(err)
+    assert "finediving" in line and "aqa7" in line
+    with MaskStore(tmp_path / "fd.db", create=False) as st:
+        assert st.sample_ids() == ["FINA_r1/0", "FINA_r1/1"]
+
+
+def test_import_into_a_store_of_another_dataset_is_refused(
+    aqa7_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    _finediving_store(tmp_path / "fd.db")
     src = tmp_path / "src.db"  # a real aqa7 export to import
     with MaskStore(src) as st:
         from hmtools.datasets import load_dataset

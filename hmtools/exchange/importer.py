@@ -19,6 +19,7 @@ from hmtools.exchange.parallel import batched, default_workers, ordered_map
 from hmtools.exchange.sink import MaskSink, Tally, key_stem
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
+from hmtools.store_admin import check_same_dataset
 
 
 @dataclass(frozen=True)
@@ -172,13 +173,7 @@ def import_masks(
         raise InputError(f"unknown import format {fmt!r}; valid formats: {', '.join(FEEDERS)}")
     if not masks.exists():
         raise InputError(f"--masks {masks} does not exist")
-    ours = sorted({s.dataset for s in samples})
-    held = sorted({r[0] for r in store.query("SELECT DISTINCT dataset FROM samples")} - set(ours))
-    if held:
-        raise InputError(
-            f"store {store.path} holds {', '.join(held)} samples, not {', '.join(ours)}; "
-            "import into a new --store (one dataset per store: frame keys are relative to one root)"
-        )
+    check_same_dataset(store, {s.dataset for s in samples})
     with store.transaction():
         added = store.add_samples(samples, author=author)
         sink = MaskSink(store, samples, root, author)
