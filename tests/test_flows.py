@@ -180,3 +180,13 @@ def test_annotate_with_a_bad_store_does_not_claim_to_serve(tmp_path: Path, capsy
         assert code == 2
         assert "no mask store" in _one_line(err)
         assert "serving" not in out
+
+
+def test_eval_of_a_run_folder_names_the_checkpoints_in_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    for cls in ("diving", "gym_vault"):  # an AQA-7 run: one model per class
+        (tmp_path / "run" / cls).mkdir(parents=True)
+        (tmp_path / "run" / cls / "best.pt").write_bytes(b"")
+    code, _, err = run_cli(["eval", "--checkpoint", str(tmp_path / "run")], capsys)
+    assert code == 2
+    line = _one_line(err)
+    assert "is a folder" in line and str(tmp_path / "run" / "diving" / "best.pt") in line

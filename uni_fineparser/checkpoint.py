@@ -44,6 +44,10 @@ def load_checkpoint(path: str | Path, model_config: dict[str, Any] | None = None
         ConfigError: the checkpoint was trained with another model config (names each field).
     """
     p = Path(path)
+    if p.is_dir():  # e.g. an AQA-7 run folder, which holds one model per class in <out>/<class>/
+        found = sorted(p.glob("best.pt")) + sorted(p.glob("*/best.pt"))
+        hint = f"e.g. {', '.join(map(str, found[:3]))}" if found else "no best.pt in it"
+        raise InputError(f"checkpoint {p} is a folder; pass a checkpoint file ({hint})")
     if not p.is_file():
         raise InputError(f"checkpoint {p} not found")
     try:
