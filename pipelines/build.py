@@ -66,22 +66,27 @@ class BuildSummary:
         fps = self.frames / self.seconds if self.seconds > 0 else 0.0
         out = [
             f"{self.samples} samples: {self.built} built, {self.skipped_done} already done, "
-            f"{len(self.skipped_human)} skipped (human edits or an annotator's lock), {len(self.failed)} failed",
+            f"{len(self.skipped_human)} skipped (human edits, imported masks or an annotator's lock), "
+            f"{len(self.failed)} failed",
             f"{self.frames} frames in {self.seconds:.1f} s ({fps:.2f} frames/s), {self.flagged} flagged; config {self.config_hash}",
         ]
         out += [f"  flagged: {r}: {n}" for r, n in self.reasons.most_common(10)]
         if self.skipped_human:
             out.append(
-                "  human edits kept (rerun with --overwrite-human to rebuild): " + ", ".join(self.skipped_human[:10])
+                "  human edits / imported masks kept (rerun with --overwrite-human to rebuild): "
+                + ", ".join(self.skipped_human[:10])
             )
         out += [f"  failed {sid}: {msg}" for sid, msg in list(self.failed.items())[:10]]
         return out
 
 
 def human_block(store: MaskStore, sample_id: str) -> str | None:
-    """Why the sample must not be rebuilt without ``overwrite_human``: human work, or an annotator's lease."""
+    """Why the sample must not be rebuilt without ``overwrite_human``: human work, imported masks, or an
+    annotator's lease."""
     if has_human_work(store, sample_id):
         return "human edits"
+    if has_imported_masks(store, sample_id):
+        return "imported masks"
     lock = lock_holder(store, sample_id)
     if lock is not None:
         return f"being edited by {lock.owner}"
@@ -93,6 +98,16 @@ def has_human_work(store: MaskStore, sample_id: str) -> bool:
     rows = store.query(
         "SELECT COUNT(*) FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
         "WHERE f.sample_id=? AND (m.source='human' OR m.status IN ('accepted','rejected'))",
+        (sample_id,),
+    )
+    return rows[0][0] > 0
+
+
+def has_imported_masks(store: MaskStore, sample_id: str) -> bool:
+    """Whether any frame's head mask came from ``hmtools import`` (masks made elsewhere, e.g. by hand)."""
+    rows = store.query(
+        "SELECT COUNT(*) FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
+        "WHERE f.sample_id=? AND m.source='imported'",
         (sample_id,),
     )
     return rows[0][0] > 0
@@ -119,7 +134,7 @@ def build_masks(
         models: Loaded backends.
         cfg: Build configuration.
         force: Rebuild samples already built with this configuration.
-        overwrite_human: Also rebuild samples with human edits or reviews.
+        overwrite_human: Also rebuild samples with human edits, reviews or imported masks.
         progress: Show a tqdm bar (frames, frames/s).
         desc: Progress bar label.
 

@@ -190,3 +190,38 @@ def test_eval_of_a_run_folder_names_the_checkpoints_in_it(tmp_path: Path, capsys
     assert code == 2
     line = _one_line(err)
     assert "is a folder" in line and str(tmp_path / "run" / "diving" / "best.pt") in line
+
+
+def test_build_masks_keeps_imported_masks(aqa7_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """Masks imported from elsewhere (e.g. a released human-annotated set) are not replaced by auto masks."""
+    from hmtools.datasets import load_dataset
+
+    src = tmp_path / "src.db"
+    samples = [s for s in load_dataset("aqa7", aqa7_root).samples if s.sample_id == "diving/001"]
+    with MaskStore(src) as st:
+        st.add_samples(samples)
+        st.write_sample_masks(
+            "diving/001", [MaskWrite(mask=np.ones((12, 16), bool), frame_idx=i) for i in range(3)], author="t"
+        )
+    assert (
+        run_cli(["export", "--store", str(src), "--format", "coco", "--out", str(tmp_path / "c.json")], capsys)[0] == 0
+    )
+    store = tmp_path / "s.db"
+    args = ["import", "--dataset", "aqa7", "--root", str(aqa7_root), "--store", str(store), "--format", "coco"]
+    assert run_cli([*args, "--masks", str(tmp_path / "c.json")], capsys)[0] == 0
+    args = [
+        "build-masks",
+        "--dataset",
+        "aqa7",
+        "--root",
+        str(aqa7_root),
+        "--store",
+        str(store),
+        "--samples",
+        "diving/001",
+    ]
+    code, out, err = run_cli([*args, "--detector", "lite", "--segmenter", "lite"], capsys)
+    assert code == 0, err
+    assert "1 skipped" in out and "imported" in out
+    with MaskStore(store, create=False) as st:
+        assert {m.source for m in st.current_masks("diving/001")} == {"imported"}

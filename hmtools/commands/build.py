@@ -31,7 +31,7 @@ def build_masks(
     limit: Annotated[int | None, Opt("--limit", help="Only the first N samples.")] = None,
     force: Annotated[bool, Opt("--force", help="Rebuild samples already built with this configuration.")] = False,
     overwrite_human: Annotated[
-        bool, Opt("--overwrite-human", help="Also rebuild samples with human edits/reviews.")
+        bool, Opt("--overwrite-human", help="Also rebuild samples with human edits/reviews or imported masks.")
     ] = False,
     batch_size: Annotated[
         int | None, Opt("--batch-size", help="Frames per batch (halves on GPU out-of-memory).")
