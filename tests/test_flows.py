@@ -225,3 +225,27 @@ def test_build_masks_keeps_imported_masks(aqa7_root: Path, tmp_path: Path, capsy
     assert "1 skipped" in out and "imported" in out
     with MaskStore(store, create=False) as st:
         assert {m.source for m in st.current_masks("diving/001")} == {"imported"}
+
+
+@pytest.mark.parametrize("image_format", ["png", "jpg"])
+def test_train_reads_a_fineparser_export_in_either_image_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], image_format: str
+):
+    from uni_fineparser.mask_source import open_mask_source
+
+    samples = make_samples(2, 3)
+    with MaskStore(tmp_path / "s.db") as st:
+        fill_store(st, samples, holes=False)
+        want = {s.sample_id: [m.rle for m in st.current_masks(s.sample_id)] for s in samples}
+    args = ["export", "--store", str(tmp_path / "s.db"), "--format", "fineparser", "--out", str(tmp_path / "fp")]
+    assert run_cli([*args, "--image-format", image_format], capsys)[0] == 0
+    source = open_mask_source(tmp_path / "fp")
+    from hmtools.masks import decode_rle
+
+    for s in samples:
+        assert source.available(s) == [True] * len(s.frames)
+        got = source.read(s)
+        for mask, rle in zip(got, want[s.sample_id], strict=True):
+            exact = decode_rle(rle)
+            assert mask is not None and mask.shape == exact.shape
+            assert (mask != exact).mean() < 0.02  # lossless for png; jpg edges may move a pixel

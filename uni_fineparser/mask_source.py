@@ -4,7 +4,7 @@ Supported now:
 
 * a mask store (SQLite file, :class:`hmtools.store.MaskStore`): the newest version of each
   frame's mask (``current_masks``), whatever its review status;
-* a FineParser mask folder: ``<mask_root>/<frame key with a .jpg suffix>``, grayscale JPEG/PNG,
+* a FineParser mask folder: ``<mask_root>/<frame key with a .jpg (or .png, ...) suffix>``, grayscale,
   foreground where the value is >= 128 (FineDiving-HM's ``diving_mask_annotation_gray``);
 * an hmtools HDF5 export (format ``hmtools-masks`` version 1, docs/formats.md): group
   ``/samples/<quoted sample id>`` with ``masks`` ``(T, ceil(H/8), W)`` uint8 bit-packed along the
@@ -84,6 +84,10 @@ class StoreMasks:
         return f"store:{self.path.resolve()}:{rows[0][0]}:{rows[0][1]}"
 
 
+# what `hmtools export --format fineparser --image-format jpg|png` writes, then the other readable kinds
+MASK_SUFFIXES = (".jpg", ".png", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
 class FolderMasks:
     """FineParser-style mask folder mirroring the frame layout (grayscale, threshold 128)."""
 
@@ -92,7 +96,12 @@ class FolderMasks:
         self.description = f"mask folder {root}"
 
     def _path(self, key: str) -> Path:
-        return (self.root / key).with_suffix(".jpg")
+        """The mask file of a frame: its key with a mask-image suffix (.jpg first, as FineDiving-HM)."""
+        base = self.root / key
+        for ext in MASK_SUFFIXES:
+            if base.with_suffix(ext).is_file():
+                return base.with_suffix(ext)
+        return base.with_suffix(".jpg")
 
     def available(self, sample: Sample) -> list[bool]:
         return [self._path(k).is_file() for k in sample.frames]
@@ -182,7 +191,7 @@ def open_mask_source(path: str | Path) -> MaskSource:
         raise InputError(
             f"--masks {p} is neither a mask store (SQLite), an HDF5 export nor a mask folder; "
             "pass the store file written by build-masks, an `hmtools export --format hdf5` file or a "
-            "folder of <frame key>.jpg masks"
+            "folder of <frame key>.jpg/.png masks"
         )
     raise InputError(f"--masks {p} does not exist; pass a mask store file or a mask folder")
 
