@@ -249,3 +249,22 @@ def test_train_reads_a_fineparser_export_in_either_image_format(
             exact = decode_rle(rle)
             assert mask is not None and mask.shape == exact.shape
             assert (mask != exact).mean() < 0.02  # lossless for png; jpg edges may move a pixel
+
+
+def test_a_corrected_mask_file_in_a_mask_folder_changes_the_training_cache_key(tmp_path: Path):
+    import os
+
+    import cv2
+
+    from uni_fineparser.mask_source import open_mask_source, source_key
+
+    folder = tmp_path / "fp" / "diving-out" / "001"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"img_{i:05d}.png"), np.zeros((12, 16), np.uint8))
+    before = source_key(open_mask_source(tmp_path / "fp"))
+    target = folder / "img_00001.png"
+    cv2.imwrite(str(target), np.full((12, 16), 255, np.uint8))  # a hand correction, in place
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert source_key(open_mask_source(tmp_path / "fp")) != before
