@@ -268,3 +268,26 @@ def test_a_corrected_mask_file_in_a_mask_folder_changes_the_training_cache_key(t
     st = target.stat()
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert source_key(open_mask_source(tmp_path / "fp")) != before
+
+
+@pytest.mark.parametrize("missing", ["root", "masks"])
+def test_eval_after_the_data_moved_says_what_the_checkpoint_expects(
+    aqa7_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], missing: str
+):
+    import torch
+
+    from hmtools.config import to_dict
+    from uni_fineparser.checkpoint import FORMAT
+    from uni_fineparser.config import load_run_config
+
+    with MaskStore(tmp_path / "s.db") as st:
+        st.add_samples(make_samples(1, 2))
+    data = {"dataset": "aqa7", "root": str(aqa7_root), "annotations": None, "masks": str(tmp_path / "s.db")}
+    data[missing] = str(tmp_path / "moved")
+    cfg = to_dict(load_run_config("tiny"))
+    torch.save({"format": FORMAT, "model": {}, "config": cfg, "data": data}, tmp_path / "best.pt")
+    code, _, err = run_cli(["eval", "--checkpoint", str(tmp_path / "best.pt")], capsys)
+    assert code == 2
+    line = _one_line(err)
+    assert str(tmp_path / "moved") in line and "checkpoint" in line
+    assert "pass --root" not in line and "pass a mask store" not in line  # eval has no such options

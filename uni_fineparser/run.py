@@ -105,9 +105,12 @@ def open_run(
     if samples is None:
         if not data.get("dataset"):
             raise InputError(f"{checkpoint} does not name its dataset (trained from a sample list); pass samples=")
+        _recorded_path_exists(checkpoint, "dataset root", data["root"])
         samples, _ = load_samples(data)
     if masks is None and not data.get("masks"):
         raise InputError(f"{checkpoint} does not record its masks path; pass masks=")
+    if masks is None:
+        _recorded_path_exists(checkpoint, "masks", data["masks"])
     source = open_mask_source(masks or data["masks"])
     dev = resolve_device(device)
     train_all = [s for s in samples if s.split == "train" and s.score is not None]
@@ -133,6 +136,15 @@ def open_run(
     model.eval()
     pool = ExemplarPool(splits["train"], cfg.train.exemplar_by)
     return OpenRun(cfg, model, samples, splits, pool, cache, float(ckpt["score_scale"]), dev)
+
+
+def _recorded_path_exists(checkpoint: str | Path, what: str, path: str) -> None:
+    """eval/explain read the data from the paths train recorded; say so when one has gone."""
+    if not Path(path).exists():
+        raise InputError(
+            f"checkpoint {checkpoint} was trained with {what} {path}, which does not exist here; "
+            "put it back at that path (or a symlink to it), since eval and explain read the data the checkpoint records"
+        )
 
 
 def evaluate_checkpoint(
