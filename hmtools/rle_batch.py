@@ -13,7 +13,7 @@ spent on pixels far from the person. :func:`encode_masks` instead
    same arrays.
 
 The counts strings are byte-identical to ``pycocotools.mask.encode`` (checked in
-``tests/test_masks_batch.py``). Format reminder: runs alternate background/foreground starting
+``tests/test_store_encode.py``). Format reminder: runs alternate background/foreground starting
 with background (0 when pixel (0, 0) is foreground), column by column; each run after the
 second is stored as the difference to the run two before, in 5-bit groups, low first, as
 characters ``48 + bits`` (``+ 0x20`` while more groups follow); the last group's bit ``0x10``
