@@ -31,6 +31,8 @@ from hmtools.rle_codec import column_runs
 
 Box = tuple[float, float, float, float]
 
+_CHUNK_BYTES = 1 << 17  # lay out ~128 KiB of transposed columns at a time (stays in L2 with its compare)
+
 _GROUP_LIMITS = np.array([1 << (5 * k - 1) for k in range(1, 13)], dtype=np.int64)
 """A value ``v`` fits in ``k`` 5-bit groups iff ``v`` (or ``~v`` when negative) < ``_GROUP_LIMITS[k - 1]``."""
 
@@ -75,64 +77,84 @@ def _encode_same_size(masks: list[np.ndarray], height: int, width: int) -> list[
     if npix == 0:
         runs = column_runs(np.zeros((height, width), bool))
         return [(s, 0, None) for s in compress_runs(np.tile(runs, n), np.arange(n + 1) * runs.size)]
-    cols = np.empty((n, width), dtype=np.uint8)
-    u8 = []
-    for i, m in enumerate(masks):
-        u8.append(_as_u8(m))
-        np.bitwise_or.reduce(u8[i], axis=0, out=cols[i])  # single-threaded (cv2.reduce is not)
-    nonempty = cols.any(axis=1)
-    left = np.argmax(cols, axis=1)
-    right = width - 1 - np.argmax(cols[:, ::-1], axis=1)
+    change, left, right, start, band = _transitions([_as_u8(m) for m in masks], height, width)
+    nonempty = band > 0
+    per_mask = np.diff(np.searchsorted(change, start + band + 1), prepend=0)  # even: 0-framed
+    owner = np.repeat(np.arange(n), per_mask)
+    pos = change - (start - left * height)[owner]  # column-major position in the (H, W) mask
+    first = np.cumsum(per_mask) - per_mask  # index in pos of each mask's first transition
+    # foreground runs [begin, end): area, and rows (a run that crosses columns spans them all)
+    begin, end = pos[0::2], pos[1::2]
+    pair_owner = owner[0::2]
+    area = np.bincount(pair_owner, weights=end - begin, minlength=n).astype(np.int64)
+    one_col = begin // height == (end - 1) // height
+    run_top = np.where(one_col, begin % height, 0)
+    run_bottom = np.where(one_col, (end - 1) % height, height - 1)
     top, bottom = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    crops, seg_len, seg_count = [], np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    for i in np.flatnonzero(nonempty).tolist():
-        band = cv2.transpose(u8[i][:, left[i] : right[i] + 1])  # (w', H): the foreground columns
-        rows = np.bitwise_or.reduce(band, axis=0)
-        lo, hi = int(np.argmax(rows)), height - 1 - int(np.argmax(rows[::-1]))
-        # each column of the box, with the zero pixel just above and below it as padding
-        box = band[:, max(lo - 1, 0) : hi + 2]
-        if lo == 0 or hi == height - 1:
-            box = cv2.copyMakeBorder(box, 0, 0, int(lo == 0), int(hi == height - 1), cv2.BORDER_CONSTANT, value=0)
-        crops.append(box.ravel())
-        top[i], bottom[i] = lo, hi
-        seg_len[i], seg_count[i] = hi - lo + 3, band.shape[0]
-    sizes = seg_len * seg_count
-    flat = np.concatenate(crops) if crops else np.zeros(0, dtype=np.uint8)
-    # index of the first pixel of each new value; each column starts and ends with a 0 pad
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    offsets = np.cumsum(sizes) - sizes
-    owner = np.repeat(np.arange(n), np.diff(np.searchsorted(change, np.cumsum(sizes)), prepend=0))
-    col, row = np.divmod(change - offsets[owner], seg_len[owner])
-    pos = (left[owner] + col) * height + top[owner] + row - 1  # column-major position in the full (H, W) frame
-    # a full-height crop splits a run that wraps from the bottom of one column to the top of the
-    # next into an end and a start at the same position: drop both; drop ends at H*W too
-    key = owner * (npix + 1) + pos
-    keep = np.ones(pos.size, dtype=bool)
-    same = key[1:] == key[:-1]
-    keep[1:] &= ~same
-    keep[:-1] &= ~same
-    pos, owner = pos[keep], owner[keep]
-    # each mask's positions now alternate start, end (of foreground runs): area = sum(ends - starts)
-    area = np.bincount(owner, weights=np.where(np.arange(pos.size) & 1, pos, -pos), minlength=n)
-    pos, owner = pos[pos < npix], owner[pos < npix]
-    per_mask = np.bincount(owner, minlength=n)
-    # runs of mask i: diff of [0, its positions..., H*W]
+    filled = np.flatnonzero(nonempty)
+    if filled.size:
+        top[filled] = np.minimum.reduceat(run_top, first[filled] // 2)
+        bottom[filled] = np.maximum.reduceat(run_bottom, first[filled] // 2)
+    # runs of mask i: diff of [0, its transitions..., H*W] (a last transition at H*W is dropped)
+    at_end = pos == npix
+    per_mask -= np.bincount(owner[at_end], minlength=n)
+    pos, owner = pos[~at_end], owner[~at_end]
     first = np.cumsum(per_mask + 2) - (per_mask + 2)
     bounds = np.empty(int(per_mask.sum()) + 2 * n, dtype=np.int64)
     bounds[first] = 0
     bounds[first + per_mask + 1] = npix
     bounds[np.arange(pos.size) + 2 * owner + 1] = pos
     diffs = np.diff(bounds)
-    run_starts = first - np.arange(n)  # mask i has per_mask[i] + 1 runs
     run_keep = np.ones(diffs.size, dtype=bool)
     run_keep[(first + per_mask + 1)[:-1]] = False  # the step from one mask's H*W to the next 0
     runs = diffs[run_keep]
-    counts = compress_runs(runs, np.append(run_starts, runs.size))
+    counts = compress_runs(runs, np.append(first - np.arange(n), runs.size))
     boxes = np.stack([left, top, right + 1, bottom + 1], axis=1).astype(float).tolist()
     return [
         (c, a, tuple(b) if e else None)
         for c, a, b, e in zip(counts, area.astype(np.int64).tolist(), boxes, nonempty.tolist(), strict=True)
     ]
+
+
+def _transitions(
+    u8: list[np.ndarray], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Value changes in the sequence ``0, foreground columns of mask 0, 0, ..., 0`` (column-major).
+
+    Each mask is read once for its foreground columns ``left..right`` and, while still in cache,
+    those columns are transposed into one reused ~128 KiB buffer; a full buffer is compared and
+    ``flatnonzero``-ed in place, so no pass leaves the cache.
+
+    Returns:
+        ``(change, left, right, start, band)``: ``change`` the indices in the sequence where a
+        new value begins; per mask ``(N,)`` int64 its first and last foreground column (0 when
+        empty), where its columns start in the sequence and their pixel count (0 when empty).
+    """
+    n = len(u8)
+    left, right = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    start, band = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    buf = np.zeros(max(_CHUNK_BYTES, height * width + 2), dtype=np.uint8)
+    found = []
+    base, used = 0, 1  # sequence index of buf[0]; bytes of buf in use (buf[0] is a 0 separator)
+    fold = min(height & -height, 8)  # max over `fold` rows at a time: longer rows, fewer numpy steps
+    for i, m in enumerate(u8):
+        folded = np.maximum.reduce(m.reshape(height // fold, fold * width), axis=0)
+        cols = np.flatnonzero(np.maximum.reduce(folded.reshape(fold, width), axis=0))
+        start[i] = base + used - 1  # an empty mask: its (empty) band is the separator before it
+        if cols.size == 0:
+            continue
+        a, b = int(cols[0]), int(cols[-1]) + 1
+        size = (b - a) * height
+        if used + size + 1 > buf.size:  # flush: the separator before mask i starts the next buffer
+            found.append(np.flatnonzero(buf[1:used] != buf[: used - 1]) + (base + 1))
+            base, used = base + used - 1, 1
+        start[i] = base + used
+        cv2.transpose(m[:, a:b], dst=buf[used : used + size].reshape(b - a, height))
+        buf[used + size] = 0
+        used += size + 1
+        left[i], right[i], band[i] = a, b - 1, size
+    found.append(np.flatnonzero(buf[1:used] != buf[: used - 1]) + (base + 1))
+    return np.concatenate(found), left, right, start, band
 
 
 def compress_runs(runs: np.ndarray, bounds: np.ndarray) -> list[str]:
