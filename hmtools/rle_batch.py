@@ -188,15 +188,15 @@ def compress_runs(runs: np.ndarray, bounds: np.ndarray) -> list[str]:
     chars = np.empty((values.size, n_group), dtype=np.uint8)
     used = np.empty((values.size, n_group), dtype=bool)
     for g in range(n_group):
-        group = (values >> (5 * g)) & 0x1F
+        group = ((values >> (5 * g)) & 0x1F).astype(np.uint8)
         if g < n_group - 1:
-            group |= more[g].view(np.uint8) << np.uint8(5)  # 0x20: another group follows
-        chars[:, g] = group + 48
+            group |= more[g].view(np.uint8) << 5  # 0x20: another group follows
+        group += 48
+        chars[:, g] = group
         used[:, g] = True if g == 0 else more[g - 1]
     text = np.compress(used.ravel(), chars.ravel()).tobytes().decode("ascii")
-    n_chars = np.ones(values.size, dtype=np.int32)
+    per_mask = np.diff(bounds)  # characters per mask: one per run, plus the extra groups
     for over in more:
-        n_chars += over
-    per_mask = np.add.reduceat(n_chars, bounds[:-1])
+        per_mask += np.diff(np.searchsorted(np.flatnonzero(over), bounds))
     cut = np.concatenate(([0], np.cumsum(per_mask))).tolist()
     return [text[a:b] for a, b in zip(cut[:-1], cut[1:], strict=True)]

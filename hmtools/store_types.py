@@ -171,23 +171,23 @@ def prepare_masks(writes: Sequence[MaskWrite]) -> list[PreparedMask]:
     for w in writes:
         if w.rle is None:
             counts, area, box = next(encoded)
-            height, width = (int(v) for v in w.mask.shape)  # type: ignore[union-attr]
+            height, width = w.mask.shape  # type: ignore[union-attr]
         else:
             rle = check_rle(dict(w.rle))
             area, box = rle_area_box(rle)
             (height, width), counts = rle["size"], rle["counts"]
         out.append(
-            PreparedMask(
-                height=height,
-                width=width,
-                counts=counts,
-                area=area,
-                bbox=None if box is None else f"[{box[0]!r}, {box[1]!r}, {box[2]!r}, {box[3]!r}]",
-                tracks=None if w.tracks is None else json.dumps(w.tracks, sort_keys=True, default=_numpy_json),
-                source=w.source,
-                score=None if w.score is None else float(w.score),
-                status=w.status,
-                reason=w.reason,
+            PreparedMask(  # positional: height, width, counts, area, bbox, tracks, source, score, status, reason
+                int(height),
+                int(width),
+                counts,
+                area,
+                None if box is None else "[%r, %r, %r, %r]" % box,  # noqa: UP031  # same text as f"{x!r}"
+                None if w.tracks is None else json.dumps(w.tracks, sort_keys=True, default=_numpy_json),
+                w.source,
+                None if w.score is None else float(w.score),
+                w.status,
+                w.reason,
             )
         )
     return out
