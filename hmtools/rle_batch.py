@@ -133,7 +133,8 @@ def _transitions(
     n = len(u8)
     left, right = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     start, band = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    buf = np.zeros(max(_CHUNK_BYTES, height * width + 2), dtype=np.uint8)
+    buf = np.empty(max(_CHUNK_BYTES, height * width + 2), dtype=np.uint8)
+    buf[0] = 0  # every other byte in use is written below: columns, or a 0 after them
     found = []
     base, used = 0, 1  # sequence index of buf[0]; bytes of buf in use (buf[0] is a 0 separator)
     fold = min(height & -height, 8)  # max over `fold` rows at a time: longer rows, fewer numpy steps
