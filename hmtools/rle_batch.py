@@ -173,11 +173,11 @@ def compress_runs(runs: np.ndarray, bounds: np.ndarray) -> list[str]:
     Returns:
         ``N`` ASCII counts strings, as ``pycocotools`` writes them.
     """
-    bounds = np.asarray(bounds, dtype=np.int64)
+    runs, bounds = np.asarray(runs, dtype=np.int64), np.asarray(bounds, dtype=np.int64)
     if runs.size == 0:
         return [""] * (bounds.size - 1)
     wide = int(runs.max()) >= 1 << 30
-    runs = np.asarray(runs, dtype=np.int64 if wide else np.int32)
+    runs = runs if wide else runs.astype(np.int32)  # int32 halves the memory traffic
     values = runs.copy()
     values[3:] -= runs[1:-2]  # pycocotools: `if (i > 2) x -= cnts[i - 2]`, i counted within a mask
     head = (bounds[:-1, None] + np.arange(3)).ravel()  # the first three runs of each mask stay raw

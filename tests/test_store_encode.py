@@ -56,7 +56,7 @@ def test_random_masks_of_mixed_sizes_in_one_batch_match_pycocotools() -> None:
     rng = np.random.default_rng(7)
     masks = []
     for p in (0.001, 0.05, 0.5, 0.95, 0.999):
-        for shape in ((5, 9), (40, 33), (1, 50), (256, 455)):
+        for shape in ((5, 9), (40, 33), (1, 50), (256, 455), (400, 401)):  # 400x401: wider than a chunk
             masks.append(rng.random(shape) < p)
     got = encode_masks(masks)
     assert got == [coco_reference(m) for m in masks]
