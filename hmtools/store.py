@@ -36,6 +36,7 @@ from hmtools.store_types import (
     MaskWrite,
     check_vocab,
     prepare_mask,
+    prepare_masks,
     row_to_record,
 )
 from hmtools.store_write import (
@@ -242,7 +243,8 @@ class MaskStore:
                 its frame's.
             StaleVersionError: a frame of ``expected_versions`` changed meanwhile (nothing written).
         """
-        prepared = [(i if w.frame_idx is None else w.frame_idx, prepare_mask(w)) for i, w in enumerate(writes)]
+        idx = [i if w.frame_idx is None else w.frame_idx for i, w in enumerate(writes)]
+        prepared = list(zip(idx, prepare_masks(writes), strict=True))
         now = time.time()
         with self.transaction() as c:
             n = insert_sample_masks(c, sample_id, prepared, author=author, now=now, expected_versions=expected_versions)

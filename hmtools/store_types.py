@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from hmtools.errors import InputError
-from hmtools.masks import RLE, check_rle, decode_rle, encode_rle_area_box, rle_area_box
+from hmtools.masks import RLE, check_rle, decode_rle, rle_area_box
+from hmtools.rle_batch import encode_masks
 from hmtools.schema import SOURCES, STATUSES
 
 
@@ -149,28 +151,46 @@ def prepare_mask(w: MaskWrite) -> PreparedMask:
         DataFormatError: ``w.rle`` is malformed or its counts disagree with its size.
         ValueError: the write holds neither a mask nor an rle, or a mask that is not 2-D.
     """
-    check_vocab(w.source, w.status)
-    if w.score is not None and not math.isfinite(float(w.score)):
-        raise InputError(f"mask score must be a finite number (nominally in [0, 1]) or None; got {w.score!r}")
-    if w.rle is not None:
-        rle = check_rle(dict(w.rle))
-        area, box = rle_area_box(rle)
-    elif w.mask is not None:
-        rle, area, box = encode_rle_area_box(w.mask)
-    else:
-        raise ValueError("MaskWrite needs a mask or an rle")
-    return PreparedMask(
-        height=rle["size"][0],
-        width=rle["size"][1],
-        counts=rle["counts"],
-        area=area,
-        bbox=None if box is None else f"[{box[0]!r}, {box[1]!r}, {box[2]!r}, {box[3]!r}]",
-        tracks=None if w.tracks is None else json.dumps(w.tracks, sort_keys=True, default=_numpy_json),
-        source=w.source,
-        score=None if w.score is None else float(w.score),
-        status=w.status,
-        reason=w.reason,
-    )
+    return prepare_masks([w])[0]
+
+
+def prepare_masks(writes: Sequence[MaskWrite]) -> list[PreparedMask]:
+    """:func:`prepare_mask` for many writes; the pixel masks among them are encoded in one batch.
+
+    Every write is checked before any mask is encoded. Errors are those of :func:`prepare_mask`.
+    """
+    for w in writes:
+        check_vocab(w.source, w.status)
+        if w.score is not None and not math.isfinite(float(w.score)):
+            raise InputError(f"mask score must be a finite number (nominally in [0, 1]) or None; got {w.score!r}")
+        if w.rle is None and w.mask is None:
+            raise ValueError("MaskWrite needs a mask or an rle")
+    pixel = [w.mask for w in writes if w.rle is None]
+    encoded = iter(encode_masks(pixel))  # type: ignore[arg-type]  # not None: checked above
+    out = []
+    for w in writes:
+        if w.rle is None:
+            counts, area, box = next(encoded)
+            height, width = w.mask.shape  # type: ignore[union-attr]
+        else:
+            rle = check_rle(dict(w.rle))
+            area, box = rle_area_box(rle)
+            (height, width), counts = rle["size"], rle["counts"]
+        out.append(
+            PreparedMask(  # positional: height, width, counts, area, bbox, tracks, source, score, status, reason
+                int(height),
+                int(width),
+                counts,
+                area,
+                None if box is None else "[%r, %r, %r, %r]" % box,  # noqa: UP031  # same text as f"{x!r}"
+                None if w.tracks is None else json.dumps(w.tracks, sort_keys=True, default=_numpy_json),
+                w.source,
+                None if w.score is None else float(w.score),
+                w.status,
+                w.reason,
+            )
+        )
+    return out
 
 
 def _numpy_json(value: Any) -> Any:
