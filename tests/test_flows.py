@@ -291,3 +291,14 @@ def test_eval_after_the_data_moved_says_what_the_checkpoint_expects(
     line = _one_line(err)
     assert str(tmp_path / "moved") in line and "checkpoint" in line
     assert "pass --root" not in line and "pass a mask store" not in line  # eval has no such options
+
+
+@pytest.mark.parametrize(("flag", "name"), [("--out", "sheet.jpgx"), ("--mp4", "video.avi")])
+def test_explain_checks_its_output_names_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, name: str
+):
+    args = ["explain", "--checkpoint", str(tmp_path / "best.pt"), "--sample", "diving/001"]
+    args += ["--out", str(tmp_path / "sheet.png"), flag, str(tmp_path / name)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert flag in _one_line(err) and name in err

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hmtools.errors import InputError
+from hmtools.errors import HMToolsError, InputError
 from uni_fineparser.data import load_view
 from uni_fineparser.evaluate import autocast
 from uni_fineparser.model import attention_to_frames, decode_boundaries, step_posterior
@@ -157,13 +157,19 @@ def write_mp4(ex: Explanation, out: str | Path, fps: int = 12) -> Path:
 
     cv2 = import_cv2()
     s = ex.frames.shape[1] * 2
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (s, s))
+    if not writer.isOpened():
+        raise HMToolsError(f"cannot write {out}: OpenCV could not open an mp4v video writer there")
     try:
         for f, a in zip(ex.frames, ex.attention, strict=True):
             writer.write(cv2.resize(_overlay(f, a), (s, s))[..., ::-1].copy())
     finally:
         writer.release()
     return Path(out)
+
+
+SHEET_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 
 
 def explain_sample(
@@ -175,7 +181,15 @@ def explain_sample(
     mp4: str | Path | None = None,
     **kw: Any,
 ) -> Explanation:
-    """Load a checkpoint, explain ``sample_id`` and write the PNG (and optional MP4)."""
+    """Load a checkpoint, explain ``sample_id`` and write the PNG (and optional MP4).
+
+    Raises:
+        InputError: ``out`` not .png/.jpg/.pdf/.svg or ``mp4`` not .mp4 (checked before any work).
+    """
+    if Path(out).suffix.lower() not in SHEET_SUFFIXES:
+        raise InputError(f"--out must end in {', '.join(SHEET_SUFFIXES)}, got {Path(out).name!r}")
+    if mp4 and Path(mp4).suffix.lower() != ".mp4":
+        raise InputError(f"--mp4 must end in .mp4, got {Path(mp4).name!r}")
     ex = explain(open_run(checkpoint, device=device, **kw), sample_id)
     render(ex, out, title=f"{sample_id}: {Path(checkpoint).name}")
     if mp4:
