@@ -302,3 +302,16 @@ def test_explain_checks_its_output_names_first(
     code, _, err = run_cli(args, capsys)
     assert code == 2
     assert flag in _one_line(err) and name in err
+
+
+def test_train_out_that_is_a_file_is_refused_before_work(
+    aqa7_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    with MaskStore(tmp_path / "s.db") as st:
+        st.add_samples(make_samples(1, 2))
+    (tmp_path / "notes.txt").write_text("mine")
+    args = ["train", "--dataset", "aqa7", "--root", str(aqa7_root), "--masks", str(tmp_path / "s.db")]
+    code, _, err = run_cli([*args, "--preset", "tiny", "--out", str(tmp_path / "notes.txt")], capsys)
+    assert code == 2
+    assert "--out" in _one_line(err)
+    assert (tmp_path / "notes.txt").read_text() == "mine"

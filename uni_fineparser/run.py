@@ -58,6 +58,8 @@ def train_from_dataset(
         The run's ``metrics.json`` content.
     """
 
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"--out {out} is a file; pass a folder for the run (checkpoints, metrics, plots)")
     data = {
         "dataset": dataset,
         "root": str(Path(root).resolve()),
