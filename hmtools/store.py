@@ -75,11 +75,16 @@ class MaskStore:
         """Open (and with ``create``, create) the store at ``path``; an older schema is upgraded.
 
         Raises:
-            InputError: ``create`` is false and no store exists at ``path``, or the store's schema
+            InputError: ``path`` is a folder, ``create`` is false and no store exists at ``path``, or the store's schema
                 is newer than this hmtools.
             DataFormatError: the file is not an hmtools mask store (not SQLite, or another program's).
         """
         self.path = Path(path)
+        if self.path.is_dir():
+            raise InputError(
+                f"--store {self.path} is a folder (an export?), not a mask store file; "
+                "pass the .db file that build-masks or import wrote, or a new file name"
+            )
         if not create and not self.path.is_file():
             raise InputError(f"no mask store at {self.path}; pass --store FILE of an existing store")
         if not create and self.path.stat().st_size == 0:

@@ -315,3 +315,18 @@ def test_train_out_that_is_a_file_is_refused_before_work(
     assert code == 2
     assert "--out" in _one_line(err)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_given_as_store_is_named_as_such(aqa7_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    export = tmp_path / "export"
+    export.mkdir()
+    for args in (
+        ["stats", "--store", str(export)],
+        ["export", "--store", str(export), "--format", "coco", "--out", str(tmp_path / "c.json")],
+        ["import", "--dataset", "aqa7", "--root", str(aqa7_root), "--store", str(export), "--format", "coco"]
+        + ["--masks", str(tmp_path / "c.json")],
+    ):
+        code, _, err = run_cli(args, capsys)
+        assert code == 2, args
+        assert "is a folder" in _one_line(err), args
+    assert list(export.iterdir()) == []
