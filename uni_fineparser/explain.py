@@ -184,9 +184,10 @@ def explain_sample(
     """Load a checkpoint, explain ``sample_id`` and write the PNG (and optional MP4).
 
     Raises:
-        InputError: ``out`` not .png/.jpg/.pdf/.svg or ``mp4`` not .mp4 (checked before any work).
+        InputError: ``out`` has a suffix other than .png/.jpg/.pdf/.svg, or ``mp4`` is not .mp4
+            (checked before any work).
     """
-    if Path(out).suffix.lower() not in SHEET_SUFFIXES:
+    if Path(out).suffix and Path(out).suffix.lower() not in SHEET_SUFFIXES:  # no suffix: matplotlib writes PNG
         raise InputError(f"--out must end in {', '.join(SHEET_SUFFIXES)}, got {Path(out).name!r}")
     if mp4 and Path(mp4).suffix.lower() != ".mp4":
         raise InputError(f"--mp4 must end in .mp4, got {Path(mp4).name!r}")
