@@ -10,7 +10,7 @@ slower than finding the transitions with numpy).
 
 Format reminder: runs alternate background/foreground, start with background (the first run may
 be 0), and go column by column (an ``(H, W)`` mask is flattened as its transpose ``(W, H)``).
-Each run after the second is stored as the difference to the run two before, in groups of 5
+Each run from the fourth on (index >= 3) is stored as the difference to the run two before, in groups of 5
 bits, low first, as characters ``48 + bits`` (``+ 0x20`` while more groups follow); the last
 group's bit ``0x10`` is the sign.
 """
@@ -59,7 +59,7 @@ def size_and_counts(rle: Any) -> tuple[int, int, Any]:
 def parse_runs(raw: bytes, where: str) -> np.ndarray:
     """Run lengths of one compressed counts string; errors start with ``where``."""
     runs, _ = char_values(np.frombuffer(raw, dtype=np.uint8), where)
-    # runs after the second are stored as differences to the run two before
+    # runs from the fourth on (index >= 3) are stored as differences to the run two before
     runs[1::2] = np.cumsum(runs[1::2])
     runs[2::2] = np.cumsum(runs[2::2])
     if runs.min() < 0:
