@@ -98,3 +98,18 @@ def test_cli_validate_exit_codes(complete, tmp_path: Path, capsys: pytest.Captur
     with pytest.raises(SystemExit) as e:
         main(["validate", str(tmp_path / "notes.txt")])
     assert e.value.code == 2 and "hmtools: error:" in capsys.readouterr().err
+
+
+def test_dangling_references_are_listed_for_coco_and_ytvis(complete, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store, _ = complete
+    for fmt, parent in (("coco", "image_id"), ("ytvis", "video_id")):
+        out = tmp_path / f"{fmt}.json"
+        export_store(store, fmt, out)
+        data = json.loads(out.read_text())
+        data["annotations"][0][parent] = 12345
+        data["annotations"][1]["category_id"] = 7
+        out.write_text(json.dumps(data))
+        text = "\n".join(validate_path(out))
+        kind = "image" if fmt == "coco" else "video"
+        assert f"names {kind} 12345, not in '{kind}s'" in text, text
+        assert "has category 7, not in 'categories'" in text, text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,30 @@ def _missing(entry: Any, fields: tuple[str, ...]) -> list[str]:
     return [f for f in fields if f not in entry]
 
 
+def _annotation_refs(
+    path: Path,
+    ann: Any,
+    fields: tuple[str, ...],
+    parent: tuple[str, str, Container[Any]],
+    categories: Container[Any],
+    problems: list[str],
+) -> str | None:
+    """Shared checks of a COCO annotation / YouTube-VIS track: its fields, the image or video it
+    names (``parent`` = (id field, top-level key, known ids)) and its category. Appends to
+    ``problems``; returns the message prefix for further checks, or ``None`` when it is unusable."""
+    if miss := _missing(ann, fields):
+        problems.append(f"{path}: annotation {ann!r:.60} lacks {', '.join(miss)}")
+        return None
+    where = f"{path}: annotation {ann['id']}"
+    id_field, top_key, known = parent
+    if ann[id_field] not in known:
+        problems.append(f"{where} names {top_key[:-1]} {ann[id_field]}, not in {top_key!r}")
+        return None
+    if ann["category_id"] not in categories:
+        problems.append(f"{where} has category {ann['category_id']}, not in 'categories'")
+    return where
+
+
 def validate_coco(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
     """Problems of a COCO export (see :func:`hmtools.exchange.validate_export.validate_export`)."""
     problems: list[str] = []
@@ -64,15 +88,9 @@ def validate_coco(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
                 problems += _frame_check(root, img["file_name"], images[img["id"]], size_of)
         n_per_image: Counter[int] = Counter()
         for ann in iter_array(path, "annotations"):
-            if miss := _missing(ann, _ANN_FIELDS):
-                problems.append(f"{path}: annotation {ann!r:.60} lacks {', '.join(miss)}")
+            where = _annotation_refs(path, ann, _ANN_FIELDS, ("image_id", "images", images), categories, problems)
+            if where is None:
                 continue
-            where = f"{path}: annotation {ann['id']}"
-            if ann["image_id"] not in images:
-                problems.append(f"{where} names image {ann['image_id']}, not in 'images'")
-                continue
-            if ann["category_id"] not in categories:
-                problems.append(f"{where} has category {ann['category_id']}, not in 'categories'")
             n_per_image[ann["image_id"]] += 1
             if why := rle_problem(ann["segmentation"], *images[ann["image_id"]]):
                 problems.append(f"{where}: {why}")
@@ -116,15 +134,9 @@ def validate_ytvis(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
                 for name in v["file_names"]:
                     problems += _frame_check(root, name, (int(v["height"]), int(v["width"])), size_of)
         for ann in iter_array(path, "annotations"):
-            if miss := _missing(ann, _TRACK_FIELDS):
-                problems.append(f"{path}: annotation {ann!r:.60} lacks {', '.join(miss)}")
+            where = _annotation_refs(path, ann, _TRACK_FIELDS, ("video_id", "videos", videos), categories, problems)
+            if where is None:
                 continue
-            where = f"{path}: annotation {ann['id']}"
-            if ann["video_id"] not in videos:
-                problems.append(f"{where} names video {ann['video_id']}, not in 'videos'")
-                continue
-            if ann["category_id"] not in categories:
-                problems.append(f"{where} has category {ann['category_id']}, not in 'categories'")
             length, height, width = videos[ann["video_id"]]
             for field in ("segmentations", "bboxes", "areas"):
                 if len(ann[field]) != length:
