@@ -6,6 +6,7 @@ Every edit is saved as a new store version before the handler returns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -192,29 +193,30 @@ def on_status(ctx: AppContext, state: SessionState, status: str, scope: str, fir
 
 def on_undo(ctx: AppContext, state: SessionState) -> Result:
     """Undo the newest change of this session (written as new versions)."""
-
-    def action() -> str:
-        session.keep_lock(ctx, state)
-        done = session.undo(ctx, state)
-        if not done:
-            return "Nothing to undo."
-        state.clicks = None
-        state.frame_idx = done[-1].frame_idx
-        return f"Undone: {len(done)} frame(s) restored (now version {done[-1].head})."
-
-    return run_action(ctx, state, action)
+    return _history_step(ctx, state, session.undo, "Nothing to undo.", "Undone: {n} frame(s) restored")
 
 
 def on_redo(ctx: AppContext, state: SessionState) -> Result:
     """Redo the newest undone change."""
+    return _history_step(ctx, state, session.redo, "Nothing to redo.", "Redone: {n} frame(s)")
+
+
+def _history_step(
+    ctx: AppContext,
+    state: SessionState,
+    step: Callable[[AppContext, SessionState], list[Any]],
+    nothing: str,
+    done_text: str,
+) -> Result:
+    """Shared body of undo and redo: ``step`` rewrites older content as new versions."""
 
     def action() -> str:
         session.keep_lock(ctx, state)
-        done = session.redo(ctx, state)
+        done = step(ctx, state)
         if not done:
-            return "Nothing to redo."
+            return nothing
         state.clicks = None
         state.frame_idx = done[-1].frame_idx
-        return f"Redone: {len(done)} frame(s) (now version {done[-1].head})."
+        return done_text.format(n=len(done)) + f" (now version {done[-1].head})."
 
     return run_action(ctx, state, action)

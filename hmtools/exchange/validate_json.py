@@ -41,6 +41,13 @@ def _missing(entry: Any, fields: tuple[str, ...]) -> list[str]:
     return [f for f in fields if f not in entry]
 
 
+def _top_level(path: Path, required: tuple[str, ...], problems: list[str]) -> set[Any]:
+    """Report missing top-level keys of a JSON export; returns the ids of its categories."""
+    keys = top_level_keys(path)
+    problems += [f"{path}: top-level {key!r} missing" for key in required if key not in keys]
+    return {c.get("id") for c in iter_array(path, "categories") if isinstance(c, dict)}
+
+
 def _annotation_refs(
     path: Path,
     ann: Any,
@@ -69,11 +76,7 @@ def validate_coco(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
     """Problems of a COCO export (see :func:`hmtools.exchange.validate_export.validate_export`)."""
     problems: list[str] = []
     try:
-        keys = top_level_keys(path)
-        for key in ("images", "annotations", "categories"):
-            if key not in keys:
-                problems.append(f"{path}: top-level {key!r} missing")
-        categories = {c.get("id") for c in iter_array(path, "categories") if isinstance(c, dict)}
+        categories = _top_level(path, ("images", "annotations", "categories"), problems)
         images: dict[int, tuple[int, int]] = {}
         per_sample: Counter[str] = Counter()
         for img in iter_array(path, "images"):
@@ -111,11 +114,7 @@ def validate_ytvis(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
     """Problems of a YouTube-VIS export."""
     problems: list[str] = []
     try:
-        keys = top_level_keys(path)
-        for key in ("videos", "annotations", "categories"):
-            if key not in keys:
-                problems.append(f"{path}: top-level {key!r} missing")
-        categories = {c.get("id") for c in iter_array(path, "categories") if isinstance(c, dict)}
+        categories = _top_level(path, ("videos", "annotations", "categories"), problems)
         videos: dict[int, tuple[int, int, int]] = {}
         per_sample: Counter[str] = Counter()
         for v in iter_array(path, "videos"):
