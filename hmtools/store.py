@@ -71,8 +71,20 @@ class MaskStore:
     writer, and writers wait for each other (``busy_timeout``) instead of failing.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, busy_timeout_s: float = 60.0):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        busy_timeout_s: float = 60.0,
+        streaming: bool = False,
+    ):
         """Open (and with ``create``, create) the store at ``path``; an older schema is upgraded.
+
+        By default the connection memory-maps up to 256 MiB of the file and caches 32 MiB of
+        pages, for repeated reads (the annotator, build-masks). ``streaming=True`` is for one pass
+        over the whole store (exports): no memory map and a 2 MiB page cache, so the process's
+        memory stays flat whatever the store's size.
 
         Raises:
             InputError: ``path`` is a folder, ``create`` is false and no store exists at ``path``, or the store's schema
@@ -102,8 +114,9 @@ class MaskStore:
             check_store(self._conn, self.path, create=create)  # before any write; fails on non-SQLite
             _set_wal(self._conn, busy_timeout_s)
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA mmap_size=268435456")  # read pages without a syscall each
-            self._conn.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache
+            # mmap reads pages without a syscall each; negative cache_size = KiB of page cache
+            self._conn.execute(f"PRAGMA mmap_size={0 if streaming else 256 << 20}")
+            self._conn.execute(f"PRAGMA cache_size={-2048 if streaming else -32768}")
             self._conn.execute("PRAGMA foreign_keys=ON")
             migrate(self._conn, self.path, create=create)
         except sqlite3.OperationalError as e:  # permissions, a read-only folder, a lock held too long

@@ -195,3 +195,12 @@ def test_nested_transactions_are_savepoints_of_one_outer_transaction(store: Mask
             store.put_mask(key, MaskWrite(mask=blob_mask(1)), author="a", expected_version=0)
         store.put_mask(key, MaskWrite(mask=blob_mask(2)), author="a", expected_version=1)
     assert [r.version for r in store.history(key)] == [1, 2]  # the inner failure undid only itself
+
+
+def test_streaming_connection_has_no_memory_map_and_a_small_page_cache(store: MaskStore) -> None:
+    """Exports read the store once: their memory must not grow with its size (no mmap, 2 MiB cache)."""
+    assert store.query("PRAGMA mmap_size")[0][0] > 0  # the default connection maps the file
+    with MaskStore(store.path, create=False, streaming=True) as streaming:
+        assert streaming.query("PRAGMA mmap_size") == [(0,)]
+        assert streaming.query("PRAGMA cache_size") == [(-2048,)]
+        assert streaming.sample_ids() == store.sample_ids()  # an ordinary reader otherwise
