@@ -8,7 +8,10 @@ What it measures, all in one run on the same files:
 2. ``import --format fineparser`` of the exported JPEG masks into a fresh store (frame sizes
    read from frame headers under a root of symlinks to one 455x256 frame), against a bare
    single-thread ``cv2.imread`` loop over the same mask files: the ratio import / bare.
-3. The HDF5 layout choice: bit-packed vs unpacked uint8, both gzip-4 with one chunk per frame.
+3. The ``fineparser`` export again with its output (and a bare write loop) on a memory file
+   system (``--memory-scratch``, default ``/dev/shm``): the code's own rate, apart from the
+   disk's file-creation cost, which on a shared VM disk can be the whole bound.
+4. The HDF5 layout choice: bit-packed vs unpacked uint8, both gzip-4 with one chunk per frame.
 
 Usage: ``PYTHONPATH=. python benchmarks/export_throughput.py --frames 100000 --small 20000``
 """
@@ -188,6 +191,11 @@ def bare_writes(target: Path, n: int) -> float:
     return n / seconds
 
 
+def fs_type(path: Path) -> str:
+    """The file-system type ``df -T`` names for ``path`` (ext4, tmpfs, ...)."""
+    return subprocess.run(["df", "-T", str(path)], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
+
+
 def bench_hdf5_layouts(n: int) -> list[dict]:
     """Bit-packed (ours) vs unpacked uint8 at gzip 1 and 4, chunk = one frame; write and read ``n`` masks."""
     import h5py
@@ -242,6 +250,12 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100_000, help="masks in the big store")
     ap.add_argument("--small", type=int, default=20_000, help="masks in the small store (memory comparison)")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp folder, removed)")
+    ap.add_argument(
+        "--memory-scratch",
+        type=Path,
+        default=Path("/dev/shm"),
+        help="memory-backed folder for the second fineparser run (skipped when it does not exist)",
+    )
     ap.add_argument("--child-export", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_export:
@@ -249,10 +263,9 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="hm-bench-", dir=args.workdir))
     try:
-        fs = subprocess.run(["df", "-T", str(work)], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start (shared with "
-            f"other jobs); frames {W}x{H}; scratch {work} ({fs})"
+            f"other jobs); frames {W}x{H}; scratch {work} ({fs_type(work)})"
         )
         results = {}
         for n in sorted({args.small, args.frames}):
@@ -284,6 +297,18 @@ def main() -> None:
                     )
                 if fmt != "fineparser" or n != args.frames:
                     shutil.rmtree(out) if out.is_dir() else out.unlink()
+        memory = args.memory_scratch
+        if memory is not None and memory.is_dir():
+            out = Path(tempfile.mkdtemp(prefix="hm-bench-", dir=memory))
+            try:
+                bare = bare_writes(out / "bare", args.frames)
+                r = run_export(work / f"s{args.frames}.db", "fineparser", out / "fp")
+                print(
+                    f"\nfineparser to {memory} ({fs_type(out)}): {r['fps']:.0f} frames/s, {r['masks'] / r['cpu_s']:.0f} "
+                    f"/CPU-s; bare write loop there: {bare:.0f} files/s"
+                )
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
         print("\npeak RSS growth from", args.small, "to", args.frames, "frames:")
         for fmt in FORMATS:
             a, b = results[(fmt, args.small)]["peak_rss_mb"], results[(fmt, args.frames)]["peak_rss_mb"]

@@ -82,7 +82,9 @@ class MaskWrite:
     """A mask to write for one frame (used by bulk writers: build-masks and import).
 
     Give either ``mask`` (``(H, W)`` bool) or ``rle``. ``frame_idx`` is the 0-based position in the
-    sample; when writing a whole sample in order it may be left ``None``.
+    sample; when writing a whole sample in order it may be left ``None``. ``area_box`` is the
+    ``(area, XYXY box or None)`` of ``rle`` when the writer got both from
+    :func:`hmtools.rle_batch.encode_masks`: the store then trusts ``rle`` instead of parsing it again.
     """
 
     mask: np.ndarray | None = None
@@ -93,6 +95,7 @@ class MaskWrite:
     reason: str | None = None
     tracks: list[dict[str, Any]] | None = None
     frame_idx: int | None = None
+    area_box: tuple[int, tuple[float, float, float, float] | None] | None = None
 
 
 MASK_COLUMNS = (
@@ -172,6 +175,9 @@ def prepare_masks(writes: Sequence[MaskWrite]) -> list[PreparedMask]:
         if w.rle is None:
             counts, area, box = next(encoded)
             height, width = w.mask.shape  # type: ignore[union-attr]
+        elif w.area_box is not None:  # encoded by encode_masks: already well-formed
+            (height, width), counts = w.rle["size"], w.rle["counts"]
+            area, box = w.area_box
         else:
             rle = check_rle(dict(w.rle))
             area, box = rle_area_box(rle)

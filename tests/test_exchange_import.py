@@ -14,7 +14,8 @@ from _exchange_fixtures import H, W, current, fill_store, make_samples, write_fr
 
 from hmtools.errors import DataFormatError, InputError
 from hmtools.exchange import ExportOptions, export_store, import_masks
-from hmtools.masks import mask_iou
+from hmtools.exchange.fineparser import decode_mask_files
+from hmtools.masks import mask_iou, rle_area_box
 from hmtools.store import MaskStore
 
 
@@ -64,6 +65,8 @@ def test_round_trip_gives_the_same_masks(
         else:
             assert mask_iou(back[key], mask) >= 0.99, key
     assert {r.source for r in recs} == {"imported"}
+    for r in recs:  # area and box the readers hand over (encoder-computed) agree with the stored RLE
+        assert (r.area, r.bbox) == rle_area_box(r.rle), r.frame_key
     if fmt in ("coco", "hdf5"):  # provenance the format carries comes back
         assert {r.status for r in recs} == {"unreviewed", "accepted", "flagged"}
 
@@ -207,3 +210,31 @@ def test_bad_arguments_raise_input_errors(setup, tmp_path: Path) -> None:  # typ
             import_masks(st, make_samples(), "coco", tmp_path / "none.json", root=root)
         with pytest.raises(InputError, match="not a folder"):
             import_masks(st, make_samples(), "fineparser", tmp_path / "masks.db", root=root)
+
+
+def test_mask_files_of_any_depth_and_channels_decode_like_pycocotools(tmp_path: Path) -> None:
+    from pycocotools import mask as coco_mask
+
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (H, W)).astype(np.uint8)
+    grey[:, :3] = 0  # a leading background band, and one image with nothing at all
+    files = {
+        "grey.png": grey,
+        "colour.png": np.dstack([grey, grey, grey]),
+        "deep.png": grey.astype(np.uint16) * 257,  # 16-bit: OpenCV scales it to 8 bits
+        "empty.png": np.zeros((H, W), np.uint8),
+        "lossy.jpg": np.where(grey >= 128, 255, 0).astype(np.uint8),
+    }
+    for name, img in files.items():
+        cv2.imwrite(str(tmp_path / name), img)
+    decoded = decode_mask_files([tmp_path / name for name in files])
+    for name, d in zip(files, decoded, strict=True):
+        ref = cv2.imread(str(tmp_path / name), cv2.IMREAD_GRAYSCALE) >= 128
+        want = coco_mask.encode(np.asfortranarray(ref.astype(np.uint8)))
+        assert (d.height, d.width) == (H, W) and d.rle["size"] == [H, W], name
+        assert d.rle["counts"] == want["counts"].decode("ascii"), name
+        assert (d.area, d.box) == rle_area_box(d.rle), name
+    assert decoded[3].area == 0 and decoded[3].box is None
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(DataFormatError, match="not a readable image"):
+        decode_mask_files([tmp_path / "grey.png", tmp_path / "bad.png"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -137,31 +137,36 @@ def scan_mask_folder(folder: Path) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class DecodedMask:
-    """A mask file read for import: its RLE, whether it is empty, and the image's size."""
+    """A mask file read for import: its RLE with area and XYXY box (``None`` when empty), and the image's size."""
 
     rle: RLE
-    empty: bool
+    area: int
+    box: tuple[float, float, float, float] | None
     height: int
     width: int
 
 
-def decode_mask_file(path: str | Path) -> DecodedMask:
-    """Read a mask image (any 8/16-bit, 1/3/4-channel file OpenCV reads), foreground = pixels >= 128.
+def decode_mask_files(paths: Sequence[str | Path]) -> list[DecodedMask]:
+    """Read mask images (any 8/16-bit, 1/3/4-channel file OpenCV reads), foreground = pixels >= 128.
 
-    The image is transposed and thresholded by OpenCV (which releases the GIL) so that the result
-    is already column-major for the RLE encoder.
+    Each image is thresholded in place by OpenCV (which releases the GIL), then all are encoded in
+    one :func:`hmtools.rle_batch.encode_masks` call, which also gives area and box.
 
     Raises:
-        DataFormatError: OpenCV cannot decode the file.
+        DataFormatError: OpenCV cannot decode a file.
     """
     import cv2
 
-    from hmtools.exchange.common import rle_from_fortran
+    from hmtools.rle_batch import encode_masks
 
-    img = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise DataFormatError(f"{path} is not a readable image; expected an 8-bit mask image")
-    cols = cv2.transpose(img)  # (W, H) C-order = (H, W) Fortran order
-    cv2.threshold(cols, THRESHOLD - 1, 1, cv2.THRESH_BINARY, dst=cols)
-    empty = cv2.countNonZero(cols) == 0
-    return DecodedMask(rle_from_fortran(cols.T), empty, int(img.shape[0]), int(img.shape[1]))
+    images = []
+    for path in paths:
+        img = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise DataFormatError(f"{path} is not a readable image; expected an 8-bit mask image")
+        cv2.threshold(img, THRESHOLD - 1, 1, cv2.THRESH_BINARY, dst=img)
+        images.append(img.view(np.bool_))  # 0/1 bytes: a bool view, which the encoder takes without a copy
+    return [
+        DecodedMask({"size": [img.shape[0], img.shape[1]], "counts": counts}, area, box, *img.shape)
+        for img, (counts, area, box) in zip(images, encode_masks(images), strict=True)
+    ]

@@ -21,6 +21,9 @@ from hmtools.schema import Sample
 from hmtools.store import MaskStore
 from hmtools.store_admin import check_same_dataset
 
+DECODE_BATCH = 64
+"""Mask files per decoding task: one ``encode_masks`` call each (it costs ~0.2 ms per call)."""
+
 
 @dataclass(frozen=True)
 class ImportReport:
@@ -65,7 +68,7 @@ class ImportReport:
 
 
 def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers: int) -> Tally:
-    from hmtools.exchange.fineparser import BATCH, DecodedMask, decode_mask_file, scan_mask_folder
+    from hmtools.exchange.fineparser import DecodedMask, decode_mask_files, scan_mask_folder
 
     if not masks.is_dir():
         raise InputError(f"--masks {masks} is not a folder; the fineparser format is a folder of mask images")
@@ -81,11 +84,11 @@ def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers
                     yield key, os.path.join(base, rel)
 
     def work(batch: list[tuple[str, str]]) -> list[tuple[str, DecodedMask]]:
-        return [(key, decode_mask_file(path)) for key, path in batch]
+        return list(zip([key for key, _ in batch], decode_mask_files([path for _, path in batch]), strict=True))
 
-    for results in ordered_map(work, batched(jobs(), BATCH), workers):
+    for results in ordered_map(work, batched(jobs(), DECODE_BATCH), workers, window=16):
         for key, decoded in results:
-            sink.put(key, decoded.rle, {}, decoded.empty)
+            sink.put(key, decoded.rle, {}, area_box=(decoded.area, decoded.box))
     unmatched = Tally()
     for rel in found.values():
         unmatched.add(rel)

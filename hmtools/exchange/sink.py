@@ -101,7 +101,14 @@ class MaskSink:
             self._sizes[frame.sample_id] = sizes
         return sizes[frame.idx]
 
-    def put(self, key: str, rle: RLE, provenance: dict[str, Any], empty: bool | None = None) -> None:
+    def put(
+        self,
+        key: str,
+        rle: RLE,
+        provenance: dict[str, Any],
+        empty: bool | None = None,
+        area_box: tuple[int, tuple[float, float, float, float] | None] | None = None,
+    ) -> None:
         """Take one mask for the frame named ``key``; a second mask for a frame is unioned with the first.
 
         Args:
@@ -109,6 +116,8 @@ class MaskSink:
             rle: Compressed RLE with ``str`` counts.
             provenance: Optional ``score`` and ``status``.
             empty: Whether the mask has no foreground, when the reader knows (else computed).
+            area_box: ``(area, XYXY box)`` of ``rle`` when the reader encoded it with
+                :func:`hmtools.rle_batch.encode_masks` (the store then skips re-parsing it).
         """
         if self.on_put is not None:
             self.on_put(1)
@@ -127,6 +136,7 @@ class MaskSink:
             score=provenance.get("score"),
             status=provenance.get("status", "unreviewed"),
             frame_idx=frame.idx,
+            area_box=area_box,
         )
         if frame.state == 1:
             old = self._pending[frame.sample_id][frame.idx][1]
@@ -136,7 +146,9 @@ class MaskSink:
             write = _union(write, None if current is None else current.rle)
         else:
             self.imported += 1
-            self.empty += _is_empty(rle) if empty is None else empty
+            if empty is None:
+                empty = area_box[0] == 0 if area_box is not None else _is_empty(rle)
+            self.empty += empty
         self._pending.setdefault(frame.sample_id, {})[frame.idx] = (frame, write)
         self._n_pending += frame.state != 1
         frame.state = 1
@@ -195,4 +207,4 @@ def _union(write: MaskWrite, other: RLE | None) -> MaskWrite:
     parts = [{"size": list(r["size"]), "counts": r["counts"].encode("ascii")} for r in (write.rle, other)]
     merged = coco_mask.merge(parts, intersect=False)
     rle: RLE = {"size": [int(v) for v in merged["size"]], "counts": merged["counts"].decode("ascii")}
-    return replace(write, rle=rle)
+    return replace(write, rle=rle, area_box=None)
