@@ -96,7 +96,7 @@ def char_values(raw: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     low = (chars & np.uint8(0x1F)).astype(np.int32) << (5 * shift)  # <= 6 chars: fits 30 bits
     values = np.add.reduceat(low, starts).astype(np.int64)
     negative = (chars[ends] & np.uint8(0x10)) != 0
-    values[negative] -= np.int64(1) << (5 * lengths[negative])
+    values -= np.where(negative, np.int64(1) << (5 * lengths), 0)  # arithmetic, not a (slower) boolean index
     return values, ends
 
 
@@ -121,8 +121,10 @@ def decode_rles(rles: Sequence[dict[str, Any]], out: np.ndarray | None = None) -
 def decode_counts(counts: Sequence[str | bytes], height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
     """Decode compressed counts strings that share one size into an ``(N, H, W)`` bool array.
 
-    All strings are parsed together in a handful of numpy calls, validated like :func:`rle_runs`,
-    and filled ~256 KiB at a time (cache-sized) with ``np.repeat`` and an OpenCV transpose.
+    All strings are parsed together in a handful of numpy calls and validated like
+    :func:`rle_runs`. Only each mask's band of columns from its first to its last foreground pixel
+    is expanded (``np.repeat``, ~256 KiB of bands at a time) and transposed into place (OpenCV);
+    the rest of the output is zeroed.
 
     Args:
         counts: ``N`` compressed counts strings (ASCII str or bytes).
@@ -137,7 +139,10 @@ def decode_counts(counts: Sequence[str | bytes], height: int, width: int, out: n
     shape = (n, height, width)
     if out is not None and (out.shape != shape or out.dtype != np.bool_ or not out.flags.c_contiguous):
         raise ValueError(f"out must be a C-contiguous bool array of shape {shape}")
-    out = np.empty(shape, dtype=bool) if out is None else out
+    if out is None:
+        out = np.zeros(shape, dtype=bool)  # calloc: fresh pages come zeroed
+    else:
+        out[...] = False
     if n == 0:
         return out
     raws = [counts_bytes(c) for c in counts]
@@ -178,15 +183,32 @@ def decode_counts(counts: Sequence[str | bytes], height: int, width: int, out: n
         raise DataFormatError(f"RLE counts {raws[i][:40]!r}: runs cover {int(totals[i])} pixels but H*W = {npix}")
     if npix == 0:
         return out
+    # Only the band of columns from a mask's first to its last foreground pixel is expanded and
+    # transposed (a person covers a fraction of the frame); the rest of the frame is zeroed.
+    # Trim each string's leading and trailing background runs to that band.
+    trailing = np.where(per_string & 1 == 1, runs[start + per_string - 1], 0)  # last run is background
+    empty = per_string == 1
+    col_a = np.where(empty, 0, runs[start] // height)
+    col_b = np.where(empty, 0, width - trailing // height)
+    band_runs = runs.copy()
+    band_runs[start] -= np.where(empty, runs[start], col_a * height)
+    odd_end = np.flatnonzero((per_string & 1 == 1) & ~empty)
+    band_runs[start[odd_end] + per_string[odd_end] - 1] -= (width - col_b[odd_end]) * height
     values = np.zeros(runs.size, dtype=np.uint8)
     values[1::2] = 1
-    step = max(1, _FILL_BYTES // npix)
-    bounds = np.append(start, runs.size)
+    step = max(1, _FILL_BYTES // max(1, int((col_b - col_a).mean() * height)))  # ~256 KiB of bands at a time
+    bounds = np.append(start, runs.size).tolist()
+    col_a, col_b = col_a.tolist(), col_b.tolist()
     for lo in range(0, n, step):
         hi = min(lo + step, n)
-        cols = np.repeat(values[bounds[lo] : bounds[hi]], runs[bounds[lo] : bounds[hi]])
-        for i, col in enumerate(cols.reshape(hi - lo, width, height)):  # (W, H) column-major -> (H, W)
-            cv2.transpose(col, out[lo + i].view(np.uint8))
+        cols = np.repeat(values[bounds[lo] : bounds[hi]], band_runs[bounds[lo] : bounds[hi]])
+        at = 0
+        for i in range(lo, hi):
+            a, b = col_a[i], col_b[i]
+            if b > a:  # (b - a, H) column-major band -> columns a..b of the (H, W) mask
+                size = (b - a) * height
+                cv2.transpose(cols[at : at + size].reshape(b - a, height), out[i][:, a:b].view(np.uint8))
+                at += size
     return out
 
 

@@ -237,3 +237,31 @@ def test_decode_into_out_checks_shape() -> None:
         decode_rles(rles, out=np.zeros((1, 3, 2), dtype=bool))
     with pytest.raises(DataFormatError, match="differ in size"):
         decode_rles([rles[0], encode_rle(np.ones((3, 2), bool))])
+
+
+def test_decode_counts_fills_column_bands_across_chunks_like_pycocotools() -> None:
+    """Bands touching either edge, one column, full and empty masks, several ~256 KiB chunks."""
+    h, w = 300, 401
+    rng = np.random.default_rng(5)
+    batch = []
+    for i in range(24):
+        m = np.zeros((h, w), dtype=bool)
+        kind = i % 6
+        if kind == 0:
+            m[:, :] = True
+        elif kind == 1:
+            m[rng.integers(0, h), 0] = True  # one pixel in the first column
+        elif kind == 2:
+            m[h - 1, w - 1] = True  # the very last pixel
+        elif kind == 3:
+            a = int(rng.integers(0, w - 1))
+            m[:, a : a + 1] = rng.random((h, 1)) > 0.5  # one ragged column
+        elif kind == 4:
+            a, b = sorted(int(v) for v in rng.integers(0, w, 2))
+            m[:, a : b + 1] = rng.random((h, b + 1 - a)) > 0.7
+        batch.append(m)  # kind 5: empty
+    counts = [coco.encode(np.asfortranarray(m.astype(np.uint8)))["counts"] for m in batch]
+    out = np.ones((len(batch), h, w), dtype=bool)  # a reused buffer: stale pixels must be cleared
+    decode_counts(counts, h, w, out=out)
+    np.testing.assert_array_equal(out, np.stack(batch))
+    np.testing.assert_array_equal(decode_counts(counts, h, w), np.stack(batch))
