@@ -107,6 +107,32 @@ def test_size_mismatch_fails_and_leaves_store_untouched(setup, tmp_path: Path) -
     assert _snapshot(store_path) == before
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_unreadable_mask_file_fails_in_any_worker_and_leaves_store_untouched(
+    setup, tmp_path: Path, workers: int
+) -> None:  # type: ignore[no-untyped-def]
+    """With several workers the files are decoded in forked processes: the error comes back intact."""
+    store_path, root, _ = setup
+    out = tmp_path / "fp"
+    export_store(store_path, "fineparser", out, options=ExportOptions(image_format="png"))
+    (out / "diving-out/003/img_00004.png").write_bytes(b"\x89PNG cut short")
+    before = _snapshot(store_path)
+    with MaskStore(store_path) as st, pytest.raises(DataFormatError, match="img_00004.png is not a readable image"):
+        import_masks(st, make_samples(), "fineparser", out, root=root, workers=workers)
+    assert _snapshot(store_path) == before
+
+
+def test_forked_and_inline_decoding_import_the_same_masks(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store_path, root, _ = setup
+    export_store(store_path, "fineparser", tmp_path / "fp")
+    got = []
+    for workers in (1, 2):
+        with MaskStore(tmp_path / f"w{workers}.db") as st:
+            import_masks(st, make_samples(), "fineparser", tmp_path / "fp", root=root, workers=workers)
+        got.append(_snapshot(tmp_path / f"w{workers}.db"))
+    assert got[0] == got[1] and len(got[0][1]) == 17
+
+
 def test_masks_of_another_dataset_fail_and_leave_store_untouched(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, root, _ = setup
     other = tmp_path / "other"

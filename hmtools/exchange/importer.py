@@ -12,17 +12,21 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hmtools.errors import DataFormatError, InputError
-from hmtools.exchange.parallel import batched, default_workers, ordered_map
+from hmtools.exchange.parallel import batched, default_workers, ordered_process_map
 from hmtools.exchange.sink import MaskSink, Tally, key_stem
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
 from hmtools.store_admin import check_same_dataset
 
+if TYPE_CHECKING:
+    from hmtools.exchange.fineparser import DecodedMask
+
 DECODE_BATCH = 64
-"""Mask files per decoding task: one ``encode_masks`` call each (it costs ~0.2 ms per call)."""
+"""Mask files per decoding task: one ``encode_masks`` call each (it costs ~0.2 ms per call), and
+one round trip to a worker process."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class ImportReport:
 
 
 def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers: int) -> Tally:
-    from hmtools.exchange.fineparser import DecodedMask, decode_mask_files, scan_mask_folder
+    from hmtools.exchange.fineparser import scan_mask_folder
 
     if not masks.is_dir():
         raise InputError(f"--masks {masks} is not a folder; the fineparser format is a folder of mask images")
@@ -83,16 +87,20 @@ def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers
                 if rel is not None:
                     yield key, os.path.join(base, rel)
 
-    def work(batch: list[tuple[str, str]]) -> list[tuple[str, DecodedMask]]:
-        return list(zip([key for key, _ in batch], decode_mask_files([path for _, path in batch]), strict=True))
-
-    for results in ordered_map(work, batched(jobs(), DECODE_BATCH), workers, window=16):
+    for results in ordered_process_map(_decode_batch, batched(jobs(), DECODE_BATCH), workers):
         for key, decoded in results:
             sink.put(key, decoded.rle, {}, area_box=(decoded.area, decoded.box))
     unmatched = Tally()
     for rel in found.values():
         unmatched.add(rel)
     return unmatched
+
+
+def _decode_batch(batch: list[tuple[str, str]]) -> list[tuple[str, DecodedMask]]:
+    """Read and encode a batch of ``(frame key, mask file)``; runs in a worker process."""
+    from hmtools.exchange.fineparser import decode_mask_files
+
+    return list(zip([key for key, _ in batch], decode_mask_files([path for _, path in batch]), strict=True))
 
 
 def _feed_coco(sink: MaskSink, masks: Path, samples: list[Sample], workers: int) -> Tally:

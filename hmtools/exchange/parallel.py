@@ -1,15 +1,18 @@
-"""An ordered, bounded thread-pool map for I/O- and codec-bound per-frame work.
+"""Ordered, bounded pool maps for per-frame work.
 
-OpenCV's image codecs, file I/O and hashlib release the GIL, so threads overlap decoding,
-encoding and disk access. The window bounds how many results wait in memory.
+:func:`ordered_map` uses threads: OpenCV's image codecs, file I/O and hashlib release the GIL,
+so threads overlap decoding, encoding and disk access. :func:`ordered_process_map` uses forked
+processes, for work that holds the GIL for a good part of its time (NumPy RLE encoding on
+small arrays next to image decoding). In both, the window bounds how many results wait in memory.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -34,17 +37,40 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
         yield from map(fn, items)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hmtools-io") as pool:
-        pending: deque[Future[R]] = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= window:
-                    yield pending.popleft().result()
-            while pending:
+        yield from _drain(pool, fn, items, window)
+
+
+def ordered_process_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int = 8) -> Iterator[R]:
+    """:func:`ordered_map` in ``workers`` forked processes (threads where ``fork`` is unavailable).
+
+    ``fn`` must be a module-level function; items and results travel pickled, so give each task
+    a batch of work and return compact results. Forked children inherit the parent's memory and
+    run only ``fn`` (no re-import of the caller's script). An exception in ``fn`` is raised in the
+    caller when its result is reached; a child that dies raises ``BrokenProcessPool``.
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    if "fork" not in multiprocessing.get_all_start_methods():  # Windows
+        yield from ordered_map(fn, items, workers, window)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield from _drain(pool, fn, items, window)
+
+
+def _drain(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
+    """Submit ``fn(item)`` with at most ``window`` in flight; yield results in order; cancel the rest on exit."""
+    pending: deque[Future[R]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
                 yield pending.popleft().result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
