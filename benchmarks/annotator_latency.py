@@ -3,13 +3,15 @@
 1. Server side: one positive click through ``edit_handlers.on_click`` (SAM decoder on the cached
    embedding -> new ``human`` version in the store -> the re-rendered view), p50/p95 over N clicks,
    beside ``SamPredictor.predict`` (one point, multimask, the same model and frame) in one process.
-   SAM ``vit_b``: the weights of ``--checkpoint``, else random weights (latency does not depend on
-   the weights' values).
+   SAM ``--segmenter`` (default ``sam_vit_b``) on ``--device`` (default ``cpu``; ``cuda`` with
+   ``sam_vit_h`` for the GPU figure): the weights of ``--checkpoint``, else random weights
+   (latency does not depend on the weights' values).
 2. Browser: click on the frame -> the new overlay image loaded, in Chromium driven by playwright,
    against ``python -m hmtools annotate`` (``--browser fake``: no model; ``--browser vit_b``: the
    same random-weight vit_b saved to a temporary checkpoint).
 
     PYTHONPATH=. python benchmarks/annotator_latency.py [--clicks 50] [--browser fake|vit_b|none]
+    PYTHONPATH=. python benchmarks/annotator_latency.py --segmenter sam_vit_h --device cuda --browser none
 """
 
 from __future__ import annotations
@@ -76,14 +78,16 @@ def pct(xs: list[float]) -> str:
     return f"p50 {np.percentile(a, 50):7.1f} ms  p95 {np.percentile(a, 95):7.1f} ms"
 
 
-def server_side(frame: np.ndarray, clicks: int, checkpoint: Path | None, tmp: Path) -> object:
+def server_side(
+    frame: np.ndarray, clicks: int, checkpoint: Path | None, tmp: Path, model: str = "sam_vit_b", device: str = "cpu"
+) -> object:
     import torch
     from segment_anything import SamPredictor
 
     from pipelines.segment import build_segmenter
 
     torch.manual_seed(0)
-    seg = build_segmenter("sam_vit_b", checkpoint, "cpu", random_weights=checkpoint is None)
+    seg = build_segmenter(model, checkpoint, device, random_weights=checkpoint is None)
     rng = np.random.default_rng(0)
     hh, ww = frame.shape[:2]
     points = np.stack([rng.uniform(0.2, 0.8, clicks) * ww, rng.uniform(0.2, 0.8, clicks) * hh], 1).round()
@@ -120,7 +124,9 @@ def server_side(frame: np.ndarray, clicks: int, checkpoint: Path | None, tmp: Pa
         backend.predict(state.keys[1], load, Prompt(points=p[None].astype(np.float32), labels=np.array([1])))
         decode_only.append(time.perf_counter() - t)
     assert backend.embed_calls == 1, "the clicks must reuse the cached embedding"
-    print(f"frame {ww}x{hh}; vit_b {'checkpoint ' + str(checkpoint) if checkpoint else 'random weights'}; "
+    card = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
+    print(f"frame {ww}x{hh}; {model} on {device} ({card}); "
+          f"{'checkpoint ' + str(checkpoint) if checkpoint else 'random weights'}; "
           f"encoder (not in the click) {encode_s:.1f} s")  # fmt: skip
     print(f"bare SamPredictor.predict (3 masks) {pct(bare)}")
     print(f"bare SamPredictor.predict (1 mask)  {pct(bare1)}")
@@ -208,10 +214,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frame", type=Path, default=None, help="image file (default: ultralytics' zidane.jpg)")
     ap.add_argument("--clicks", type=int, default=50)
-    ap.add_argument("--checkpoint", type=Path, default=None, help="sam_vit_b checkpoint (default: random weights)")
+    ap.add_argument("--segmenter", choices=("sam_vit_b", "sam_vit_l", "sam_vit_h"), default="sam_vit_b")
+    ap.add_argument("--device", default="cpu", help="torch device of the server-side model (cpu, cuda)")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="SAM checkpoint (default: random weights)")
     ap.add_argument("--browser", choices=("fake", "vit_b", "none"), default="fake")
     ap.add_argument("--no-server-side", action="store_true", help="only the browser measurement (fake backend)")
     args = ap.parse_args()
+    if args.browser == "vit_b" and (args.segmenter != "sam_vit_b" or args.device != "cpu"):
+        ap.error("--browser vit_b serves the server-side model on the CPU: use it with --segmenter sam_vit_b --device cpu")
     import torch
 
     print(
@@ -219,7 +229,11 @@ def main() -> None:
     )
     frame = np.asarray(Image.open(args.frame or default_frame()).convert("RGB"))
     with tempfile.TemporaryDirectory() as d:
-        seg = None if args.no_server_side else server_side(frame, args.clicks, args.checkpoint, Path(d))
+        seg = (
+            None
+            if args.no_server_side
+            else server_side(frame, args.clicks, args.checkpoint, Path(d), args.segmenter, args.device)
+        )
         if args.browser != "none":
             browser(frame, min(args.clicks, 30), args.browser, seg, Path(d))
 

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Every GPU figure the open issues ask for, in one command on one lent H100/H200 (< 9 minutes):
+#   #3  SAM: our batched bf16/SDPA segment path vs plain SamPredictor, vit_h (and vit_b), IoU >= 0.98
+#   #5  annotator click latency with vit_h (server side, cached embedding)
+#   #7  Uni-FineParser paper preset: train pairs/s and memory at batch 2, eval speed-up, largest batch
+# plus the opt-in GPU tests. Random SAM weights (speed does not depend on their values; no
+# checkpoint can be fetched there). Each step has its own time limit and a failed step does not
+# stop the others. The log goes to $OUT/gpu_session.log (the device tool brings $OUT back).
+#
+# Here, first:   bash scripts/fetch_device_wheels.sh
+# Device tool:   run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600)
+# Dry run on a CPU (same steps, tiny sizes, a few minutes):
+#                HM_GPU_DRY=1 PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh
+# Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train)
+# Real vit_h weights (a user's machine): SAM_VIT_H=/path/sam_vit_h_4b8939.pth bash benchmarks/gpu_session.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-out/gpu_session}"
+mkdir -p "$out"
+log="$out/gpu_session.log"
+: >"$log"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+py="${PYTHON:-python3}"
+steps="${STEPS:-tests sam annotator train}"
+ckpt=()
+[[ -n "${SAM_VIT_H:-}" && -z "${HM_GPU_DRY:-}" ]] && ckpt=(--checkpoint "$SAM_VIT_H")
+if [[ -n "${HM_GPU_DRY:-}" ]]; then
+  dev=cpu vit=sam_vit_b small=sam_vit_b frames=2 bs=1 preset=tiny clicks=3 maxb=() warm=()
+else
+  dev=cuda vit=sam_vit_h small=sam_vit_b frames=32 bs=8 preset=paper clicks=50 maxb=(--max-batch) warm=(--warmup)
+fi
+
+step() {  # step SECONDS CMD...: run with a time limit, log everything, never stop the script
+  local secs=$1
+  shift
+  echo "=== $(date +%T) [limit ${secs}s] $*" | tee -a "$log"
+  timeout "$secs" "$@" 2>&1 | tee -a "$log"
+  echo "=== exit ${PIPESTATUS[0]}" | tee -a "$log"
+}
+want() { [[ " $steps " == *" $1 "* ]]; }
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
+  "$py" -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
+} 2>&1 | tee -a "$log"
+
+if want tests; then
+  step 90 "$py" -m pytest -q -p no:cacheprovider -m gpu tests/test_pipeline_gpu.py tests/test_ufp_gpu.py
+fi
+if want sam; then
+  step 110 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" --frames "$frames" \
+    --batch-size "$bs" "${warm[@]}" --lite-samples 0 "${ckpt[@]}"
+  step 70 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" --frames "$frames" \
+    --batch-size "$bs" "${warm[@]}" --lite-samples 0 --dtype fp32 --no-sdpa "${ckpt[@]}"
+  step 50 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$small" --frames "$frames" \
+    --batch-size "$bs" "${warm[@]}" --lite-samples 0
+fi
+if want annotator; then
+  frame="$out/frame_720p.jpg"  # a bundled frame at broadcast size (the wheel with zidane.jpg is not there)
+  "$py" -c "import cv2, sys; f = cv2.imread('examples/aqa7_sample/diving-out/001/img_00010.jpg'); cv2.imwrite(sys.argv[1], cv2.resize(f, (1280, 720)))" "$frame"
+  step 90 "$py" benchmarks/annotator_latency.py --segmenter "$vit" --device "$dev" --browser none \
+    --clicks "$clicks" --frame "$frame" "${ckpt[@]}"
+  rm -f "$frame"
+fi
+if want train; then
+  step 150 "$py" benchmarks/train_throughput.py --preset "$preset" --device "$dev" "${maxb[@]}"
+fi
+echo "=== done $(date +%T); log: $log" | tee -a "$log"
