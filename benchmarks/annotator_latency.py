@@ -221,7 +221,9 @@ def main() -> None:
     ap.add_argument("--no-server-side", action="store_true", help="only the browser measurement (fake backend)")
     args = ap.parse_args()
     if args.browser == "vit_b" and (args.segmenter != "sam_vit_b" or args.device != "cpu"):
-        ap.error("--browser vit_b serves the server-side model on the CPU: use it with --segmenter sam_vit_b --device cpu")
+        ap.error(
+            "--browser vit_b serves the server-side model on the CPU: use it with --segmenter sam_vit_b --device cpu"
+        )
     import torch
 
     print(
