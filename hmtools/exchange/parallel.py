@@ -54,8 +54,18 @@ def ordered_process_map(fn: Callable[[T], R], items: Iterable[T], workers: int, 
     if "fork" not in multiprocessing.get_all_start_methods():  # Windows
         yield from ordered_map(fn, items, workers, window)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread_per_worker) as pool:
         yield from _drain(pool, fn, items, window)
+
+
+def _one_thread_per_worker() -> None:
+    """In a worker process: OpenCV without its thread pool (the processes are the parallelism;
+    N processes x N OpenCV threads would oversubscribe the CPUs, and a pool inherited through
+    fork has no threads behind it)."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _drain(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
