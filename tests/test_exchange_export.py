@@ -257,3 +257,27 @@ def test_manifest_records_counts_and_build_configuration(tmp_path: Path) -> None
 
     digest = hashlib.sha256((tmp_path / "m.h5").read_bytes()).hexdigest()
     assert manifest["files"] == {"m.h5": {"sha256": digest, "bytes": (tmp_path / "m.h5").stat().st_size}}
+
+
+def test_fineparser_export_of_a_corrupt_stored_rle_fails_and_leaves_nothing(store_path: Path, tmp_path: Path) -> None:
+    """A counts string edited behind the store's back: one clear error, no half-written folder."""
+    from _store_fixtures import raw_connect
+
+    from hmtools.errors import DataFormatError
+
+    con = raw_connect(store_path)
+    frame_id, head = con.execute("SELECT frame_id, head_version FROM frames WHERE head_version > 0 LIMIT 1").fetchone()
+    row = con.execute(
+        "SELECT height, width, area, source, status FROM masks WHERE frame_id=? AND version=?", (frame_id, head)
+    ).fetchone()
+    con.execute(
+        "INSERT INTO masks (frame_id, version, height, width, counts, area, source, status, author, created_at) "
+        "VALUES (?, ?, ?, ?, '0j0j', ?, ?, ?, 'vandal', 0)",
+        (frame_id, head + 1, *row),
+    )
+    con.execute("UPDATE frames SET head_version=? WHERE frame_id=?", (head + 1, frame_id))
+    con.close()
+    with pytest.raises(DataFormatError, match="RLE counts"):
+        export_store(store_path, "fineparser", tmp_path / "fp")
+    assert not (tmp_path / "fp").exists()
+    assert not any(".partial-" in p.name for p in tmp_path.iterdir())

@@ -15,6 +15,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -75,8 +76,12 @@ def encode_mask_image(mask: np.ndarray, ext: str) -> bytes:
 
 
 def write_fineparser(samples: Iterable[SampleMasks], out: Path, ext: str, workers: int) -> None:
-    """Write one mask image per frame under the folder ``out`` and ``out/SHA256SUMS``."""
-    from pycocotools import mask as coco_mask
+    """Write one mask image per frame under the folder ``out`` and ``out/SHA256SUMS``.
+
+    Each thread-pool task decodes its frames' RLEs together (:func:`hmtools.masks.decode_counts`,
+    which also validates them), then encodes and writes one image per frame.
+    """
+    from hmtools.masks import decode_counts
 
     if ext not in IMAGE_FORMATS:
         raise DataFormatError(f"mask image format must be one of {', '.join(IMAGE_FORMATS)}; got {ext!r}")
@@ -100,15 +105,17 @@ def write_fineparser(samples: Iterable[SampleMasks], out: Path, ext: str, worker
 
     def work(batch: list[tuple[str, bytes, int, int]]) -> str:
         lines = []
-        for rel, counts, height, width in batch:
-            mask = coco_mask.decode({"size": [height, width], "counts": counts})  # (H, W) Fortran order
-            data = encode_mask_image(mask, ext)
-            fd = os.open(out / rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            lines.append(f"{hashlib.sha256(data).hexdigest()}  {rel}\n")
+        for (height, width), same_size in groupby(batch, key=lambda job: (job[2], job[3])):
+            group = list(same_size)
+            masks = decode_counts([counts for _, counts, _, _ in group], height, width)  # (N, H, W) bool
+            for (rel, *_), mask in zip(group, masks, strict=True):
+                data = encode_mask_image(mask, ext)
+                fd = os.open(out / rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    os.write(fd, data)
+                finally:
+                    os.close(fd)
+                lines.append(f"{hashlib.sha256(data).hexdigest()}  {rel}\n")
         return "".join(lines)
 
     with open(out / SUMS_NAME, "w", encoding="utf-8") as sums:
