@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -41,7 +42,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
 
 
 def ordered_process_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int = 8) -> Iterator[R]:
-    """:func:`ordered_map` in ``workers`` forked processes (threads where ``fork`` is unavailable).
+    """:func:`ordered_map` in ``workers`` forked processes on Linux (threads elsewhere: Windows has no
+    ``fork``, and on macOS forking after system frameworks have started is unsafe).
 
     ``fn`` must be a module-level function; items and results travel pickled, so give each task
     a batch of work and return compact results. Forked children inherit the parent's memory and
@@ -51,7 +53,7 @@ def ordered_process_map(fn: Callable[[T], R], items: Iterable[T], workers: int, 
     if workers <= 1:
         yield from map(fn, items)
         return
-    if "fork" not in multiprocessing.get_all_start_methods():  # Windows
+    if not sys.platform.startswith("linux"):
         yield from ordered_map(fn, items, workers, window)
         return
     context = multiprocessing.get_context("fork")

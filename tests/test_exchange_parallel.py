@@ -1,0 +1,50 @@
+"""The ordered pool maps behind export and import: order, bounded window, errors, platform fallback."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from hmtools.exchange import parallel
+from hmtools.exchange.parallel import batched, ordered_map, ordered_process_map
+
+
+def _square_with_pid(x: int) -> tuple[int, int]:
+    if x == 13:
+        raise ValueError("thirteen")
+    return x * x, os.getpid()
+
+
+def test_batched_keeps_order_and_a_short_tail() -> None:
+    assert list(batched(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(batched([], 3)) == []
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_thread_map_keeps_input_order_within_a_small_window(workers: int) -> None:
+    assert list(ordered_map(lambda x: x + 1, range(50), workers, window=4)) == list(range(1, 51))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are used on Linux only")
+def test_process_map_runs_in_other_processes_in_order_and_reraises() -> None:
+    results = list(ordered_process_map(_square_with_pid, range(12), workers=2, window=3))
+    assert [r for r, _ in results] == [x * x for x in range(12)]
+    assert {pid for _, pid in results} - {os.getpid()}, "expected work done in forked workers"
+    got = []
+    with pytest.raises(ValueError, match="thirteen"):
+        for r, _ in ordered_process_map(_square_with_pid, range(20), workers=2):
+            got.append(r)
+    assert got == [x * x for x in range(13)]  # everything before the failing item came back, in order
+
+
+def test_process_map_falls_back_to_threads_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel.sys, "platform", "darwin")
+    results = list(ordered_process_map(_square_with_pid, range(8), workers=2))
+    assert [r for r, _ in results] == [x * x for x in range(8)]
+    assert {pid for _, pid in results} == {os.getpid()}  # threads of this process
+
+
+def test_one_worker_runs_inline() -> None:
+    assert [pid for _, pid in ordered_process_map(_square_with_pid, range(3), workers=1)] == [os.getpid()] * 3
