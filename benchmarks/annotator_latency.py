@@ -79,20 +79,31 @@ def pct(xs: list[float]) -> str:
 
 
 def server_side(
-    frame: np.ndarray, clicks: int, checkpoint: Path | None, tmp: Path, model: str = "sam_vit_b", device: str = "cpu"
+    frame: np.ndarray,
+    clicks: int,
+    checkpoint: Path | None,
+    tmp: Path,
+    model: str = "sam_vit_b",
+    device: str = "cpu",
+    dtype: str = "auto",
 ) -> object:
+    import copy
+
     import torch
     from segment_anything import SamPredictor
 
-    from pipelines.segment import build_segmenter
+    from pipelines.segment import SamSegmenter, build_segmenter
 
     torch.manual_seed(0)
-    seg = build_segmenter(model, checkpoint, device, random_weights=checkpoint is None)
+    # one set of fp32 weights; the app's segmenter converts its own copy (bf16 encoder on CUDA),
+    # the bare SamPredictor keeps fp32 (it feeds the encoder fp32 images)
+    base = build_segmenter(model, checkpoint, "cpu", random_weights=checkpoint is None, sdpa=False, dtype="fp32").model
+    seg = SamSegmenter(copy.deepcopy(base), device, dtype=dtype)
     rng = np.random.default_rng(0)
     hh, ww = frame.shape[:2]
     points = np.stack([rng.uniform(0.2, 0.8, clicks) * ww, rng.uniform(0.2, 0.8, clicks) * hh], 1).round()
 
-    predictor = SamPredictor(seg.model)
+    predictor = SamPredictor(base.to(device))
     t = time.perf_counter()
     predictor.set_image(frame)
     encode_s = time.perf_counter() - t
@@ -125,7 +136,7 @@ def server_side(
         decode_only.append(time.perf_counter() - t)
     assert backend.embed_calls == 1, "the clicks must reuse the cached embedding"
     card = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
-    print(f"frame {ww}x{hh}; {model} on {device} ({card}); "
+    print(f"frame {ww}x{hh}; {model} on {device} ({card}), app encoder {seg.encoder_dtype}; "
           f"{'checkpoint ' + str(checkpoint) if checkpoint else 'random weights'}; "
           f"encoder (not in the click) {encode_s:.1f} s")  # fmt: skip
     print(f"bare SamPredictor.predict (3 masks) {pct(bare)}")
@@ -216,6 +227,9 @@ def main() -> None:
     ap.add_argument("--clicks", type=int, default=50)
     ap.add_argument("--segmenter", choices=("sam_vit_b", "sam_vit_l", "sam_vit_h"), default="sam_vit_b")
     ap.add_argument("--device", default="cpu", help="torch device of the server-side model (cpu, cuda)")
+    ap.add_argument(
+        "--dtype", choices=("auto", "bf16", "fp32"), default="auto", help="the app's encoder dtype (auto: bf16 on CUDA)"
+    )
     ap.add_argument("--checkpoint", type=Path, default=None, help="SAM checkpoint (default: random weights)")
     ap.add_argument("--browser", choices=("fake", "vit_b", "none"), default="fake")
     ap.add_argument("--no-server-side", action="store_true", help="only the browser measurement (fake backend)")
@@ -234,7 +248,7 @@ def main() -> None:
         seg = (
             None
             if args.no_server_side
-            else server_side(frame, args.clicks, args.checkpoint, Path(d), args.segmenter, args.device)
+            else server_side(frame, args.clicks, args.checkpoint, Path(d), args.segmenter, args.device, args.dtype)
         )
         if args.browser != "none":
             browser(frame, min(args.clicks, 30), args.browser, seg, Path(d))

@@ -30,9 +30,10 @@ steps="${STEPS:-tests sam annotator train}"
 ckpt=()
 [[ -n "${SAM_VIT_H:-}" && -z "${HM_GPU_DRY:-}" ]] && ckpt=(--checkpoint "$SAM_VIT_H")
 if [[ -n "${HM_GPU_DRY:-}" ]]; then
-  dev=cpu vit=sam_vit_b frames=2 bs=1 preset=tiny clicks=3 maxb=() warm=() compile=()
+  # bf16 encoders as on CUDA (where "auto" picks bf16), so the dry run takes the GPU's dtype paths
+  dev=cpu vit=sam_vit_b frames=2 bs=1 preset=tiny clicks=3 maxb=() warm=() compile=() bf16=(--dtype bf16)
 else
-  dev=cuda vit=sam_vit_h frames=32 bs=8 preset=paper clicks=50 maxb=(--max-batch) warm=(--warmup) compile=(--compile)
+  dev=cuda vit=sam_vit_h frames=32 bs=8 preset=paper clicks=50 maxb=(--max-batch) warm=(--warmup) compile=(--compile) bf16=()
 fi
 
 step() {  # step SECONDS CMD...: run with a time limit, log everything, never stop the script
@@ -53,7 +54,7 @@ if want tests; then
 fi
 if want sam; then  # the target path first (compile takes ~46 s on an H200), then without each lever
   step 160 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" --frames "$((frames * 2))" \
-    --batch-size "$bs" "${warm[@]}" --lite-samples 0 "${compile[@]}" "${ckpt[@]}"
+    --batch-size "$bs" "${warm[@]}" --lite-samples 0 "${compile[@]}" "${bf16[@]}" "${ckpt[@]}"
   step 60 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" --frames "$frames" \
     --batch-size "$bs" "${warm[@]}" --lite-samples 0 "${ckpt[@]}"
   step 55 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" --frames "$frames" \
@@ -63,7 +64,7 @@ if want annotator; then
   frame="$out/frame_720p.jpg"  # a bundled frame at broadcast size (the wheel with zidane.jpg is not there)
   "$py" -c "import cv2, sys; f = cv2.imread('examples/aqa7_sample/diving-out/001/img_00010.jpg'); cv2.imwrite(sys.argv[1], cv2.resize(f, (1280, 720)))" "$frame"
   step 80 "$py" benchmarks/annotator_latency.py --segmenter "$vit" --device "$dev" --browser none \
-    --clicks "$clicks" --frame "$frame" "${ckpt[@]}"
+    --clicks "$clicks" --frame "$frame" "${bf16[@]}" "${ckpt[@]}"
   rm -f "$frame"
 fi
 if want train; then
