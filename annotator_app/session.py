@@ -158,14 +158,7 @@ def _replay(
         for c in reversed(group):
             if c.restore:
                 old = {r.version: r for r in ctx.store.history(c.key)}[c.restore]
-                write = MaskWrite(
-                    rle=old.rle,
-                    source=old.source,
-                    score=old.score,
-                    status=old.status,
-                    reason=old.reason,
-                    tracks=old.tracks,
-                )
+                write = MaskWrite.copy_of(old)
             else:
                 h, w = _frame_size(ctx, c.key)
                 write = MaskWrite(mask=np.zeros((h, w), bool), source="human")

@@ -97,6 +97,19 @@ class MaskWrite:
     frame_idx: int | None = None
     area_box: tuple[int, tuple[float, float, float, float] | None] | None = None
 
+    @classmethod
+    def copy_of(cls, rec: MaskRecord, frame_idx: int | None = None) -> MaskWrite:
+        """A new version carrying a stored mask and its provenance unchanged (restore, merge)."""
+        return cls(
+            rle=rec.rle,
+            source=rec.source,
+            score=rec.score,
+            status=rec.status,
+            reason=rec.reason,
+            tracks=rec.tracks,
+            frame_idx=frame_idx,
+        )
+
 
 MASK_COLUMNS = (
     "f.key, m.version, m.height, m.width, m.counts, m.area, m.bbox, m.tracks, m.source, m.score, "

@@ -58,17 +58,7 @@ def merge_stores(target: MaskStore, parts: list[Path], *, overwrite_human: bool 
                 if body is not None:
                     put_config(target, chash, body)
                 writes = [
-                    MaskWrite(
-                        rle=rec.rle,
-                        source=rec.source,
-                        score=rec.score,
-                        status=rec.status,
-                        reason=rec.reason,
-                        tracks=rec.tracks,
-                        frame_idx=frame.idx,
-                    )
-                    for _, frame, rec in iter_current(src, [sid])
-                    if rec is not None
+                    MaskWrite.copy_of(rec, frame.idx) for _, frame, rec in iter_current(src, [sid]) if rec is not None
                 ]
                 summary.frames += target.write_sample_masks(sid, writes, author=AUTHOR, build_config=chash)
                 summary.built += 1

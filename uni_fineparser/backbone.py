@@ -187,12 +187,7 @@ def load_resnet18_weights(stream: StaticStream, path: str | Path) -> int:
         InputError: missing/unreadable file or tensors that do not fit.
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"ResNet-18 weights {p} not found; pass train.static_weights=PATH")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for bad pickles
-        raise InputError(f"ResNet-18 weights {p} could not be read as a state dict: {e}") from e
+    state = _read_state_dict(p, "ResNet-18", "train.static_weights=PATH")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:
         stream.net.load_state_dict(state, strict=True)
@@ -212,12 +207,7 @@ def load_kinetics_weights(backbone: I3DBackbone, path: str | Path) -> int:
             (e.g. ``backbone_width != 1``).
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"I3D weights {p} not found; pass train.backbone_weights=PATH/model_rgb.pth")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for bad pickles
-        raise InputError(f"I3D weights {p} could not be read as a state dict: {e}") from e
+    state = _read_state_dict(p, "I3D", "train.backbone_weights=PATH/model_rgb.pth")
     state = {k: v for k, v in state.items() if not k.startswith("conv3d_0c_1x1")}
     own = backbone.state_dict()
     wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
@@ -229,6 +219,20 @@ def load_kinetics_weights(backbone: I3DBackbone, path: str | Path) -> int:
         )
     backbone.load_state_dict(state, strict=False)
     return len(state)
+
+
+def _read_state_dict(p: Path, what: str, option: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors, on the CPU, without running pickled code.
+
+    Raises:
+        InputError: the file is missing (``option`` says what to pass) or not a readable state dict.
+    """
+    if not p.is_file():
+        raise InputError(f"{what} weights {p} not found; pass {option}")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for bad pickles
+        raise InputError(f"{what} weights {p} could not be read as a state dict: {e}") from e
 
 
 def warn_random_init() -> None:

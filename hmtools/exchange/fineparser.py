@@ -47,19 +47,15 @@ def mask_relpath(frame_key: str, ext: str) -> str:
 
 
 def encode_mask_image(mask: np.ndarray, ext: str) -> bytes:
-    """Encode an ``(H, W)`` bool or 0/1 ``uint8`` mask as an 8-bit single-channel 0/255 ``.jpg``/``.png``.
+    """Encode an ``(H, W)`` mask (nonzero = foreground) as an 8-bit single-channel 0/255 ``.jpg``/``.png``.
 
-    A Fortran-ordered mask (what pycocotools decodes to) is transposed by OpenCV, several times
-    faster than a NumPy copy, and OpenCV releases the GIL for it and for the encoding. The 0/255
-    scaling is NumPy's: ``cv2.threshold`` runs on OpenCV's thread pool, whose workers then spin
-    on the other cores (~100 us of CPU per call measured here), starving our own threads.
+    The 0/255 scaling is NumPy's: ``cv2.threshold`` runs on OpenCV's thread pool, whose workers
+    then spin on the other cores (~100 us of CPU per call measured here), starving our own
+    threads. OpenCV releases the GIL for the encoding.
     """
     import cv2
 
-    m = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
-    if not m.flags.c_contiguous and m.T.flags.c_contiguous:
-        m = cv2.transpose(m.T)  # (W, H) C-order -> (H, W) C-order
-    img = (np.ascontiguousarray(m) != 0).view(np.uint8)
+    img = (np.ascontiguousarray(mask) != 0).view(np.uint8)
     img *= np.uint8(255)
     params = (
         [cv2.IMWRITE_JPEG_QUALITY, IMAGE_FORMATS[ext]]
