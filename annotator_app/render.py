@@ -7,8 +7,10 @@ boxes are XYXY float pixels; points are (X, Y) pixels.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 Color = tuple[int, int, int]
@@ -58,26 +60,36 @@ def outline(mask: np.ndarray, thickness: int = 2) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _solid(h: int, w: int, color: Color) -> np.ndarray:
+    """A read-only ``(h, w, 3)`` image of one colour (cached: filling one costs more than the blend)."""
+    out = np.empty((h, w, 3), np.uint8)
+    out[:] = color
+    out.flags.writeable = False
+    return out
+
+
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
 def _outline(mask: np.ndarray, thickness: int) -> np.ndarray:
-    inner = mask.copy()
-    for _ in range(thickness):
-        shrunk = inner.copy()
-        shrunk[1:, :] &= inner[:-1, :]
-        shrunk[:-1, :] &= inner[1:, :]
-        shrunk[:, 1:] &= inner[:, :-1]
-        shrunk[:, :-1] &= inner[:, 1:]
-        inner = shrunk
-    return mask & ~inner
+    """``mask`` minus its erosion by ``thickness`` steps of the 4-neighbour cross; pixels outside
+    the array count as foreground (a mask touching the frame edge has no outline there)."""
+    inner = cv2.erode(mask.view(np.uint8), _CROSS, iterations=thickness, borderType=cv2.BORDER_REPLICATE)
+    return mask & ~inner.view(bool)
 
 
 def _blend(img: np.ndarray, where: np.ndarray, color: Color, alpha: float) -> None:
+    """Tint the pixels of ``img`` (in place) where ``where`` holds: ``(1 - alpha) * img + alpha * color``."""
     box = _crop(where, 0) if alpha > 0 else None
     if box is None:
         return
-    sub, w = img[box], where[box]
-    a = int(round(alpha * 256))
-    mixed = (sub.astype(np.uint16) * (256 - a) + np.asarray(color, np.uint16) * a) >> 8
-    np.copyto(sub, mixed.astype(np.uint8), where=w[..., None])
+    sub, w = img[box], np.ascontiguousarray(where[box]).view(np.uint8)
+    solid = _solid(img.shape[0], img.shape[1], color)[: sub.shape[0], : sub.shape[1]]
+    mixed = solid if alpha >= 1 else cv2.addWeighted(sub, 1.0 - alpha, solid, alpha, 0.0)
+    out = cv2.copyTo(mixed, w, sub)  # writes into sub, a view of img
+    if not np.shares_memory(out, sub):  # an OpenCV build that copied instead: write it back
+        sub[...] = out
 
 
 def _rect(img: np.ndarray, box: Sequence[float], color: Color, t: int = 2) -> None:
