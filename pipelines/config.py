@@ -59,6 +59,7 @@ class SegmentConfig:
     checkpoint: str | None = None
     dtype: str = "auto"
     sdpa: bool = True
+    fold_rel_pos: bool = True
     compile: bool = False
     positive_point: bool = True
     negative_points: int = 3
@@ -102,6 +103,6 @@ def result_config(cfg: BuildConfig, weights: dict[str, str]) -> dict[str, Any]:
     body = to_dict(cfg)
     body.pop("device")
     body.pop("frames")
-    for key in ("checkpoint", "sdpa", "compile"):
+    for key in ("checkpoint", "sdpa", "fold_rel_pos", "compile"):
         body["segment"].pop(key)
     return {"config": body, "weights": dict(sorted(weights.items())), "pipeline_version": 1}

@@ -78,6 +78,7 @@ def load_models(cfg: BuildConfig, device: str) -> Models:
             batch_size=cfg.frames.batch_size,
             dtype=s.dtype,
             sdpa=s.sdpa,
+            fold_rel_pos=s.fold_rel_pos,
             compile=s.compile,
         )
     return Models(detect=detect, segmenter=segmenter, weights=weights)

@@ -113,12 +113,13 @@ def build_sample_masks(
     pending = None
     for batch in iter_frame_batches(root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch):
         jobs, handles = _embed_batch(batch.images, batch.start, clip, seg, cfg)  # queued on the device
+        decoded = _decode_batch(jobs, handles, seg)  # queued behind the encoder where the segmenter can
         if pending is not None:  # the CPU finishes the previous batch while the device encodes this one
-            _finish_batch(*pending, clip, seg, cfg)
+            _finish_batch(pending[0], pending[1](), clip, seg, cfg)
             tick(len(pending[0].images))
-        pending = (batch, _decode_batch(jobs, handles, seg))
+        pending = (batch, decoded)
     if pending is not None:
-        _finish_batch(*pending, clip, seg, cfg)
+        _finish_batch(pending[0], pending[1](), clip, seg, cfg)
         tick(len(pending[0].images))
     return clip.writes
 
@@ -160,13 +161,27 @@ def _embed_batch(
 
 def _decode_batch(
     jobs: list[_Job], handles: dict[int, Any], seg: Segmenter
-) -> dict[int, dict[int, tuple[Any, Prompt, Prediction]]]:
-    """First predictions of a batch: ``{frame: {athlete: (handle, prompt, prediction)}}``."""
-    preds = seg.predict_batch([handles[t] for t, _, _ in jobs], [p for _, _, p in jobs]) if jobs else []
-    out: dict[int, dict[int, tuple[Any, Prompt, Prediction]]] = {}
-    for (t, k, p), pred in zip(jobs, preds, strict=True):
-        out.setdefault(t, {})[k] = (handles[t], p, pred)
-    return out
+) -> Callable[[], dict[int, dict[int, tuple[Any, Prompt, Prediction]]]]:
+    """First predictions of a batch, as a function that returns
+    ``{frame: {athlete: (handle, prompt, prediction)}}``. A segmenter with ``predict_batch_async``
+    (SAM) only queues the work here, so the caller can go on before the device has finished."""
+    embs, prompts = [handles[t] for t, _, _ in jobs], [p for _, _, p in jobs]
+    launch = getattr(seg, "predict_batch_async", None)
+    if not jobs:
+        wait: Callable[[], list[Prediction]] = list
+    elif launch is not None:
+        wait = launch(embs, prompts)
+    else:
+        preds = seg.predict_batch(embs, prompts)
+        wait = lambda: preds  # noqa: E731
+
+    def result() -> dict[int, dict[int, tuple[Any, Prompt, Prediction]]]:
+        out: dict[int, dict[int, tuple[Any, Prompt, Prediction]]] = {}
+        for (t, k, p), pred in zip(jobs, wait(), strict=True):
+            out.setdefault(t, {})[k] = (handles[t], p, pred)
+        return out
+
+    return result
 
 
 def _finish_batch(

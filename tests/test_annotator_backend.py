@@ -104,7 +104,7 @@ def test_prompt_from_mask_gives_box_and_one_point_per_part():
 
 
 def test_real_tiny_sam_through_the_adapter():
-    from pipelines.segment import build_tiny_sam_segmenter
+    from pipelines.segment_tiny import build_tiny_sam_segmenter
 
     backend = SamBackend(build_tiny_sam_segmenter(seed=0), cache_mb=64)
     frame = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)

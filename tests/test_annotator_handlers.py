@@ -270,7 +270,7 @@ def test_handlers_do_not_import_gradio():
 
 def test_click_and_propagate_with_a_real_tiny_sam(ds):
     from annotator_app.backend import SamBackend
-    from pipelines.segment import build_tiny_sam_segmenter
+    from pipelines.segment_tiny import build_tiny_sam_segmenter
 
     backend = SamBackend(build_tiny_sam_segmenter(seed=0), cache_mb=64)
     store = MaskStore(ds.store_path, create=False)

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("segment_anything")
 
-from pipelines.segment import build_tiny_sam, build_tiny_sam_segmenter  # noqa: E402
+from pipelines.segment_tiny import build_tiny_sam, build_tiny_sam_segmenter  # noqa: E402
 from pipelines.segment_types import Prompt  # noqa: E402
 
 

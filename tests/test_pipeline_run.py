@@ -88,7 +88,7 @@ def test_synchronized_sample_keeps_two_athletes(tmp_path) -> None:
 
 def test_tiny_sam_through_the_run_loop(tmp_path) -> None:
     pytest.importorskip("segment_anything")
-    from pipelines.segment import build_tiny_sam_segmenter
+    from pipelines.segment_tiny import build_tiny_sam_segmenter
 
     keys, _ = write_clip(tmp_path, "diving-out/004", n=6)
     seg = build_tiny_sam_segmenter(seed=0, batch_size=3)
@@ -130,7 +130,34 @@ def test_one_bad_mask_flags_only_its_own_frame(tmp_path) -> None:
 
 
 def test_device_encodes_the_next_batch_while_the_cpu_finishes_this_one(tmp_path) -> None:
+    """With an asynchronous decoder (SAM on CUDA), batch k+1's encoder and decoder are queued
+    before the CPU waits for batch k's masks and finishes it."""
     keys, _ = write_clip(tmp_path, "diving-out/007")  # 12 frames, batches of 4
+    log: list[str] = []
+
+    class Recording(ColourSegmenter):
+        def embed(self, images):
+            log.append(f"embed {len(images)}")
+            return super().embed(images)
+
+        def predict_batch_async(self, embs, prompts):
+            log.append(f"launch {len(embs)}")
+            preds = super().predict_batch(embs, prompts)
+            return lambda: log.append(f"wait {len(embs)}") or preds
+
+    build_sample_masks(
+        _sample(keys), tmp_path, Models(BlobDetector(), Recording()), CFG, tick=lambda n: log.append(f"done {n}")
+    )
+    assert log == [
+        "embed 4", "launch 4",
+        "embed 4", "launch 4", "wait 4", "done 4",
+        "embed 4", "launch 4", "wait 4", "done 4",
+        "wait 4", "done 4",
+    ]  # fmt: skip
+
+
+def test_a_synchronous_segmenter_decodes_each_batch_once_in_order(tmp_path) -> None:
+    keys, _ = write_clip(tmp_path, "diving-out/007")
     log: list[str] = []
 
     class Recording(ColourSegmenter):
@@ -145,4 +172,4 @@ def test_device_encodes_the_next_batch_while_the_cpu_finishes_this_one(tmp_path)
     build_sample_masks(
         _sample(keys), tmp_path, Models(BlobDetector(), Recording()), CFG, tick=lambda n: log.append(f"done {n}")
     )
-    assert log == ["embed 4", "decode 4", "embed 4", "done 4", "decode 4", "embed 4", "done 4", "decode 4", "done 4"]
+    assert log == ["embed 4", "decode 4", "embed 4", "decode 4", "done 4", "embed 4", "decode 4", "done 4", "done 4"]

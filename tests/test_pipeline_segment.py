@@ -16,10 +16,9 @@ from pipelines.segment import (  # noqa: E402
     ImageEmbedding,
     Prompt,
     build_segmenter,
-    build_tiny_sam,
-    build_tiny_sam_segmenter,
     resolve_checkpoint,
 )
+from pipelines.segment_tiny import build_tiny_sam, build_tiny_sam_segmenter  # noqa: E402
 
 
 def _frame(h: int = 120, w: int = 200, seed: int = 0) -> np.ndarray:
@@ -186,3 +185,47 @@ def test_resize_on_device_matches_sams_pil_resize() -> None:
         assert ((x.features - y.features).norm() / x.features.norm()) < 0.02
         mx, my = host.predict(x, box=box)[0], dev.predict(y, box=box)[0]
         assert (mx & my).sum() / max((mx | my).sum(), 1) > 0.98
+
+
+def test_folded_rel_pos_attention_equals_the_bias_tensor_way() -> None:
+    """The bias folded into q/k gives SAM's logits: softmax(q.k/sqrt(d) + Rh[i, row j] + Rw[i, col j]) v."""
+    import torch.nn.functional as F
+
+    from pipelines.sam_speed import _rel_pos, folded_rel_pos_attention
+
+    g = torch.Generator().manual_seed(0)
+    b, heads, h, w, d = 2, 3, 5, 7, 16  # a non-square grid catches a swapped row/column
+    q, k, v = (torch.randn(b, heads, h * w, d, generator=g) for _ in range(3))
+    rph, rpw = torch.randn(2 * h - 1, d, generator=g), torch.randn(2 * w - 1, d, generator=g)
+    r_q = q.reshape(b, heads, h, w, d)
+    rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, _rel_pos(h, h, rph))
+    rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, _rel_pos(w, w, rpw))
+    bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, heads, h * w, h * w)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    for pad_v in (True, False):
+        got = folded_rel_pos_attention(q, k, v, rph, rpw, h, w, pad_v=pad_v)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, atol=1e-5)
+    no_bias = F.scaled_dot_product_attention(q, k, v)
+    assert not torch.allclose(no_bias, expected, atol=1e-3)  # the bias matters in this test
+
+
+def test_folded_global_attention_keeps_the_encoder_output() -> None:
+    img = _frame()
+    folded = build_tiny_sam_segmenter(seed=3, fold_rel_pos=True)
+    bias = build_tiny_sam_segmenter(seed=3, fold_rel_pos=False)
+    blocks = folded.model.image_encoder.blocks
+    assert [blk.attn.forward.__func__.__name__ for blk in blocks] == ["_sdpa_forward", "_folded_forward"]
+    a, b_ = folded.embed([img])[0].features, bias.embed([img])[0].features
+    assert torch.allclose(a, b_, atol=1e-4)
+
+
+def test_async_decode_validates_at_launch_and_returns_what_predict_batch_returns(seg_and_ref) -> None:
+    seg = seg_and_ref[0]
+    embs = seg.embed([_frame(), _frame(seed=1)])
+    prompts = [Prompt(box=np.array([60.0, 10, 140, 110])), Prompt(box=np.array([20.0, 20, 120, 100]))]
+    with pytest.raises(ValueError, match="2 embeddings but 1 prompts"):
+        seg.predict_batch_async(embs, prompts[:1])
+    wait = seg.predict_batch_async(embs, prompts)
+    for (m, s, low), (m2, s2, low2) in zip(wait(), seg.predict_batch(embs, prompts), strict=True):
+        assert np.array_equal(m, m2) and s == pytest.approx(s2) and np.array_equal(low, low2)
