@@ -12,7 +12,10 @@
 # Device tool:   run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600)
 # Dry run on a CPU (same steps, tiny sizes, a few minutes):
 #                HM_GPU_DRY=1 PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh
-# Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train)
+# Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train;
+#   also "breakdown": where the SAM path's time goes, eager, with a kernel profile)
+# SAM runs: SAM_RUNS="compile nocompile fp32" (the default); SAM_EXTRA="--fold-rel-pos" adds flags to each.
+# TRAIN_MAXB=0 skips the largest-batch search.
 # Real vit_h weights (a user's machine): SAM_VIT_H=/path/sam_vit_h_4b8939.pth bash benchmarks/gpu_session.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +30,8 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 py="${PYTHON:-python3}"
 steps="${STEPS:-tests sam annotator train}"
+sam_runs="${SAM_RUNS:-compile nocompile fp32}"
+read -r -a sam_extra <<<"${SAM_EXTRA:-}"
 ckpt=()
 [[ -n "${SAM_VIT_H:-}" && -z "${HM_GPU_DRY:-}" ]] && ckpt=(--checkpoint "$SAM_VIT_H")
 if [[ -n "${HM_GPU_DRY:-}" ]]; then
@@ -34,6 +39,7 @@ if [[ -n "${HM_GPU_DRY:-}" ]]; then
   dev=cpu vit=sam_vit_b frames=2 bs=1 preset=tiny clicks=3 maxb=() warm=() compile=() bf16=(--dtype bf16)
 else
   dev=cuda vit=sam_vit_h frames=32 bs=8 preset=paper clicks=50 maxb=(--max-batch) warm=(--warmup) compile=(--compile) bf16=()
+  [[ "${TRAIN_MAXB:-1}" == 0 ]] && maxb=()
 fi
 
 step() {  # step SECONDS CMD...: run with a time limit, log everything, never stop the script
@@ -44,6 +50,7 @@ step() {  # step SECONDS CMD...: run with a time limit, log everything, never st
   echo "=== exit ${PIPESTATUS[0]}" | tee -a "$log"
 }
 want() { [[ " $steps " == *" $1 "* ]]; }
+sam_run() { [[ " $sam_runs " == *" $1 "* ]]; }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
   "$py" -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
@@ -52,13 +59,18 @@ want() { [[ " $steps " == *" $1 "* ]]; }
 if want tests; then
   step 75 "$py" -m pytest -q -p no:cacheprovider -m gpu tests/test_pipeline_gpu.py tests/test_ufp_gpu.py
 fi
+if want breakdown; then
+  step 90 "$py" benchmarks/sam_breakdown.py --device "$dev" --segmenter "$vit" --batch-size "$bs" \
+    --frames "$bs" --profile "${bf16[@]}" "${sam_extra[@]}"
+fi
 if want sam; then  # the target path first (compile takes ~46 s on an H200), then without each lever
-  step 160 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" --frames "$((frames * 2))" \
-    --batch-size "$bs" "${warm[@]}" --lite-samples 0 "${compile[@]}" "${bf16[@]}" "${ckpt[@]}"
-  step 60 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" --frames "$frames" \
-    --batch-size "$bs" "${warm[@]}" --lite-samples 0 "${ckpt[@]}"
-  step 55 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" --frames "$frames" \
-    --batch-size "$bs" "${warm[@]}" --lite-samples 0 --dtype fp32 --no-sdpa "${ckpt[@]}"
+  sam_run compile && step 160 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" \
+    --frames "$((frames * 2))" --batch-size "$bs" "${warm[@]}" --lite-samples 0 "${compile[@]}" "${bf16[@]}" \
+    "${ckpt[@]}" "${sam_extra[@]}"
+  sam_run nocompile && step 60 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" \
+    --frames "$frames" --batch-size "$bs" "${warm[@]}" --lite-samples 0 "${ckpt[@]}" "${sam_extra[@]}"
+  sam_run fp32 && step 55 "$py" benchmarks/sam_throughput.py --device "$dev" --segmenter "$vit" \
+    --frames "$frames" --batch-size "$bs" "${warm[@]}" --lite-samples 0 --dtype fp32 --no-sdpa "${ckpt[@]}"
 fi
 if want annotator; then
   frame="$out/frame_720p.jpg"  # a bundled frame at broadcast size (the wheel with zidane.jpg is not there)
