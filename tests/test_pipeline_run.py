@@ -129,26 +129,36 @@ def test_one_bad_mask_flags_only_its_own_frame(tmp_path) -> None:
     assert [i for i, w in enumerate(writes) if w.status == "flagged"] == [6]
 
 
+class _EmbedLogging(ColourSegmenter):
+    """ColourSegmenter that logs its embed calls (the run loop's order of device work)."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def embed(self, images):
+        self.log.append(f"embed {len(images)}")
+        return super().embed(images)
+
+
+def _run_logged(tmp_path, seg: _EmbedLogging) -> list[str]:
+    keys, _ = write_clip(tmp_path, "diving-out/007")  # 12 frames, batches of 4
+    tick = lambda n: seg.log.append(f"done {n}")  # noqa: E731
+    build_sample_masks(_sample(keys), tmp_path, Models(BlobDetector(), seg), CFG, tick=tick)
+    return seg.log
+
+
 def test_device_encodes_the_next_batch_while_the_cpu_finishes_this_one(tmp_path) -> None:
     """With an asynchronous decoder (SAM on CUDA), batch k+1's encoder and decoder are queued
     before the CPU waits for batch k's masks and finishes it."""
-    keys, _ = write_clip(tmp_path, "diving-out/007")  # 12 frames, batches of 4
-    log: list[str] = []
 
-    class Recording(ColourSegmenter):
-        def embed(self, images):
-            log.append(f"embed {len(images)}")
-            return super().embed(images)
-
+    class Queued(_EmbedLogging):
         def predict_batch_async(self, embs, prompts):
-            log.append(f"launch {len(embs)}")
+            self.log.append(f"launch {len(embs)}")
             preds = super().predict_batch(embs, prompts)
-            return lambda: log.append(f"wait {len(embs)}") or preds
+            return lambda: self.log.append(f"wait {len(embs)}") or preds
 
-    build_sample_masks(
-        _sample(keys), tmp_path, Models(BlobDetector(), Recording()), CFG, tick=lambda n: log.append(f"done {n}")
-    )
-    assert log == [
+    assert _run_logged(tmp_path, Queued([])) == [
         "embed 4", "launch 4",
         "embed 4", "launch 4", "wait 4", "done 4",
         "embed 4", "launch 4", "wait 4", "done 4",
@@ -157,19 +167,10 @@ def test_device_encodes_the_next_batch_while_the_cpu_finishes_this_one(tmp_path)
 
 
 def test_a_synchronous_segmenter_decodes_each_batch_once_in_order(tmp_path) -> None:
-    keys, _ = write_clip(tmp_path, "diving-out/007")
-    log: list[str] = []
-
-    class Recording(ColourSegmenter):
-        def embed(self, images):
-            log.append(f"embed {len(images)}")
-            return super().embed(images)
-
+    class Synchronous(_EmbedLogging):
         def predict_batch(self, embs, prompts):
-            log.append(f"decode {len(embs)}")
+            self.log.append(f"decode {len(embs)}")
             return super().predict_batch(embs, prompts)
 
-    build_sample_masks(
-        _sample(keys), tmp_path, Models(BlobDetector(), Recording()), CFG, tick=lambda n: log.append(f"done {n}")
-    )
+    log = _run_logged(tmp_path, Synchronous([]))
     assert log == ["embed 4", "decode 4", "embed 4", "decode 4", "done 4", "embed 4", "decode 4", "done 4", "done 4"]
