@@ -1,6 +1,6 @@
 """A tiny random-weight SAM built from ``segment_anything.modeling``, for tests and demos that
-need the real SAM code paths without a checkpoint (256 px input, 2 encoder blocks, one of them
-global attention)."""
+need the real SAM code paths without a checkpoint (256 px input, 2 encoder blocks: one with
+windowed attention, one with attention over the whole token grid)."""
 
 from __future__ import annotations
 
