@@ -18,6 +18,11 @@ Everything is serial (no threads; ``cv2.reduce`` is avoided because OpenCV runs 
 A call costs ~0.2 ms on top of its per-mask work, so it pays off from a few masks up;
 :func:`hmtools.masks.encode_rle` keeps the one-mask path.
 
+Where ``setup.py`` could build it (a C compiler at install time), the compiled encoder
+``hmtools._rle`` does the same work in one pass over each mask's rows (``hmtools/_rle.c``), about
+twice as fast (~11 against ~25 µs per 256x455 diver mask); :func:`encode_masks` uses it unless
+told otherwise, and both give identical results (tested against pycocotools).
+
 The counts strings are byte-identical to ``pycocotools.mask.encode`` (checked in
 ``tests/test_store_encode.py``). Format reminder: runs alternate background/foreground starting
 with background (0 when pixel (0, 0) is foreground), column by column; each run from the
@@ -35,6 +40,14 @@ import numpy as np
 
 from hmtools.rle_codec import column_runs
 
+try:
+    from hmtools import _rle  # the compiled encoder (setup.py builds it where a C compiler is there)
+except ImportError:
+    _rle = None
+
+COMPILED = _rle is not None
+"""Whether the compiled encoder is there (``encode_masks(..., backend="auto")`` then uses it)."""
+
 Box = tuple[float, float, float, float]
 
 _CHUNK_BYTES = 1 << 17  # lay out ~128 KiB of transposed columns at a time (stays in L2 with its compare)
@@ -43,12 +56,14 @@ _GROUP_LIMITS = np.array([1 << (5 * k - 1) for k in range(1, 13)], dtype=np.int6
 """A value ``v`` fits in ``k`` 5-bit groups iff ``v`` (or ``~v`` when negative) < ``_GROUP_LIMITS[k - 1]``."""
 
 
-def encode_masks(masks: Sequence[np.ndarray]) -> list[tuple[str, int, Box | None]]:
+def encode_masks(masks: Sequence[np.ndarray], *, backend: str = "auto") -> list[tuple[str, int, Box | None]]:
     """Encode 2-D masks to COCO counts strings with their area and box, batching equal sizes.
 
     Args:
         masks: ``(H, W)`` arrays of any dtype and memory order (nonzero = foreground); sizes may
             differ between masks.
+        backend: ``"auto"`` (the compiled encoder where it is built, else NumPy), ``"c"`` or
+            ``"numpy"``.
 
     Returns:
         One ``(counts, area, box)`` per mask, in order: ``counts`` the ASCII compressed-RLE
@@ -56,8 +71,13 @@ def encode_masks(masks: Sequence[np.ndarray]) -> list[tuple[str, int, Box | None
         ``box`` the XYXY float box of the foreground or ``None`` when it is empty.
 
     Raises:
-        ValueError: a mask is not 2-D.
+        ValueError: a mask is not 2-D, an unknown backend, or ``"c"`` where it is not built.
     """
+    if backend not in ("auto", "c", "numpy"):
+        raise ValueError(f"backend must be auto, c or numpy; got {backend!r}")
+    if backend == "c" and _rle is None:
+        raise ValueError("the compiled encoder hmtools._rle is not built (reinstall with a C compiler)")
+    compiled = _rle is not None and backend != "numpy"
     groups: dict[tuple[int, int], list[int]] = {}
     for i, m in enumerate(masks):
         if m.ndim != 2:
@@ -65,7 +85,11 @@ def encode_masks(masks: Sequence[np.ndarray]) -> list[tuple[str, int, Box | None
         groups.setdefault((int(m.shape[0]), int(m.shape[1])), []).append(i)
     out: list[tuple[str, int, Box | None]] = [("", 0, None)] * len(masks)
     for (height, width), idx in groups.items():
-        for i, result in zip(idx, _encode_same_size([masks[i] for i in idx], height, width), strict=True):
+        if compiled and height * width:
+            results = _rle.encode_many([_as_u8(masks[i]) for i in idx])
+        else:
+            results = _encode_same_size([masks[i] for i in idx], height, width)
+        for i, result in zip(idx, results, strict=True):
             out[i] = result
     return out
 

@@ -8,6 +8,16 @@ cd "$(dirname "$0")/.."
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 PY=${PYTHON:-python3}
+# a C compiler and Python's headers build hmtools._rle, the compiled mask encoder (without them the
+# install goes on with the NumPy encoder; the tests (--dev) expect the compiled one)
+has_cc() { command -v cc >/dev/null 2>&1 && "$PY" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; }
+if [ "$dev" = 1 ] && ! has_cc; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev python3-dev >/dev/null
+  else
+    echo "setup: no C compiler or Python headers; install gcc and python3-dev to build the compiled mask encoder" >&2
+  fi
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 pip_q() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@"; }
 pip_q --upgrade pip

@@ -11,7 +11,7 @@ from pycocotools import mask as coco
 
 from benchmarks.store_throughput import sample_masks
 from hmtools.masks import decode_rle, encode_rle, encode_rle_area_box, mask_to_box
-from hmtools.rle_batch import compress_runs, encode_masks
+from hmtools.rle_batch import COMPILED, compress_runs, encode_masks
 from hmtools.rle_codec import column_runs
 from hmtools.store_types import MaskWrite, prepare_mask, prepare_masks
 
@@ -46,19 +46,30 @@ def edge_masks(h: int, w: int) -> list[np.ndarray]:
     return out
 
 
+BACKENDS = ["c", "numpy"]
+"""Both encoders, in every test below that takes ``backend``."""
+
+
+def test_the_compiled_encoder_is_built() -> None:
+    """setup.py builds it where a C compiler is there; scripts/setup.sh makes sure one is."""
+    assert COMPILED, "hmtools._rle is missing: reinstall (bash scripts/setup.sh) on a machine with a C compiler"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (2, 2), (3, 4), (17, 31), (31, 17), (64, 65)])
-def test_edge_masks_match_pycocotools(shape: tuple[int, int]) -> None:
+def test_edge_masks_match_pycocotools(shape: tuple[int, int], backend: str) -> None:
     masks = edge_masks(*shape)
-    assert encode_masks(masks) == [coco_reference(m) for m in masks]
+    assert encode_masks(masks, backend=backend) == [coco_reference(m) for m in masks]
 
 
-def test_random_masks_of_mixed_sizes_in_one_batch_match_pycocotools() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_random_masks_of_mixed_sizes_in_one_batch_match_pycocotools(backend: str) -> None:
     rng = np.random.default_rng(7)
     masks = []
     for p in (0.001, 0.05, 0.5, 0.95, 0.999):
         for shape in ((5, 9), (40, 33), (1, 50), (256, 455), (400, 401)):  # 400x401: wider than a chunk
             masks.append(rng.random(shape) < p)
-    got = encode_masks(masks)
+    got = encode_masks(masks, backend=backend)
     assert got == [coco_reference(m) for m in masks]
     for m, (counts, area, box) in zip(masks, got, strict=True):
         np.testing.assert_array_equal(decode_rle({"size": list(m.shape), "counts": counts}), m)
@@ -66,31 +77,37 @@ def test_random_masks_of_mixed_sizes_in_one_batch_match_pycocotools() -> None:
         assert box == mask_to_box(m)
 
 
-def test_person_shaped_masks_of_the_benchmark_match_pycocotools() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_person_shaped_masks_of_the_benchmark_match_pycocotools(backend: str) -> None:
     masks = [*sample_masks(3, 40), *sample_masks(7, 40)]  # sample 7: two divers (synchro)
-    assert encode_masks(masks) == [coco_reference(m) for m in masks]
+    assert encode_masks(masks, backend=backend) == [coco_reference(m) for m in masks]
 
 
-def test_mask_dtypes_and_memory_orders_give_the_same_counts() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mask_dtypes_and_memory_orders_give_the_same_counts(backend: str) -> None:
     m = np.random.default_rng(1).random((23, 37)) < 0.3
     wide = np.zeros((23, 74), bool)
     wide[:, ::2] = m
     variants = [m, np.asfortranarray(m), m.astype(np.uint8) * 255, m.astype(np.float32), wide[:, ::2]]
-    got = encode_masks(variants)
+    got = encode_masks(variants, backend=backend)
     assert got == [coco_reference(m)] * len(variants)
 
 
-def test_zero_size_masks_and_an_empty_batch() -> None:
-    assert encode_masks([]) == []
-    assert encode_masks([np.zeros((0, 5), bool), np.zeros((4, 0), bool)]) == [
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_size_masks_and_an_empty_batch(backend: str) -> None:
+    assert encode_masks([], backend=backend) == []
+    assert encode_masks([np.zeros((0, 5), bool), np.zeros((4, 0), bool)], backend=backend) == [
         (encode_rle(np.zeros((0, 5), bool))["counts"], 0, None),
         (encode_rle(np.zeros((4, 0), bool))["counts"], 0, None),
     ]
 
 
-def test_not_2d_is_a_value_error() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_not_2d_is_a_value_error(backend: str) -> None:
     with pytest.raises(ValueError, match="2-D"):
-        encode_masks([np.zeros((2, 3), bool), np.zeros((2, 3, 1), bool)])
+        encode_masks([np.zeros((2, 3), bool), np.zeros((2, 3, 1), bool)], backend=backend)
+    with pytest.raises(ValueError, match="backend must be"):
+        encode_masks([], backend="fortran")
 
 
 def test_compress_runs_handles_long_runs_and_big_jumps() -> None:
@@ -123,8 +140,9 @@ def test_prepare_masks_equals_prepare_mask_one_by_one() -> None:
     )
 )
 def test_property_batch_equals_pycocotools_and_column_runs(masks: list[np.ndarray]) -> None:
-    got = encode_masks(masks)
+    got = encode_masks(masks, backend="numpy")
     assert got == [coco_reference(m) for m in masks]
+    assert encode_masks(masks, backend="c") == got
     runs = [column_runs(m) for m in masks]
     flat = np.concatenate(runs)
     assert compress_runs(flat, np.cumsum([0, *map(len, runs)])) == [c for c, _, _ in got]
