@@ -275,11 +275,12 @@ class SamSegmenter:
         ar = torch.arange(len(embs), device=dev)
         low, score = low[ar, best], iou[ar, best]  # (B, 4E, 4E), (B,)
         sizes = {(e.input_size, e.original_size) for e in embs}
-        if len(sizes) == 1:  # frames of one clip: upscale all masks in one call
+        one_size = len(sizes) == 1
+        if one_size:  # frames of one clip: upscale all masks in one call
             full = self.model.postprocess_masks(low[:, None], *next(iter(sizes)))  # (B, 1, H, W)
-            masks = [_to_host(full[:, 0] > self.mask_threshold)]
+            host_masks = [_to_host(full[:, 0] > self.mask_threshold)]  # one (B, H, W)
         else:
-            masks = [
+            host_masks = [  # one (H, W) per frame
                 _to_host(
                     self.model.postprocess_masks(low[i : i + 1, None], e.input_size, e.original_size)[0, 0]
                     > self.mask_threshold
@@ -289,13 +290,13 @@ class SamSegmenter:
         scores, lows = _to_host(score.float()), _to_host(low.float())
         done = torch.cuda.Event() if dev.type == "cuda" else None
         if done is not None:
-            done.record()
+            done.record(torch.cuda.current_stream(dev))  # this device's stream, whichever is current
 
         def wait() -> list[tuple[np.ndarray, float, np.ndarray]]:
             if done is not None:
                 done.synchronize()
             # copies out of the pinned buffers, which go back to torch's pool
-            ms = list(masks[0].numpy().copy()) if len(masks) == 1 else [m.numpy().copy() for m in masks]
+            ms = list(host_masks[0].numpy().copy()) if one_size else [m.numpy().copy() for m in host_masks]
             ss, ls = scores.numpy().copy(), lows.numpy().copy()
             return [(m, float(s), lw) for m, s, lw in zip(ms, ss, ls, strict=True)]
 
