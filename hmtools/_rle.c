@@ -75,6 +75,15 @@ typedef struct {
 /* The encoding of one h x w mask; returns -1 when memory runs out. */
 static int encode_one(const uint8_t *m, int64_t h, int64_t w, changes_t *ch, int64_t *cnt, encoded_t *out) {
     ch->n = 0;
+    out->area = 0;
+    out->x0 = w, out->y0 = h, out->x1 = -1, out->y1 = -1;
+    if (h == 0 || w == 0) { /* one run of 0 pixels, as pycocotools */
+        out->counts = malloc(2);
+        if (!out->counts) return -1;
+        memcpy(out->counts, "0", 2);
+        out->len = 1;
+        return 0;
+    }
     memset(cnt, 0, (size_t)(w + 1) * sizeof *cnt);
     /* row 0: column x starts with m[0][x]; the sequence before it ends with m[h-1][x-1] (0 first) */
     for (int64_t x = 0; x < w; x++) {
@@ -132,8 +141,6 @@ static int encode_one(const uint8_t *m, int64_t h, int64_t w, changes_t *ch, int
     /* runs: between consecutive changes, from 0 and to h*w; odd runs are foreground */
     int64_t npix = h * w, prev = 0, r1 = 0, r2 = 0;  /* r1, r2: the last two runs */
     size_t len = 0;
-    out->area = 0;
-    out->x0 = w, out->y0 = h, out->x1 = -1, out->y1 = -1;
     for (size_t i = 0; i <= n; i++) {
         int64_t end = i < n ? sorted[i] : npix;
         int64_t run = end - prev;

@@ -102,6 +102,19 @@ def test_zero_size_masks_and_an_empty_batch(backend: str) -> None:
     ]
 
 
+def test_compiled_encoder_refuses_what_it_cannot_read_and_encodes_zero_size_masks() -> None:
+    from hmtools import _rle
+
+    with pytest.raises(ValueError, match="C-contiguous 2-D array of one byte per pixel"):
+        _rle.encode_many([np.zeros((2, 3, 1), np.uint8)])
+    with pytest.raises(ValueError, match="one byte per pixel"):
+        _rle.encode_many([np.zeros((2, 3), np.int32)])
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        _rle.encode_many([np.zeros((4, 6), np.uint8)[:, ::2]])
+    assert _rle.encode_many([np.zeros((0, 5), np.uint8), np.zeros((3, 0), bool)]) == [("0", 0, None)] * 2
+    assert encode_rle(np.zeros((0, 5), bool))["counts"] == "0"
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_not_2d_is_a_value_error(backend: str) -> None:
     with pytest.raises(ValueError, match="2-D"):
