@@ -44,7 +44,7 @@ static int push(changes_t *c, int32_t x, int64_t p) {
 /* The changes in the 8 columns x..x+7 of row y, given d = (row y-1 word) ^ (row y word) != 0. */
 static int word_changes(changes_t *ch, int64_t *cnt, uint64_t d, const uint8_t *a, const uint8_t *b, int64_t x,
                         int64_t h, int64_t y) {
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if !defined(HM_RLE_BYTEWISE) && defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     (void)a, (void)b;
     while (d) { /* the lowest set byte of d is the leftmost changed column */
         int64_t k = x + (__builtin_ctzll(d) >> 3);
