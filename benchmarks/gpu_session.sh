@@ -15,7 +15,7 @@
 # Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train;
 #   also "breakdown": where the SAM path's time goes, eager, with a kernel profile)
 # SAM runs: SAM_RUNS="compile nocompile fp32" (the default); SAM_EXTRA="--fold-rel-pos" adds flags to each.
-# TRAIN_MAXB=0 skips the largest-batch search.
+# TRAIN_MAXB=0 skips the largest-batch search; TRAIN_CUDNN=1 adds a run with cudnn.benchmark.
 # Real vit_h weights (a user's machine): SAM_VIT_H=/path/sam_vit_h_4b8939.pth bash benchmarks/gpu_session.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -81,5 +81,7 @@ if want annotator; then
 fi
 if want train; then
   step 140 "$py" benchmarks/train_throughput.py --preset "$preset" --device "$dev" "${maxb[@]}"
+  [[ "${TRAIN_CUDNN:-0}" == 1 ]] && step 60 "$py" benchmarks/train_throughput.py --preset "$preset" \
+    --device "$dev" --cudnn-benchmark
 fi
 echo "=== done $(date +%T); log: $log" | tee -a "$log"

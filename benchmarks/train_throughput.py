@@ -157,11 +157,13 @@ def main() -> None:
     ap.add_argument("--eval-batch", type=int, default=16, help="videos per encoder call in our evaluation")
     ap.add_argument("--max-batch", action="store_true", help="search the largest batch that fits (CUDA)")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="train.cudnn_benchmark: cuDNN times its algorithms")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     amp = args.amp or ("bf16" if device.type == "cuda" else "none")
     cfg = load_run_config(args.preset, overrides=[f"train.amp={amp}", f"train.compile={str(args.compile).lower()}"])
     torch.manual_seed(0)
@@ -174,7 +176,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     m = cfg.model
     print(
-        f"device: {name}; preset {args.preset}: {m.frames}x{m.size}x{m.size} frames, amp {amp}, torch {torch.__version__}"
+        f"device: {name}; preset {args.preset}: {m.frames}x{m.size}x{m.size} frames, amp {amp}, torch {torch.__version__}, cudnn.benchmark {args.cudnn_benchmark}"
     )
     print(f"params: {count_parameters(model) / 1e6:.2f} M   (reference FineParser: {REFERENCE['params_m']} M)")
     sec, mem = time_train(cfg, model, 2, device, args.steps, args.warmup)

@@ -13,7 +13,12 @@ PACKAGES = ("hmtools", "pipelines", "annotator_app", "uni_fineparser")
 # heavy package -> the only places allowed to import it (prefixes of repo-relative paths)
 ALLOWED_IMPORTERS = {
     "ultralytics": ("pipelines/detect.py",),
-    "segment_anything": ("pipelines/segment.py", "pipelines/segment_tiny.py", "pipelines/propagate.py", "pipelines/sam_"),
+    "segment_anything": (
+        "pipelines/segment.py",
+        "pipelines/segment_tiny.py",
+        "pipelines/propagate.py",
+        "pipelines/sam_",
+    ),
     "gradio": ("annotator_app/",),
     "mediapipe": ("pipelines/lite.py",),
 }

@@ -58,6 +58,7 @@ class TrainConfig:
     amp: Literal["bf16", "none"] = "bf16"  # bf16 autocast (CUDA and CPU); "none" = fp32
     compile: bool = False  # torch.compile the model
     channels_last: bool = True  # channels_last_3d memory format on CUDA
+    cudnn_benchmark: bool = False  # let cuDNN time its convolution algorithms for the fixed shapes (CUDA)
     loss_e: float = 1.0  # weight of L_E (contrastive score regression, both directions)
     loss_a: float = 1.0  # weight of L_A (mask attention vs human masks)
     loss_t: float = 1.0  # weight of L_T (step-query attention vs step boundaries)

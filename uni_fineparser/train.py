@@ -173,6 +173,8 @@ def train(
     if t.channels_last and dev.type == "cuda":
         model.channels_last = True
         model.to(memory_format=torch.channels_last_3d)
+    if t.cudnn_benchmark and dev.type == "cuda":  # process-wide: this process trains one model
+        torch.backends.cudnn.benchmark = True
     optimizer = make_optimizer(model, cfg, dev)
     steps_per_epoch = len(loader) // t.accumulate
     total_steps = t.epochs * steps_per_epoch
