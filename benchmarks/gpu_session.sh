@@ -4,7 +4,9 @@
 #       (DESIGN.md: 60 frames/s needs torch.compile; the runs without it and in fp32 show each lever)
 #   #5  annotator click latency with vit_h (server side, cached embedding)
 #   #7  Uni-FineParser paper preset: train pairs/s and memory at batch 2, eval speed-up, largest batch
-# plus the opt-in GPU tests. Random SAM weights (speed does not depend on their values; no
+# plus the opt-in GPU tests. (Measured on an H100/H200 on 2026-11-26, see docs/; still missing for #7:
+# the evaluation against the reference way in fp32, and cudnn.benchmark:
+#   STEPS=train TRAIN_MAXB=0 TRAIN_CUDNN=1 bash benchmarks/gpu_session.sh   about 2 minutes.) Random SAM weights (speed does not depend on their values; no
 # checkpoint can be fetched there). Each step has its own time limit and a failed step does not
 # stop the others. The log goes to $OUT/gpu_session.log (the device tool brings $OUT back).
 #
@@ -14,7 +16,7 @@
 #                HM_GPU_DRY=1 PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh
 # Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train;
 #   also "breakdown": where the SAM path's time goes, eager, with a kernel profile)
-# SAM runs: SAM_RUNS="compile nocompile fp32" (the default); SAM_EXTRA="--fold-rel-pos" adds flags to each.
+# SAM runs: SAM_RUNS="compile nocompile fp32" (the default); SAM_EXTRA="--no-fold-rel-pos" adds flags to each.
 # TRAIN_MAXB=0 skips the largest-batch search; TRAIN_CUDNN=1 adds a run with cudnn.benchmark.
 # Real vit_h weights (a user's machine): SAM_VIT_H=/path/sam_vit_h_4b8939.pth bash benchmarks/gpu_session.sh
 set -uo pipefail
