@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.sam_throughput import load_frames
-from pipelines.sam_speed import _rel_pos, folded_rel_pos_attention
+from pipelines.sam_speed import _rel_terms, folded_rel_pos_attention
 from pipelines.segment import SamSegmenter, build_segmenter
 from pipelines.segment_types import Prompt
 
@@ -67,11 +67,8 @@ def attention(device: torch.device, dtype: torch.dtype, b: int, heads: int, side
     rel_h_w = torch.randn(2 * side - 1, hd, device=device, dtype=dtype, generator=g) * 0.1
     rel_w_w = torch.randn(2 * side - 1, hd, device=device, dtype=dtype, generator=g) * 0.1
 
-    def bias_way() -> torch.Tensor:
-        rh, rw = _rel_pos(side, side, rel_h_w), _rel_pos(side, side, rel_w_w)
-        r_q = q.reshape(b, heads, side, side, hd)
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rh)
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw)
+    def bias_way() -> torch.Tensor:  # as sam_speed's bias-tensor path
+        rel_h, rel_w = _rel_terms(q, rel_h_w, rel_w_w, side, side)
         bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, heads, side * side, side * side)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 

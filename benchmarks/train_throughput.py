@@ -127,8 +127,9 @@ def time_reference_eval(model, videos, exemplar: list[int], voters: int, device,
 
 
 def time_our_eval(model, videos, exemplar: list[int], voters: int, batch: int, device, amp: str) -> float:  # type: ignore[no-untyped-def]
-    """Pairs/s of ``uni_fineparser.evaluate``'s way: every distinct video encoded once, ``batch`` at a
-    time, then the regressor on all pairs at once."""
+    """Pairs/s of the algorithm ``uni_fineparser.evaluate`` runs, re-enacted here with the model's own
+    ``encode`` and ``regress`` on clips already on the device: every distinct video encoded once,
+    ``batch`` at a time, then the regressor on all pairs at once."""
     model.eval()
     queries = len(exemplar) // voters
     with torch.no_grad(), autocast(device, amp):

@@ -15,8 +15,8 @@ spent on pixels far from the person. :func:`encode_masks` instead
    in a few vectorised numpy passes (:func:`compress_runs`).
 
 Everything is serial (no threads; ``cv2.reduce`` is avoided because OpenCV runs it on several).
-A call costs ~0.2 ms on top of its per-mask work, so it pays off from a few masks up;
-:func:`hmtools.masks.encode_rle` keeps the one-mask path.
+A call of this NumPy path costs ~0.2 ms on top of its per-mask work, so it pays off from a few
+masks up; :func:`hmtools.masks.encode_rle` keeps its own one-mask path.
 
 Where ``setup.py`` could build it (a C compiler at install time), the compiled encoder
 ``hmtools._rle`` does the same work in one pass over each mask's rows (``hmtools/_rle.c``), about

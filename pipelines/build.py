@@ -95,22 +95,22 @@ def human_block(store: MaskStore, sample_id: str) -> str | None:
 
 def has_human_work(store: MaskStore, sample_id: str) -> bool:
     """Whether any frame's head mask of the sample was edited or reviewed by a person."""
-    rows = store.query(
-        "SELECT COUNT(*) FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
-        "WHERE f.sample_id=? AND (m.source='human' OR m.status IN ('accepted','rejected'))",
-        (sample_id,),
-    )
-    return rows[0][0] > 0
+    return _any_head_mask(store, sample_id, "m.source='human' OR m.status IN ('accepted','rejected')")
 
 
 def has_imported_masks(store: MaskStore, sample_id: str) -> bool:
     """Whether any frame's head mask came from ``hmtools import`` (masks made elsewhere, e.g. by hand)."""
+    return _any_head_mask(store, sample_id, "m.source='imported'")
+
+
+def _any_head_mask(store: MaskStore, sample_id: str, condition: str) -> bool:
+    """Whether a head mask (``m``) of the sample's frames meets an SQL ``condition`` (a constant)."""
     rows = store.query(
-        "SELECT COUNT(*) FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
-        "WHERE f.sample_id=? AND m.source='imported'",
+        "SELECT EXISTS (SELECT 1 FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
+        f"WHERE f.sample_id=? AND ({condition}))",
         (sample_id,),
     )
-    return rows[0][0] > 0
+    return bool(rows[0][0])
 
 
 def build_masks(

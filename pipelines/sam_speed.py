@@ -26,23 +26,44 @@ def _rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
     return rel_pos[((q - k) + (k_size - 1) * max(q_size / k_size, 1.0)).long()]
 
 
-def _sdpa_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
-    """SAM ``Attention.forward`` with the same maths, computed by fused SDPA kernels."""
+def _rel_terms(
+    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's decomposed relative-position terms of the queries ``q`` ``(B, heads, h*w, d)``:
+    ``(B, heads, h, w, h)`` over key rows and ``(B, heads, h, w, w)`` over key columns."""
+    b, nh, _, d = q.shape
+    r_q = q.reshape(b, nh, h, w, d)
+    rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, _rel_pos(h, h, rel_pos_h).to(q.dtype))
+    rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, _rel_pos(w, w, rel_pos_w).to(q.dtype))
+    return rel_h, rel_w
+
+
+def _attention_block(self: Any, x: torch.Tensor, folded: bool) -> torch.Tensor:
+    """SAM ``Attention.forward`` (the same maths) with fused SDPA kernels: the relative-position
+    bias as an additive ``(HW, HW)`` mask, or ``folded`` into q/k (:func:`folded_rel_pos_attention`)."""
     B, H, W, _ = x.shape  # (B, H, W, C)
     qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)  # (B, nh, HW, hd) each
-    bias = None
-    if self.use_rel_pos:
-        hd = q.shape[-1]
-        rh = _rel_pos(H, H, self.rel_pos_h).to(q.dtype)  # (H, H, hd)
-        rw = _rel_pos(W, W, self.rel_pos_w).to(q.dtype)  # (W, W, hd)
-        r_q = q.reshape(B, self.num_heads, H, W, hd)
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rh)  # (B, nh, H, W, H)
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw)  # (B, nh, H, W, W)
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, self.num_heads, H * W, H * W)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, nh, HW, hd)
-    out = out.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
+    if folded:
+        out = folded_rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, H, W)
+    else:
+        bias = None
+        if self.use_rel_pos:
+            rel_h, rel_w = _rel_terms(q, self.rel_pos_h, self.rel_pos_w, H, W)
+            bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, self.num_heads, H * W, H * W)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, nh, HW, hd)
+    out = out.reshape(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
     return self.proj(out)
+
+
+def _sdpa_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """SAM ``Attention.forward`` through SDPA, the relative-position bias as an additive mask."""
+    return _attention_block(self, x, folded=False)
+
+
+def _folded_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """SAM ``Attention.forward`` through :func:`folded_rel_pos_attention` (no bias tensor)."""
+    return _attention_block(self, x, folded=True)
 
 
 def folded_rel_pos_attention(
@@ -72,11 +93,7 @@ def folded_rel_pos_attention(
         ``(B, heads, H*W, d)``, as ``softmax(logits) @ v``.
     """
     b, nh, n, d = q.shape
-    rh = _rel_pos(h, h, rel_pos_h).to(q.dtype)  # (H, H, d)
-    rw = _rel_pos(w, w, rel_pos_w).to(q.dtype)  # (W, W, d)
-    r_q = q.reshape(b, nh, h, w, d)
-    rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rh).reshape(b, nh, n, h)
-    rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw).reshape(b, nh, n, w)
+    rel_h, rel_w = (t.reshape(b, nh, n, -1) for t in _rel_terms(q, rel_pos_h, rel_pos_w, h, w))  # (.., n, H/W)
     width = -(-(d + h + w) // 8) * 8  # fused kernels want a multiple of 8
     pad = width - (d + h + w)
     rows = torch.arange(n, device=q.device)
@@ -87,16 +104,6 @@ def folded_rel_pos_attention(
     kf = torch.cat([k, onehot.expand(b, nh, n, -1)], dim=-1)
     vf = F.pad(v, (0, width - d)) if pad_v else v
     return F.scaled_dot_product_attention(qf, kf, vf, scale=1.0)[..., :d]
-
-
-def _folded_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
-    """SAM ``Attention.forward`` through :func:`folded_rel_pos_attention` (no bias tensor)."""
-    B, H, W, _ = x.shape  # (B, H, W, C)
-    qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)  # (B, nh, HW, hd) each
-    out = folded_rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, H, W)
-    out = out.reshape(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
-    return self.proj(out)
 
 
 def use_sdpa_attention(encoder: torch.nn.Module, *, fold_rel_pos: bool = False) -> int:

@@ -295,9 +295,10 @@ class SamSegmenter:
         def wait() -> list[tuple[np.ndarray, float, np.ndarray]]:
             if done is not None:
                 done.synchronize()
-            # copies out of the pinned buffers, which go back to torch's pool
-            ms = list(host_masks[0].numpy().copy()) if one_size else [m.numpy().copy() for m in host_masks]
-            ss, ls = scores.numpy().copy(), lows.numpy().copy()
+            # on CUDA, copies out of the pinned buffers, which then go back to torch's pool
+            own = (lambda t: t.numpy().copy()) if done is not None else (lambda t: t.numpy())
+            ms = list(own(host_masks[0])) if one_size else [own(m) for m in host_masks]
+            ss, ls = own(scores), own(lows)
             return [(m, float(s), lw) for m, s, lw in zip(ms, ss, ls, strict=True)]
 
         return wait

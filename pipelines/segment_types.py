@@ -53,7 +53,11 @@ Prediction = tuple[np.ndarray, float, "np.ndarray | None"]
 
 
 class Segmenter(Protocol):
-    """What the run loop needs from a segmenter (``SamSegmenter``, ``LiteSegmenter``, test fakes)."""
+    """What the run loop needs from a segmenter (``SamSegmenter``, ``LiteSegmenter``, test fakes).
+
+    A segmenter may also have ``predict_batch_async(embs, prompts)``, returning a function that
+    waits for and returns what ``predict_batch`` would; the run loop then queues the next batch
+    before it collects this one (``SamSegmenter`` has it)."""
 
     def embed(self, images: list[np.ndarray]) -> list[Any]:
         """Per-frame handles (SAM embeddings, or the frames themselves)."""

@@ -116,7 +116,7 @@ def _feed_coco(sink: MaskSink, masks: Path, samples: list[Sample], workers: int)
         sink.put(name, {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}, prov)
     for image_id, (name, height, width) in images.items():
         if image_id not in annotated:  # an image without annotations: the frame has no athlete
-            sink.put(name, _empty_rle(height, width), {}, True)
+            sink.put(name, _empty_rle(height, width), {}, area_box=(0, None))
     return Tally()
 
 

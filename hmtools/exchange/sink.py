@@ -106,7 +106,6 @@ class MaskSink:
         key: str,
         rle: RLE,
         provenance: dict[str, Any],
-        empty: bool | None = None,
         area_box: tuple[int, tuple[float, float, float, float] | None] | None = None,
     ) -> None:
         """Take one mask for the frame named ``key``; a second mask for a frame is unioned with the first.
@@ -115,9 +114,8 @@ class MaskSink:
             key: Frame key as the mask file or record names it (extension ignored).
             rle: Compressed RLE with ``str`` counts.
             provenance: Optional ``score`` and ``status``.
-            empty: Whether the mask has no foreground, when the reader knows (else computed).
-            area_box: ``(area, XYXY box)`` of ``rle`` when the reader encoded it with
-                :func:`hmtools.rle_batch.encode_masks` (the store then skips re-parsing it).
+            area_box: ``(area, XYXY box)`` of ``rle`` when the reader made ``rle`` itself and knows
+                both (the store then skips re-parsing it); else they are computed.
         """
         if self.on_put is not None:
             self.on_put(1)
@@ -146,9 +144,7 @@ class MaskSink:
             write = _union(write, None if current is None else current.rle)
         else:
             self.imported += 1
-            if empty is None:
-                empty = area_box[0] == 0 if area_box is not None else _is_empty(rle)
-            self.empty += empty
+            self.empty += area_box[0] == 0 if area_box is not None else _is_empty(rle)
         self._pending.setdefault(frame.sample_id, {})[frame.idx] = (frame, write)
         self._n_pending += frame.state != 1
         frame.state = 1
