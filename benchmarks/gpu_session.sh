@@ -3,18 +3,22 @@
 #   #3  SAM vit_h: our batched bf16/SDPA(+torch.compile) segment path vs plain SamPredictor, IoU >= 0.98
 #       (DESIGN.md: 60 frames/s needs torch.compile; the runs without it and in fp32 show each lever)
 #   #5  annotator click latency with vit_h (server side, cached embedding)
-#   #7  Uni-FineParser paper preset: train pairs/s and memory at batch 2, eval speed-up, largest batch
-# plus the opt-in GPU tests. (Measured on an H100/H200 on 2026-11-26, see docs/; still missing for #7:
-# the evaluation against the reference way in fp32, and cudnn.benchmark:
-#   STEPS=train TRAIN_MAXB=0 TRAIN_CUDNN=1 bash benchmarks/gpu_session.sh   about 2 minutes.) Random SAM weights (speed does not depend on their values; no
-# checkpoint can be fetched there). Each step has its own time limit and a failed step does not
+#   #7  Uni-FineParser paper preset: train pairs/s and memory at batch 2, eval speed-up, largest batch;
+#       "reference": the public FineParser code's own evaluation (and training step) against ours, in one
+#       process (needs .ref/FineParser_CVPR2024 from scripts/fetch_reference.py, carried, and the
+#       segmentation-models-pytorch wheel from scripts/fetch_device_wheels.sh)
+# plus the opt-in GPU tests. (Measured on an H100/H200 on 2026-11-26, see docs/; still missing for #7,
+# about 3 minutes:
+#   run(command="STEPS='reference train' TRAIN_MAXB=0 TRAIN_CUDNN=1 bash benchmarks/gpu_session.sh",
+#       carry=[".whl", ".ref/FineParser_CVPR2024"], timeout_s=420)
+# .) Random weights everywhere (speed does not depend on their values; no checkpoint can be fetched there). Each step has its own time limit and a failed step does not
 # stop the others. The log goes to $OUT/gpu_session.log (the device tool brings $OUT back).
 #
 # Here, first:   bash scripts/fetch_device_wheels.sh
 # Device tool:   run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600)
 # Dry run on a CPU (same steps, tiny sizes, a few minutes):
 #                HM_GPU_DRY=1 PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh
-# Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train;
+# Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train reference;
 #   also "breakdown": where the SAM path's time goes, eager, with a kernel profile)
 # SAM runs: SAM_RUNS="compile nocompile fp32" (the default); SAM_EXTRA="--no-fold-rel-pos" adds flags to each.
 # TRAIN_MAXB=0 skips the largest-batch search; TRAIN_CUDNN=1 adds a run with cudnn.benchmark.
@@ -31,7 +35,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 py="${PYTHON:-python3}"
-steps="${STEPS:-tests sam annotator train}"
+steps="${STEPS:-tests sam annotator train reference}"
 sam_runs="${SAM_RUNS:-compile nocompile fp32}"
 read -r -a sam_extra <<<"${SAM_EXTRA:-}"
 ckpt=()
@@ -39,8 +43,10 @@ ckpt=()
 if [[ -n "${HM_GPU_DRY:-}" ]]; then
   # bf16 encoders as on CUDA (where "auto" picks bf16), so the dry run takes the GPU's dtype paths
   dev=cpu vit=sam_vit_b frames=2 bs=1 preset=tiny clicks=3 maxb=() warm=() compile=() bf16=(--dtype bf16)
+  refargs=(--ref-queries 1 --queries 2 --eval-batch 2)
 else
   dev=cuda vit=sam_vit_h frames=32 bs=8 preset=paper clicks=50 maxb=(--max-batch) warm=(--warmup) compile=(--compile) bf16=()
+  refargs=(--ref-train 5 --ref-queries 8)
   [[ "${TRAIN_MAXB:-1}" == 0 ]] && maxb=()
 fi
 
@@ -85,5 +91,13 @@ if want train; then
   step 140 "$py" benchmarks/train_throughput.py --preset "$preset" --device "$dev" "${maxb[@]}"
   [[ "${TRAIN_CUDNN:-0}" == 1 ]] && step 60 "$py" benchmarks/train_throughput.py --preset "$preset" \
     --device "$dev" --cudnn-benchmark
+fi
+if want reference; then  # the public FineParser code's own evaluation and training step vs ours (#7)
+  ref=.ref/FineParser_CVPR2024
+  if [[ -d "$ref" ]]; then
+    step 200 "$py" -W ignore benchmarks/reference_eval.py --reference-dir "$ref" --device "$dev" "${refargs[@]}"
+  else
+    echo "=== reference: skipped, no $ref here (python scripts/fetch_reference.py; carry it)" | tee -a "$log"
+  fi
 fi
 echo "=== done $(date +%T); log: $log" | tee -a "$log"

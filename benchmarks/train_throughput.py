@@ -30,6 +30,25 @@ from uni_fineparser.train import compute_losses, make_optimizer
 REFERENCE = {"ms_per_step": 288.0, "pairs_per_s": 6.95, "peak_gib": 16.5, "params_m": 51.8, "card": "1x H200"}
 
 
+def build_model(preset: str, device: torch.device, amp: str, compile_: bool):  # type: ignore[no-untyped-def]
+    """(run config, model) as the trainer sets them up: ``preset`` 'tiny' or 'paper', ``amp`` 'bf16' or
+    'none', seed 0 weights; on CUDA the model runs channels-last."""
+    cfg = load_run_config(preset, overrides=[f"train.amp={amp}", f"train.compile={str(compile_).lower()}"])
+    torch.manual_seed(0)
+    model = UniFineParser(cfg.model).to(device)
+    if compile_:
+        model.compile()
+    if device.type == "cuda":
+        model.channels_last = True
+        model.to(memory_format=torch.channels_last_3d)
+    return cfg, model
+
+
+def device_name(device: torch.device) -> str:
+    """The card's name, or 'CPU (N threads)'."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+
+
 def synthetic_batch(cfg, b: int, device: torch.device) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
     """Random uint8 clips, masks with a box, FineDiving-like step ids, scores."""
     m = cfg.model
@@ -166,15 +185,8 @@ def main() -> None:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     amp = args.amp or ("bf16" if device.type == "cuda" else "none")
-    cfg = load_run_config(args.preset, overrides=[f"train.amp={amp}", f"train.compile={str(args.compile).lower()}"])
-    torch.manual_seed(0)
-    model = UniFineParser(cfg.model).to(device)
-    if args.compile:
-        model.compile()
-    if device.type == "cuda":
-        model.channels_last = True
-        model.to(memory_format=torch.channels_last_3d)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    cfg, model = build_model(args.preset, device, amp, args.compile)
+    name = device_name(device)
     m = cfg.model
     print(
         f"device: {name}; preset {args.preset}: {m.frames}x{m.size}x{m.size} frames, amp {amp}, torch {torch.__version__}, cudnn.benchmark {args.cudnn_benchmark}"

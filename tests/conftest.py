@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
         if "slow" in item.keywords and "slow" not in markexpr:
             item.add_marker(pytest.mark.skip(reason="slow test: run with -m slow"))
+
+
+@pytest.fixture()
+def http_root(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A local HTTP server on a free port serving the folder ``tmp_path/srv``: yields (folder, base URL)."""
+    root = tmp_path / "srv"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(root), **k)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
