@@ -11,14 +11,14 @@
 # about 3 minutes:
 #   run(command="STEPS='reference train' TRAIN_MAXB=0 TRAIN_CUDNN=1 bash benchmarks/gpu_session.sh",
 #       carry=[".whl", ".ref/FineParser_CVPR2024"], timeout_s=420)
-# .) Random weights everywhere (speed does not depend on their values; no checkpoint can be fetched there). Each step has its own time limit and a failed step does not
-# stop the others. The log goes to $OUT/gpu_session.log (the device tool brings $OUT back).
+# .) Random weights everywhere (speed does not depend on their values; no checkpoint can be fetched
+# there). Each step has its own time limit and a failed step does not stop the others. The log goes to $OUT/gpu_session.log (the device tool brings $OUT back).
 #
 # Here, first:   bash scripts/fetch_device_wheels.sh
 # Device tool:   run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600)
 # Dry run on a CPU (same steps, tiny sizes, a few minutes):
 #                HM_GPU_DRY=1 PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh
-# Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train reference;
+# Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train; opt-in: reference;
 #   also "breakdown": where the SAM path's time goes, eager, with a kernel profile)
 # SAM runs: SAM_RUNS="compile nocompile fp32" (the default); SAM_EXTRA="--no-fold-rel-pos" adds flags to each.
 # TRAIN_MAXB=0 skips the largest-batch search; TRAIN_CUDNN=1 adds a run with cudnn.benchmark.
@@ -35,7 +35,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 py="${PYTHON:-python3}"
-steps="${STEPS:-tests sam annotator train reference}"
+steps="${STEPS:-tests sam annotator train}"
 sam_runs="${SAM_RUNS:-compile nocompile fp32}"
 read -r -a sam_extra <<<"${SAM_EXTRA:-}"
 ckpt=()
