@@ -89,4 +89,4 @@ def test_harness_times_the_public_code_and_ours() -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "51.76 M parameters" in r.stdout  # the public model as its builder makes it
-    assert "ours / public = " in r.stdout
+    assert "eval: ours / public = " in r.stdout
