@@ -6,11 +6,12 @@
 #   #7  Uni-FineParser paper preset: train pairs/s and memory at batch 2, eval speed-up, largest batch;
 #       "reference": the public FineParser code's own evaluation (and training step) against ours, in one
 #       process (needs .ref/FineParser_CVPR2024 from scripts/fetch_reference.py, carried, and the
-#       segmentation-models-pytorch wheel from scripts/fetch_device_wheels.sh)
+#       segmentation-models-pytorch wheel from scripts/fetch_device_wheels.sh); "loader": the training
+#       data path on the host's cores (benchmarks/loader_throughput.py, 0/4/8 workers)
 # plus the opt-in GPU tests. (Measured on an H100/H200 on 2026-11-26, see docs/; still missing for #7,
 # about 3 minutes:
-#   run(command="STEPS='reference train' TRAIN_MAXB=0 TRAIN_CUDNN=1 bash benchmarks/gpu_session.sh",
-#       carry=[".whl", ".ref/FineParser_CVPR2024"], timeout_s=420)
+#   run(command="STEPS='reference train loader' TRAIN_MAXB=0 TRAIN_CUDNN=1 bash benchmarks/gpu_session.sh",
+#       carry=[".whl", ".ref/FineParser_CVPR2024"], timeout_s=480)
 # .) Random weights everywhere (speed does not depend on their values; no checkpoint can be fetched
 # there). Each step has its own time limit and a failed step does not stop the others. The log goes to $OUT/gpu_session.log (the device tool brings $OUT back).
 #
@@ -18,7 +19,7 @@
 # Device tool:   run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600)
 # Dry run on a CPU (same steps, tiny sizes, a few minutes):
 #                HM_GPU_DRY=1 PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh
-# Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train; opt-in: reference;
+# Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train; opt-in: reference loader;
 #   also "breakdown": where the SAM path's time goes, eager, with a kernel profile)
 # SAM runs: SAM_RUNS="compile nocompile fp32" (the default); SAM_EXTRA="--no-fold-rel-pos" adds flags to each.
 # TRAIN_MAXB=0 skips the largest-batch search; TRAIN_CUDNN=1 adds a run with cudnn.benchmark.
@@ -43,10 +44,10 @@ ckpt=()
 if [[ -n "${HM_GPU_DRY:-}" ]]; then
   # bf16 encoders as on CUDA (where "auto" picks bf16), so the dry run takes the GPU's dtype paths
   dev=cpu vit=sam_vit_b frames=2 bs=1 preset=tiny clicks=3 maxb=() warm=() compile=() bf16=(--dtype bf16)
-  refargs=(--ref-queries 1 --queries 2 --eval-batch 2)
+  refargs=(--ref-queries 1 --queries 2 --eval-batch 2) loadargs=(--clips 8 --batches 30 --workers 0 2)
 else
   dev=cuda vit=sam_vit_h frames=32 bs=8 preset=paper clicks=50 maxb=(--max-batch) warm=(--warmup) compile=(--compile) bf16=()
-  refargs=(--ref-train 5 --ref-queries 8)
+  refargs=(--ref-train 5 --ref-queries 8) loadargs=(--workers 0 4 8)
   [[ "${TRAIN_MAXB:-1}" == 0 ]] && maxb=()
 fi
 
@@ -91,6 +92,9 @@ if want train; then
   step 140 "$py" benchmarks/train_throughput.py --preset "$preset" --device "$dev" "${maxb[@]}"
   [[ "${TRAIN_CUDNN:-0}" == 1 ]] && step 60 "$py" benchmarks/train_throughput.py --preset "$preset" \
     --device "$dev" --cudnn-benchmark
+fi
+if want loader; then  # the training data path on the GPU host's cores: packed cache vs JPEG decoding per pair
+  step 120 "$py" benchmarks/loader_throughput.py "${loadargs[@]}"
 fi
 if want reference; then  # the public FineParser code's own evaluation and training step vs ours (#7)
   ref=.ref/FineParser_CVPR2024

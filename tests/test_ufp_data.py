@@ -13,7 +13,7 @@ from hmtools.errors import DataFormatError, InputError
 from hmtools.schema import Sample
 from uni_fineparser.cache import build_cache
 from uni_fineparser.config import load_run_config
-from uni_fineparser.data import ExemplarPool, PairDataset, carve_validation, frame_steps, group_of
+from uni_fineparser.data import ExemplarPool, PairDataset, carve_validation, frame_steps, group_of, load_view
 from uni_fineparser.mask_source import FolderMasks, StoreMasks, open_mask_source
 from uni_fineparser.transforms import paired_view, sample_indices
 
@@ -102,6 +102,28 @@ def test_store_source_cache_and_pairs(tmp_path):
     assert steps[0] == 0 and steps[-1] == 2 and steps == sorted(steps)
     again = ds[0]
     assert all(np.array_equal(item[k].numpy(), again[k].numpy()) for k in item)
+
+
+def test_crop_in_cache_read_equals_crop_after_whole_frames(tmp_path):
+    """The training path gathers only the crop (masks cut across packed bytes) and draws the same
+    random numbers as cropping whole frames with paired_view."""
+    samples, masks = make_dataset(tmp_path / "root", n_train=2, n_test=0, n_frames=6)
+    src = open_mask_source(make_store(tmp_path / "m.db", samples, masks))
+    cache = build_cache(samples, tmp_path / "root", src, tmp_path / "cache", (24, 37))  # width not a byte multiple
+    idx = np.array([0, 2, 2, 5, 9])  # clipped to the clip like any read
+    whole_f, whole_m, _ = cache.get(samples[0].sample_id, idx)
+    for y, x in [(0, 0), (3, 5), (8, 21), (8, 0), (0, 17)]:
+        f, m, _ = cache.get(samples[0].sample_id, idx, (y, x, 16))
+        assert f.flags.c_contiguous and f.shape == (5, 16, 16, 3) and m.dtype == bool
+        assert np.array_equal(f, whole_f[:, y : y + 16, x : x + 16])
+        assert np.array_equal(m, whole_m[:, y : y + 16, x : x + 16])
+    for seed in range(12):
+        view = load_view(cache, samples[1], 4, 16, 3, np.random.default_rng(seed), (-1, 0), flip=True)
+        rng = np.random.default_rng(seed)
+        shift = int(rng.integers(-1, 1))
+        f, m, _ = cache.get(samples[1].sample_id, sample_indices(6, 4, shift))
+        f, m = paired_view(f, m, 16, rng, flip=True)
+        assert np.array_equal(view["video"].numpy(), f) and np.array_equal(view["masks"].numpy(), m)
 
 
 def test_missing_masks_fail_clearly_unless_allowed(tmp_path):

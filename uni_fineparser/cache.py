@@ -51,8 +51,21 @@ class ClipCache:
         """Number of frames cached for the sample."""
         return self.index[sample_id][1]
 
-    def get(self, sample_id: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Frames ``(T, h, w, 3)`` uint8, masks ``(T, h, w)`` bool and mask-valid ``(T,)`` bool at clip indices ``idx``."""
+    def get(
+        self, sample_id: str, idx: np.ndarray, box: tuple[int, int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frames, masks and mask-valid flags of a sample at clip indices ``idx`` ``(T,)``.
+
+        Args:
+            sample_id: A cached sample.
+            idx: Clip frame indices (clipped to the sample's length).
+            box: ``(y, x, size)``: gather only that square crop (one copy of the crop, not of the
+                whole frame); ``None``: whole frames.
+
+        Returns:
+            Contiguous frames ``(T, h, w, 3)`` uint8 and masks ``(T, h, w)`` bool (``h = w = size``
+            with ``box``), and valid ``(T,)`` bool.
+        """
         if self._arrays is None:
             d = self.folder
             self._arrays = (
@@ -63,9 +76,16 @@ class ClipCache:
         frames, masks, valid = self._arrays
         offset, n = self.index[sample_id]
         rows = offset + np.clip(idx, 0, n - 1)
-        packed = masks[rows]
-        m = np.unpackbits(packed, axis=-1, count=self.size[1]).astype(bool)
-        return np.asarray(frames[rows]), m, np.asarray(valid[rows])
+        if box is None:
+            f = np.asarray(frames[rows])
+            m = np.unpackbits(masks[rows], axis=-1, count=self.size[1]).astype(bool)
+        else:
+            y, x, size = box
+            f = frames[rows, y : y + size, x : x + size]  # fancy + slices: one copy of the crop only
+            lo = x // 8  # masks are packed 8 columns a byte: unpack the covering bytes, then cut
+            bits = np.unpackbits(masks[rows, y : y + size, lo : (x + size + 7) // 8], axis=-1)
+            m = bits[..., x - 8 * lo : x - 8 * lo + size].astype(bool)
+        return f, m, np.asarray(valid[rows])
 
 
 def cache_key(samples: list[Sample], size: tuple[int, int], source: MaskSource) -> str:

