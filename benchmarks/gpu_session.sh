@@ -10,8 +10,8 @@
 #       data path on the host's cores (benchmarks/loader_throughput.py, 0/4/8 workers)
 # plus the opt-in GPU tests. (Measured on an H100/H200 on 2026-11-26, see docs/; still missing for #7,
 # about 3 minutes:
-#   run(command="STEPS='reference train loader' TRAIN_MAXB=0 TRAIN_CUDNN=1 bash benchmarks/gpu_session.sh",
-#       carry=[".whl", ".ref/FineParser_CVPR2024"], timeout_s=480)
+#   run(command="STEPS='reference loader train' TRAIN_MAXB=0 TRAIN_CUDNN=1 TRAIN_COMPILE=1 bash benchmarks/gpu_session.sh",
+#       carry=[".whl", ".ref/FineParser_CVPR2024"], timeout_s=560)
 # .) Random weights everywhere (speed does not depend on their values; no checkpoint can be fetched
 # there). Each step has its own time limit and a failed step does not stop the others. The log goes to $OUT/gpu_session.log (the device tool brings $OUT back).
 #
@@ -22,7 +22,8 @@
 # Only some steps: STEPS="sam train" bash benchmarks/gpu_session.sh   (tests sam annotator train; opt-in: reference loader;
 #   also "breakdown": where the SAM path's time goes, eager, with a kernel profile)
 # SAM runs: SAM_RUNS="compile nocompile fp32" (the default); SAM_EXTRA="--no-fold-rel-pos" adds flags to each.
-# TRAIN_MAXB=0 skips the largest-batch search; TRAIN_CUDNN=1 adds a run with cudnn.benchmark.
+# TRAIN_MAXB=0 skips the largest-batch search; TRAIN_CUDNN=1 adds a run with cudnn.benchmark,
+# TRAIN_COMPILE=1 one with torch.compile (train.compile).
 # Real vit_h weights (a user's machine): SAM_VIT_H=/path/sam_vit_h_4b8939.pth bash benchmarks/gpu_session.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -88,14 +89,6 @@ if want annotator; then
     --clicks "$clicks" --frame "$frame" "${bf16[@]}" "${ckpt[@]}"
   rm -f "$frame"
 fi
-if want train; then
-  step 140 "$py" benchmarks/train_throughput.py --preset "$preset" --device "$dev" "${maxb[@]}"
-  [[ "${TRAIN_CUDNN:-0}" == 1 ]] && step 60 "$py" benchmarks/train_throughput.py --preset "$preset" \
-    --device "$dev" --cudnn-benchmark
-fi
-if want loader; then  # the training data path on the GPU host's cores: packed cache vs JPEG decoding per pair
-  step 120 "$py" benchmarks/loader_throughput.py "${loadargs[@]}"
-fi
 if want reference; then  # the public FineParser code's own evaluation and training step vs ours (#7)
   ref=.ref/FineParser_CVPR2024
   if [[ -d "$ref" ]]; then
@@ -103,5 +96,15 @@ if want reference; then  # the public FineParser code's own evaluation and train
   else
     echo "=== reference: skipped, no $ref here (python scripts/fetch_reference.py; carry it)" | tee -a "$log"
   fi
+fi
+if want loader; then  # the training data path on the GPU host's cores: packed cache vs JPEG decoding per pair
+  step 120 "$py" benchmarks/loader_throughput.py "${loadargs[@]}"
+fi
+if want train; then
+  step 140 "$py" benchmarks/train_throughput.py --preset "$preset" --device "$dev" "${maxb[@]}"
+  [[ "${TRAIN_CUDNN:-0}" == 1 ]] && step 60 "$py" benchmarks/train_throughput.py --preset "$preset" \
+    --device "$dev" --cudnn-benchmark
+  [[ "${TRAIN_COMPILE:-0}" == 1 ]] && step 240 "$py" benchmarks/train_throughput.py --preset "$preset" \
+    --device "$dev" --compile --queries 4
 fi
 echo "=== done $(date +%T); log: $log" | tee -a "$log"
