@@ -252,6 +252,24 @@ def test_train_reads_a_fineparser_export_in_either_image_format(
             assert (mask != exact).mean() < 0.02  # lossless for png; jpg edges may move a pixel
 
 
+def test_train_reads_an_hdf5_export_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from hmtools.masks import decode_rle
+    from uni_fineparser.mask_source import Hdf5Masks, open_mask_source
+
+    samples = make_samples(2, 3)
+    with MaskStore(tmp_path / "s.db") as st:
+        fill_store(st, samples, holes=False)
+        want = {s.sample_id: [m.rle for m in st.current_masks(s.sample_id)] for s in samples}
+    args = ["export", "--store", str(tmp_path / "s.db"), "--format", "hdf5", "--out", str(tmp_path / "m.h5")]
+    assert run_cli(args, capsys)[0] == 0
+    source = open_mask_source(tmp_path / "m.h5")
+    assert isinstance(source, Hdf5Masks)
+    for s in samples:
+        assert source.available(s) == [True] * len(s.frames)
+        for mask, rle in zip(source.read(s), want[s.sample_id], strict=True):
+            assert mask is not None and np.array_equal(mask, decode_rle(rle))  # bit-packed: lossless
+
+
 def test_a_corrected_mask_file_in_a_mask_folder_changes_the_training_cache_key(tmp_path: Path):
     import os
 
