@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import sys
 import tempfile
 import urllib.request
@@ -68,7 +67,7 @@ def fetch(dest: Path, base_url: str = "https://raw.githubusercontent.com", timeo
             (stage / path).write_bytes(body)
         (stage / "utils" / "__init__.py").touch()  # the public repository has none
         if dest.exists():
-            shutil.rmtree(dest)
+            dest.rename(Path(tmp) / "previous")  # removed with the temporary folder
         stage.rename(dest)
 
 
