@@ -48,7 +48,7 @@ if [[ -n "${HM_GPU_DRY:-}" ]]; then
   refargs=(--ref-queries 1 --queries 2 --eval-batch 2) loadargs=(--clips 8 --batches 30 --workers 0 2)
 else
   dev=cuda vit=sam_vit_h frames=32 bs=8 preset=paper clicks=50 maxb=(--max-batch) warm=(--warmup) compile=(--compile) bf16=()
-  refargs=(--ref-train 5 --ref-queries 8) loadargs=(--workers 0 4 8)
+  refargs=(--ref-train 5 --ref-queries 8 --flops) loadargs=(--workers 0 4 8)
   [[ "${TRAIN_MAXB:-1}" == 0 ]] && maxb=()
 fi
 

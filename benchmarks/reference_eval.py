@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -152,8 +152,9 @@ def reference_sample(device: torch.device, seed: int) -> dict[str, torch.Tensor]
     return {k: v.to(device) for k, v in sample.items()}
 
 
-def time_reference_eval(helper, smp, net, device: torch.device, queries: int, voters: int) -> float:  # type: ignore[no-untyped-def]
-    """Queries/s of the public ``network_forward_test``: ``voters`` exemplars per query, batch 1."""
+def reference_query(helper, smp, net, device: torch.device, voters: int) -> Callable[[], None]:  # type: ignore[no-untyped-def]
+    """A call of the public ``network_forward_test`` for one query with ``voters`` exemplars (batch 1),
+    with the model in eval mode; run it under ``torch.no_grad()``."""
     for m in modules(net):
         m.eval()
     losses = (nn.MSELoss(), nn.BCELoss(), smp.losses.FocalLoss("binary"))
@@ -173,6 +174,12 @@ def time_reference_eval(helper, smp, net, device: torch.device, queries: int, vo
             *losses, query["final_score"],
         )  # fmt: skip
 
+    return one_query
+
+
+def time_reference_eval(helper, smp, net, device: torch.device, queries: int, voters: int) -> float:  # type: ignore[no-untyped-def]
+    """Queries/s of the public ``network_forward_test``: ``voters`` exemplars per query, batch 1."""
+    one_query = reference_query(helper, smp, net, device, voters)
     with torch.no_grad():
         one_query()  # warm-up
         sync(device)
@@ -181,6 +188,16 @@ def time_reference_eval(helper, smp, net, device: torch.device, queries: int, vo
             one_query()
         sync(device)
     return queries / (time.perf_counter() - tic)
+
+
+def count_flops(fn: Callable[[], object]) -> float:
+    """Floating-point operations of one call of ``fn`` (torch's FLOP counter: matmuls and convolutions),
+    under ``torch.no_grad()``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
 
 
 def time_reference_train(helper, smp, net, device: torch.device, steps: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -233,6 +250,7 @@ def main() -> None:
     ap.add_argument("--amp", default=None, choices=["bf16", "none"], help="ours; default bf16 on CUDA, fp32 on CPU")
     ap.add_argument("--ref-train", type=int, default=0, metavar="STEPS", help="also time the public training step")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--flops", action="store_true", help="also count the FLOPs of one query on each side")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -268,6 +286,9 @@ def run_public(models, helper, smp, device: torch.device, args: argparse.Namespa
     print(
         f"public eval (network_forward_test), {args.ref_queries} queries x {args.voters} exemplars: {ref:.3f} queries/s"
     )
+    if args.flops:
+        args.public_flops = count_flops(reference_query(helper, smp, net, device, args.voters))
+        print(f"public eval: {args.public_flops / 1e9:.0f} GFLOP per query (torch's counter: matmuls, convolutions)")
     return train, ref
 
 
@@ -287,6 +308,19 @@ def run_ours(device: torch.device, args: argparse.Namespace, public_train, publi
         f"per query), batch {args.eval_batch}, amp {amp}: {ours:.3f} queries/s"
     )
     print(f"eval: ours / public = {ours / public_eval:.1f}x (target: >= 10x)")
+    if args.flops:
+        model.eval().requires_grad_(False)  # the counter's module tracker trips on parameters under no_grad
+        encode = count_flops(lambda: model.encode(videos[:1]))
+        with torch.no_grad():
+            z = model.encode(videos[:2]).z
+        regress = count_flops(
+            lambda: model.regress(z[:1].expand(args.voters, -1, -1), z[1:2].expand(args.voters, -1, -1))
+        )
+        per_query = encode * (1 + args.exemplars_per_query) + regress
+        print(
+            f"ours: {encode / 1e9:.1f} GFLOP per video encode, {regress / 1e9:.2f} per {args.voters} regressions: "
+            f"{per_query / 1e9:.0f} GFLOP per query; public / ours = {args.public_flops / per_query:.1f}x"
+        )
 
 
 if __name__ == "__main__":
