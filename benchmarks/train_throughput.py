@@ -25,22 +25,20 @@ import torch
 from uni_fineparser.config import load_run_config
 from uni_fineparser.evaluate import autocast
 from uni_fineparser.model import UniFineParser, count_parameters
-from uni_fineparser.train import compute_losses, make_optimizer
+from uni_fineparser.train import compute_losses, make_optimizer, place_model
 
 REFERENCE = {"ms_per_step": 288.0, "pairs_per_s": 6.95, "peak_gib": 16.5, "params_m": 51.8, "card": "1x H200"}
 
 
 def build_model(preset: str, device: torch.device, amp: str, compile_: bool):  # type: ignore[no-untyped-def]
     """(run config, model) as the trainer sets them up: ``preset`` 'tiny' or 'paper', ``amp`` 'bf16' or
-    'none', seed 0 weights; on CUDA the model runs channels-last."""
+    'none', seed 0 weights, the preset's device settings (paper: channels-last on CUDA)."""
     cfg = load_run_config(preset, overrides=[f"train.amp={amp}", f"train.compile={str(compile_).lower()}"])
     torch.manual_seed(0)
-    model = UniFineParser(cfg.model).to(device)
+    model = UniFineParser(cfg.model)
+    place_model(model, cfg.train, device)  # as hmtools train / eval: channels-last on CUDA (train.channels_last)
     if compile_:
         model.compile()
-    if device.type == "cuda":
-        model.channels_last = True
-        model.to(memory_format=torch.channels_last_3d)
     return cfg, model
 
 

@@ -8,16 +8,17 @@ import torch
 from uni_fineparser.config import load_run_config
 from uni_fineparser.evaluate import autocast
 from uni_fineparser.model import UniFineParser
-from uni_fineparser.train import compute_losses, make_optimizer
+from uni_fineparser.train import compute_losses, make_optimizer, place_model
 
 
 @pytest.mark.gpu
 def test_paper_preset_bf16_step_on_cuda():
     device = torch.device("cuda")
     cfg = load_run_config("paper")
-    model = UniFineParser(cfg.model).to(device)
-    model.channels_last = True
-    model.to(memory_format=torch.channels_last_3d)
+    model = UniFineParser(cfg.model)
+    place_model(model, cfg.train, device)  # as train and eval do: channels_last_3d on CUDA
+    conv = next(p for p in model.parameters() if p.dim() == 5)
+    assert model.channels_last and conv.is_contiguous(memory_format=torch.channels_last_3d)
     opt = make_optimizer(model, cfg, device)
     t, s = cfg.model.frames, cfg.model.size
     batch = {}

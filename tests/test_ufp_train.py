@@ -53,6 +53,32 @@ def test_tiny_model_learns_the_synthetic_score(trained):
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_eval_places_the_model_with_the_runs_device_settings(trained, monkeypatch):
+    """``hmtools eval`` gets the trainer's channels-last / cuDNN settings through the same function."""
+    import uni_fineparser.run as run_mod
+
+    calls = []
+    real = run_mod.place_model
+    monkeypatch.setattr(run_mod, "place_model", lambda m, t, dev: (calls.append((t, dev)), real(m, t, dev)))
+    _, samples, _, best = trained
+    opened = run_mod.open_run(best, device="cpu", samples=samples)
+    assert calls == [(opened.cfg.train, torch.device("cpu"))]
+    assert not opened.model.channels_last and not opened.model.training  # CPU: only moved, then eval mode
+
+
+def test_place_model_on_cpu_only_moves(monkeypatch):
+    from uni_fineparser.model import UniFineParser
+    from uni_fineparser.train import place_model
+
+    cfg = load_run_config("tiny", overrides=["train.channels_last=true", "train.cudnn_benchmark=true"])
+    model = UniFineParser(cfg.model)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    place_model(model, cfg.train, torch.device("cpu"))
+    assert not model.channels_last and torch.backends.cudnn.benchmark is False
+    conv = next(p for p in model.parameters() if p.dim() == 5)
+    assert conv.is_contiguous()  # default layout, not channels_last_3d
+
+
 def test_cached_evaluation_equals_uncached(trained):
     _, samples, _, best = trained
     fast = evaluate_checkpoint(best, "test", device="cpu", samples=samples, voters=3)

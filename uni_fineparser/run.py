@@ -28,7 +28,7 @@ from uni_fineparser.mask_source import MaskSource, open_mask_source
 from uni_fineparser.metrics import fisher_z_mean
 from uni_fineparser.model import UniFineParser
 from uni_fineparser.report import write_json
-from uni_fineparser.train import train
+from uni_fineparser.train import place_model, train
 
 
 def load_samples(data: dict[str, Any]) -> tuple[list[Sample], Path]:
@@ -126,7 +126,7 @@ def open_run(
     cache = build_cache(
         [*train_all, *test], data["frame_root"], source, data["cache_dir"], cfg.train.resize, allow_missing=True
     )
-    model = UniFineParser(cfg.model).to(dev)
+    model = UniFineParser(cfg.model)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
@@ -135,6 +135,7 @@ def open_run(
             f"{checkpoint}: its weights do not fit the model its config describes ({first[0].strip()}); "
             "was it written by another version of hmtools?"
         ) from e
+    place_model(model, cfg.train, dev)  # the device settings the run trained with (channels-last, cuDNN search)
     model.eval()
     pool = ExemplarPool(splits["train"], cfg.train.exemplar_by)
     return OpenRun(cfg, model, samples, splits, pool, cache, float(ckpt["score_scale"]), dev)

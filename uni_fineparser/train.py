@@ -32,7 +32,7 @@ from uni_fineparser import losses
 from uni_fineparser.backbone import load_kinetics_weights, load_resnet18_weights, warn_random_init
 from uni_fineparser.cache import build_cache
 from uni_fineparser.checkpoint import load_checkpoint, save_checkpoint
-from uni_fineparser.config import RunConfig
+from uni_fineparser.config import RunConfig, TrainConfig
 from uni_fineparser.data import ExemplarPool, PairDataset, carve_validation
 from uni_fineparser.distributed import all_reduce_mean, barrier, init_distributed, shutdown
 from uni_fineparser.evaluate import autocast, evaluate_split
@@ -78,6 +78,20 @@ def compute_losses(
     lt = losses.loss_t(torch.cat([out.query.attn, out.exemplar.attn]), torch.cat([batch["q_steps"], batch["e_steps"]]))
     total = t.loss_e * le + t.loss_a * la + t.loss_t * lt
     return total, torch.stack([total, le, la, lt]).detach()
+
+
+def place_model(model: UniFineParser, t: TrainConfig, dev: torch.device) -> None:
+    """Move ``model`` to ``dev`` with the run's CUDA settings, the same for training and ``hmtools
+    eval``: channels_last_3d weights and inputs (``train.channels_last``) and cuDNN's algorithm search
+    (``train.cudnn_benchmark``, process-wide). Nothing but the move on other devices."""
+    model.to(dev)
+    if dev.type != "cuda":
+        return
+    if t.channels_last:
+        model.channels_last = True
+        model.to(memory_format=torch.channels_last_3d)
+    if t.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
 
 
 def train(
@@ -169,12 +183,7 @@ def train(
         log.info("loaded %d ResNet-18 tensors from %s", n, t.static_weights)
     elif model.static is not None and info.main:
         log.warning("model.static_stream=resnet18 without train.static_weights: the 2D stream starts random")
-    model.to(dev)
-    if t.channels_last and dev.type == "cuda":
-        model.channels_last = True
-        model.to(memory_format=torch.channels_last_3d)
-    if t.cudnn_benchmark and dev.type == "cuda":  # process-wide: this process trains one model
-        torch.backends.cudnn.benchmark = True
+    place_model(model, t, dev)
     optimizer = make_optimizer(model, cfg, dev)
     steps_per_epoch = len(loader) // t.accumulate
     total_steps = t.epochs * steps_per_epoch
