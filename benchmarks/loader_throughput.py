@@ -72,11 +72,13 @@ def write_dataset(root: Path, clips: int, frames: int) -> list[Sample]:
     return samples
 
 
-def public_view(frame_root: Path, mask_root: Path, sample: Sample, rng: np.random.Generator) -> torch.Tensor:
-    """One clip the public code's way: PIL decode, resize to 200x112 (h x w), random 112 crop, float
-    normalised ``(3, 96, 112, 112)`` and its mask ``(1, 96, 112, 112)``; returns the video."""
+def public_view(
+    frame_root: Path, mask_root: Path, sample: Sample, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One clip the public code's way: PIL decode, resize to 200x112 (h x w), random 112 crop;
+    returns the float normalised video ``(3, 96, 112, 112)`` and its 0/1 mask ``(1, 96, 112, 112)``."""
     idx = sample_indices(len(sample.frames), 96, 0)
-    y, x = int(rng.integers(0, 200 - 112 + 1)), 0
+    y, x = int(rng.integers(0, 200 - 112 + 1)), 0  # the frame is 112 wide: only the height is cropped
     video = np.empty((96, 112, 112, 3), np.float32)
     mask = np.empty((96, 112, 112), np.float32)
     for i, j in enumerate(idx):
@@ -86,7 +88,7 @@ def public_view(frame_root: Path, mask_root: Path, sample: Sample, rng: np.rando
         m = Image.open(mask_root / key).convert("L").resize((112, 200), Image.NEAREST)
         mask[i] = np.asarray(m, np.float32)[y : y + 112, x : x + 112] / 255.0
     video = (video - MEAN) / STD
-    return torch.from_numpy(video).permute(3, 0, 1, 2).contiguous()
+    return torch.from_numpy(video).permute(3, 0, 1, 2).contiguous(), torch.from_numpy(mask)[None]
 
 
 def time_public(root: Path, samples: list[Sample], pairs: int) -> float:
