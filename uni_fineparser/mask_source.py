@@ -65,12 +65,19 @@ class StoreMasks:
             raise InputError(
                 f"sample {sample.sample_id} is not in {self.path}; register it (build-masks) or pass another --masks"
             )
-        keys = tuple(r.frame_key for r in recs if r is not None)
-        if len(recs) != len(sample.frames) or not set(keys) <= set(sample.frames):
+        if len(recs) != len(sample.frames):
             raise InputError(
                 f"sample {sample.sample_id}: the store lists {len(recs)} frames, the dataset {len(sample.frames)}; "
                 "the store was built from another version of the dataset"
             )
+        # masks are used by position: a frame's record must carry that frame's key (same keys in
+        # another order would pair every frame with another frame's mask)
+        for i, (r, key) in enumerate(zip(recs, sample.frames, strict=True)):
+            if r is not None and r.frame_key != key:
+                raise InputError(
+                    f"sample {sample.sample_id}: frame {i} is {key} in the dataset but {r.frame_key} in the "
+                    "store (another frame order); the store was built from another version of the dataset"
+                )
         return recs
 
     def available(self, sample: Sample) -> list[bool]:

@@ -1,0 +1,47 @@
+"""A run's inputs stay consistent: masks in the dataset's frame order, a resumed run on the split and score units it began with."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from _ufp_fixtures import make_dataset, make_store, one_torch_thread  # noqa: F401
+
+from hmtools.errors import ConfigError, InputError
+from uni_fineparser.config import load_run_config
+from uni_fineparser.mask_source import open_mask_source
+from uni_fineparser.train import train
+
+
+def test_store_masks_in_another_frame_order_are_refused(tmp_path):
+    """A store whose frame order differs from the dataset's (same keys, same count) gave each frame
+    another frame's mask: masks and frames out of step, silently."""
+    samples, masks = make_dataset(tmp_path / "root", n_train=1, n_test=0, n_frames=6)
+    src = open_mask_source(make_store(tmp_path / "m.db", samples, masks))
+    s = samples[0]
+    got = src.read(s)
+    assert all(np.array_equal(g, m) for g, m in zip(got, masks[s.sample_id], strict=True))
+    swapped = replace(s, frames=(s.frames[1], s.frames[0], *s.frames[2:]))
+    with pytest.raises(InputError, match="order"):
+        src.read(swapped)
+    with pytest.raises(InputError, match="order"):
+        src.available(swapped)
+
+
+@pytest.mark.parametrize("change", ["train.seed=7", "train.val_fraction=0.4", "train.score_norm=false"])
+def test_resume_refuses_a_changed_validation_split_or_score_scale(tmp_path, change):
+    """Resuming with another seed / val_fraction / score_norm carved another validation split (samples
+    already trained on chose best.pt) and regressed in other score units than the weights had learnt."""
+    samples, masks = make_dataset(tmp_path / "root", n_train=10, n_test=2, n_frames=16)
+    store = open_mask_source(make_store(tmp_path / "m.db", samples, masks))
+    base = ["train.val_fraction=0.2"]
+    cfg = load_run_config("tiny", overrides=[*base, "train.epochs=1"])
+    train(cfg, samples, store, tmp_path / "root", tmp_path / "out", device="cpu")
+    first = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
+    cfg2 = load_run_config("tiny", overrides=[*base, "train.epochs=2", change])
+    with pytest.raises(ConfigError, match=change.split("=")[0].split(".")[1]):
+        train(cfg2, samples, store, tmp_path / "root", tmp_path / "out", device="cpu")
+    after = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
+    assert after["epoch"] == first["epoch"] == 1  # nothing trained on the wrong split
