@@ -20,7 +20,7 @@ from uni_fineparser.evaluate import autocast
 from uni_fineparser.mask_source import open_mask_source
 from uni_fineparser.model import UniFineParser
 from uni_fineparser.run import evaluate_checkpoint
-from uni_fineparser.train import compute_losses, make_optimizer, train
+from uni_fineparser.train import compute_losses, make_optimizer, make_scheduler, train
 
 LEARN = ["train.epochs=8", "train.lr=3e-3", "train.val_fraction=0.25"]
 
@@ -77,6 +77,26 @@ def test_place_model_on_cpu_only_moves(monkeypatch):
     assert not model.channels_last and torch.backends.cudnn.benchmark is False
     conv = next(p for p in model.parameters() if p.dim() == 5)
     assert conv.is_contiguous()  # default layout, not channels_last_3d
+
+
+def test_schedule_follows_the_reference_recipe_per_group():
+    """lr 1e-3, backbone x0.1, floor 0.1 x lr, 5 warmup epochs of 400 (timm's CosineLRScheduler in the
+    reference, lr_min = warmup_lr_init = 1e-4): the backbone stays at 1e-4; the head warms up from the floor
+    to 1e-3 over 5 epochs and decays back to 1e-4."""
+    cfg = load_run_config("tiny", overrides=["train.epochs=400", "train.warmup_epochs=5"])
+    opt = make_optimizer(UniFineParser(cfg.model), cfg, torch.device("cpu"))
+    sched = make_scheduler(opt, cfg.train, steps_per_epoch=3)
+    lrs = []
+    for _ in range(400 * 3):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    backbone, head = np.array(lrs).T
+    assert np.allclose(backbone, 1e-4)
+    assert head[0] == pytest.approx(1e-4 + 0.9e-3 / 15)
+    assert head.argmax() == 14 and head.max() == pytest.approx(1e-3)
+    assert np.all(np.diff(head[:15]) > 0) and np.all(np.diff(head[15:]) <= 1e-12)
+    assert head[-1] == pytest.approx(1e-4, rel=1e-3)
 
 
 def test_cached_evaluation_equals_uncached(trained):

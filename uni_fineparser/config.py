@@ -53,7 +53,7 @@ class TrainConfig:
     backbone_lr_factor: float = 0.1  # backbone lr = lr * factor
     weight_decay: float = 0.0  # L2 (adam) or decoupled (adamw) weight decay
     warmup_epochs: float = 5.0  # linear warmup length, then cosine decay to min_lr_ratio * lr
-    min_lr_ratio: float = 0.1  # cosine floor as a fraction of the peak lr
+    min_lr_ratio: float = 0.1  # cosine floor = min_lr_ratio * lr, one absolute lr for every group
     grad_clip: float = 10.0  # max global grad norm; 0 disables
     amp: Literal["bf16", "none"] = "bf16"  # bf16 autocast (CUDA and CPU); "none" = fp32
     compile: bool = False  # torch.compile the model

@@ -16,6 +16,7 @@ import math
 import random
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from hmtools.config import to_dict
-from hmtools.errors import InputError
+from hmtools.errors import ConfigError, InputError
 from hmtools.schema import Sample
 from uni_fineparser import losses
 from uni_fineparser.backbone import load_kinetics_weights, load_resnet18_weights, warn_random_init
@@ -44,11 +45,28 @@ log = logging.getLogger(__name__)
 
 
 def lr_lambda(step: int, warmup: int, total: int, floor: float) -> float:
-    """Linear warmup to 1, then cosine down to ``floor`` (multiplier of the peak lr)."""
+    """Multiplier of a group's peak lr at optimizer step ``step``: linear warmup from ``floor`` to 1, then
+    cosine down to ``floor``. As timm's ``CosineLRScheduler`` in the reference recipe (warmup_lr_init =
+    lr_min): a group whose floor is 1 keeps its lr constant."""
     if step < warmup:
-        return (step + 1) / warmup
+        return floor + (1 - floor) * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warmup + cosine per optimizer step, with one absolute floor ``min_lr_ratio * lr`` for every group
+    (the reference's ``lr_min``): the head warms up from the floor to ``lr`` and decays back to it; the
+    backbone group, whose lr ``lr * backbone_lr_factor`` is at or below the floor (1e-4 both in the
+    reference), stays constant."""
+    floor_lr = t.min_lr_ratio * t.lr
+    floors = [min(1.0, floor_lr / g["lr"]) if g["lr"] > 0 else 1.0 for g in optimizer.param_groups]
+    warmup, total = round(t.warmup_epochs * steps_per_epoch), t.epochs * steps_per_epoch
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [partial(lr_lambda, warmup=warmup, total=total, floor=f) for f in floors]
+    )
 
 
 def make_optimizer(model: UniFineParser, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -78,6 +96,23 @@ def compute_losses(
     lt = losses.loss_t(torch.cat([out.query.attn, out.exemplar.attn]), torch.cat([batch["q_steps"], batch["e_steps"]]))
     total = t.loss_e * le + t.loss_a * la + t.loss_t * lt
     return total, torch.stack([total, le, la, lt]).detach()
+
+
+def check_same_split(ckpt: dict[str, Any], val: list[Sample], scale: float, path: Path) -> None:
+    """A resumed run must keep the validation split and the score units its weights were trained with.
+
+    Raises:
+        ConfigError: ``train.seed``, ``train.val_fraction``, ``train.score_norm`` or the training data changed.
+    """
+    old, new = list(ckpt["splits"]["val"]), [s.sample_id for s in val]
+    diff = [] if old == new else [f"validation split ({len(old)} samples then, {len(new)} now, other ids)"]
+    if not math.isclose(float(ckpt["score_scale"]), scale):
+        diff.append(f"score scale ({float(ckpt['score_scale']):g} then, {scale:g} now)")
+    if diff:
+        raise ConfigError(
+            f"checkpoint {path} was trained with another {'; '.join(diff)}; keep train.seed, train.val_fraction, "
+            "train.score_norm and the dataset as they were to resume, or use a new --out"
+        )
 
 
 def place_model(model: UniFineParser, t: TrainConfig, dev: torch.device) -> None:
@@ -187,13 +222,11 @@ def train(
     optimizer = make_optimizer(model, cfg, dev)
     steps_per_epoch = len(loader) // t.accumulate
     total_steps = t.epochs * steps_per_epoch
-    warmup = round(t.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_lambda(s, warmup, total_steps, t.min_lr_ratio)
-    )
+    scheduler = make_scheduler(optimizer, t, steps_per_epoch)
     epoch, step, best, history = 0, 0, -math.inf, []
     if (out / "last.pt").is_file():
         ckpt = load_checkpoint(out / "last.pt", to_dict(m))
+        check_same_split(ckpt, val_s, scale, out / "last.pt")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
