@@ -182,7 +182,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         wire(save_prev.click, eh.on_save_preview, queue=True)
         wire(discard.click, eh.on_discard_preview)
         saved = wire(apply_brush.click, eh.on_brush_apply, [editor])
-        saved.then(lambda st: eh.brush_value(ctx, st), [state], [state, editor])  # fresh strokes layer
+        saved.then(  # fresh strokes layer, unless the save was refused and the strokes can be saved again
+            lambda st: (st, gr.skip()) if eh.brush_kept(ctx, st) else eh.brush_value(ctx, st), [state], [state, editor]
+        )
         demo.unload(_closed)
         load_brush.click(lambda st: eh.brush_value(ctx, st), [state], [state, editor])
     return demo

@@ -76,6 +76,16 @@ def brush_value(ctx: AppContext, state: SessionState) -> tuple[SessionState, dic
     return state, {"background": background, "layers": [], "composite": None}
 
 
+def brush_kept(ctx: AppContext, state: SessionState) -> bool:
+    """Whether the brush strokes should stay in the editor after a save attempt: the save was refused
+    for a reason that does not outdate them (a pending preview, the lease, an I/O error), so they can
+    be saved again. After a save, or when the frame changed (stale strokes), the editor reloads."""
+    if state.sample_id is None or state.brush_for is None:
+        return False
+    rec = ctx.store.current_mask(state.keys[state.frame_idx])
+    return state.brush_for == (state.keys[state.frame_idx], 0 if rec is None else rec.version)
+
+
 def mask_from_editor(value: dict[str, Any] | None, mask: np.ndarray) -> np.ndarray:
     """Apply brush strokes to ``mask`` (``(H, W)`` bool): painted pixels (alpha > 0 on any layer)
     whose green exceeds their red are added, the others (red strokes) erased.
@@ -138,6 +148,7 @@ def on_propagate(ctx: AppContext, state: SessionState, direction: int, n: int) -
         for pos, m in masks.items():
             state.preview[targets[pos]] = m
             state.preview_scores[targets[pos]] = scores[pos]
+            state.preview_base.setdefault(targets[pos], state.seen[targets[pos]])  # its save expects this
         return (
             f"Preview of {len(masks)} propagated frames (magenta, not saved): check them, then Save or Discard. {note}"
         )
@@ -153,9 +164,11 @@ def on_save_preview(ctx: AppContext, state: SessionState) -> Result:
         if not state.preview:
             return "No preview to save."
         try:
-            changes = session.save_masks(ctx, state, state.preview, state.preview_scores, "propagated")
+            changes = session.save_masks(
+                ctx, state, state.preview, state.preview_scores, "propagated", state.preview_base
+            )
         finally:
-            state.preview, state.preview_scores = {}, {}
+            state.preview, state.preview_scores, state.preview_base = {}, {}, {}
         return f"Saved {len(changes)} propagated frames."
 
     return run_action(ctx, state, action)
@@ -164,7 +177,7 @@ def on_save_preview(ctx: AppContext, state: SessionState) -> Result:
 def on_discard_preview(ctx: AppContext, state: SessionState) -> Result:
     """Drop the unsaved preview."""
     n = len(state.preview)
-    state.preview, state.preview_scores = {}, {}
+    state.preview, state.preview_scores, state.preview_base = {}, {}, {}
     return run_action(ctx, state, lambda: f"Discarded the preview of {n} frames.")
 
 
@@ -184,6 +197,8 @@ def on_status(ctx: AppContext, state: SessionState, status: str, scope: str, fir
             idxs = list(range(lo - 1, hi))
         else:
             idxs = list(range(n))
+        if state.preview.keys() & set(idxs):  # the screen shows the preview there, not the stored mask
+            raise InputError("save or discard the propagation preview first")
         changes, skipped = session.set_status(ctx, state, idxs, status)
         extra = f" ({skipped} without a mask skipped)" if skipped else ""
         return f"Marked {len(changes)} frame{'s' if len(changes) != 1 else ''} {status}{extra}."

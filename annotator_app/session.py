@@ -35,7 +35,7 @@ def open_sample(ctx: AppContext, state: SessionState, sample_id: str, frame_idx:
         state.undo, state.redo = [], []
     state.sample_id, state.keys = sample_id, list(sample.frames)
     state.frame_idx = max(0, min(frame_idx, len(state.keys) - 1))
-    state.preview, state.preview_scores, state.clicks = {}, {}, None
+    state.preview, state.preview_scores, state.preview_base, state.clicks = {}, {}, {}, None
     state.lock_until = lock.expires_at
     refresh(ctx, state)
 
@@ -46,7 +46,7 @@ def release(ctx: AppContext, state: SessionState) -> bool:
         return False
     released = release_lock(ctx.store, state.sample_id, state.user)
     state.sample_id, state.keys, state.seen, state.statuses = None, [], [], []
-    state.preview, state.preview_scores, state.clicks = {}, {}, None
+    state.preview, state.preview_scores, state.preview_base, state.clicks = {}, {}, {}, None
     state.undo, state.redo, state.lock_until = [], [], 0.0
     return released
 
@@ -98,19 +98,26 @@ def save_mask(
 
 
 def save_masks(
-    ctx: AppContext, state: SessionState, masks: dict[int, np.ndarray], scores: dict[int, float], source: str
+    ctx: AppContext,
+    state: SessionState,
+    masks: dict[int, np.ndarray],
+    scores: dict[int, float],
+    source: str,
+    expected: dict[int, int] | None = None,
 ) -> list[Change]:
-    """Write several frames' masks as one undo group. All expected versions are checked first, so a
-    stale frame refuses the whole group before anything is written."""
-    _check_fresh(ctx, state, list(masks))
-    changes: list[Change] = []
-    try:
-        for i, m in sorted(masks.items()):
-            changes.append(_put(ctx, state, i, MaskWrite(mask=m, source=source, score=scores.get(i))))
-    finally:  # a write refused half-way (a race after the check) still leaves the written ones undoable
-        if changes:
-            state.undo.append(changes)
-            state.redo.clear()
+    """Write several frames' masks as one undo group, in one transaction: if any frame is no longer
+    at its expected version (default: the version the user saw), nothing is written."""
+    base = {i: state.seen[i] if expected is None else expected[i] for i in masks}
+    _check_fresh(ctx, state, list(masks), base)
+    order = sorted(masks)
+    writes = [MaskWrite(mask=masks[i], source=source, score=scores.get(i), frame_idx=i) for i in order]
+    ctx.store.write_sample_masks(state.sample_id or "", writes, author=state.user, expected_versions=base)
+    changes = [Change(i, state.keys[i], base[i], base[i] + 1) for i in order]  # compare-and-set: one step up
+    for c in changes:
+        state.seen[c.frame_idx], state.statuses[c.frame_idx] = c.head, "unreviewed"
+    if changes:
+        state.undo.append(changes)
+        state.redo.clear()
     return changes
 
 
@@ -152,31 +159,26 @@ def _replay(
     if not source:
         return []
     group = source[-1]
-    _check_fresh(ctx, state, [c.frame_idx for c in group], {c.frame_idx: c.head for c in group})
-    done: list[Change] = []
-    try:
-        for c in reversed(group):
-            if c.restore:
-                old = {r.version: r for r in ctx.store.history(c.key)}[c.restore]
-                write = MaskWrite.copy_of(old)
-            else:
-                h, w = _frame_size(ctx, c.key)
-                write = MaskWrite(mask=np.zeros((h, w), bool), source="human")
-            new = _put(ctx, state, c.frame_idx, write, expected=c.head)
-            done.append(new)
-            # the new head holds version ``c.restore``'s content: older entries that ended there now end here
-            for stack in (source, target):
-                stack[:] = [[_rebase(e, c.key, c.restore, new.head) for e in g] for g in stack]
-    finally:  # what was replayed moves to the other stack, even when a later frame was refused
-        replayed = {d.key for d in done}
-        rest = [e for e in source[-1] if e.key not in replayed]
-        if rest:
-            source[-1] = rest
+    expected = {c.frame_idx: c.head for c in group}
+    _check_fresh(ctx, state, list(expected), expected)
+    writes = []
+    for c in group:
+        if c.restore:
+            old = {r.version: r for r in ctx.store.history(c.key)}[c.restore]
+            writes.append(MaskWrite.copy_of(old, c.frame_idx))
         else:
-            source.pop()
-        if done:
-            target.append(done)
+            h, w = _frame_size(ctx, c.key)
+            writes.append(MaskWrite(mask=np.zeros((h, w), bool), source="human", frame_idx=c.frame_idx))
+    try:  # one transaction: the whole group is replayed, or none of it
+        ctx.store.write_sample_masks(state.sample_id or "", writes, author=state.user, expected_versions=expected)
+    finally:
         refresh(ctx, state)
+    source.pop()
+    done = [Change(c.frame_idx, c.key, c.head, c.head + 1) for c in reversed(group)]
+    for c in group:  # the new head holds version ``c.restore``'s content: older entries that ended there now end here
+        for stack in (source, target):
+            stack[:] = [[_rebase(e, c.key, c.restore, c.head + 1) for e in g] for g in stack]
+    target.append(done)
     return done
 
 

@@ -68,6 +68,7 @@ class SessionState:
         redo: Groups undone, newest last.
         preview: Unsaved propagated masks ``{frame_idx: (H, W) bool}``.
         preview_scores: SAM scores of the preview masks.
+        preview_base: Per preview frame, the version seen when it was previewed: its save expects it.
         lock_until: Unix time the held lease on the sample expires (0 = none held).
         display_scale: Integer factor the main view is enlarged by (small frames); clicks on the
             view are divided by it.
@@ -88,6 +89,7 @@ class SessionState:
     redo: list[list[Change]] = field(default_factory=list)
     preview: dict[int, np.ndarray] = field(default_factory=dict)
     preview_scores: dict[int, float] = field(default_factory=dict)
+    preview_base: dict[int, int] = field(default_factory=dict)
     lock_until: float = 0.0
     display_scale: int = 1
     brush_for: tuple[str, int] | None = None
@@ -167,8 +169,11 @@ class AppContext:
 
     def close_session(self, session: str) -> tuple[str, str] | None:
         """Forget a closed browser session; returns ``(user, sample_id)`` whose lease should be
-        released, or ``None`` (no sample open, or the same user still has it open in another tab)."""
-        with self._locks_guard:
+        released, or ``None`` (no sample open, or the same user still has it open in another tab).
+
+        Waits for the session's running event, so the sample it opens is the one freed, and no
+        entry of the closed session is left behind."""
+        with self.session_lock(session), self._locks_guard:
             self._session_locks.pop(session, None)
             user, sample = self._open_samples.pop(session, ("", None))
             if sample is None or (user, sample) in self._open_samples.values():

@@ -92,7 +92,8 @@ def _info(ctx: AppContext, state: SessionState, rec: MaskRecord | None) -> str:
             lines.append(f"flag reason: **{rec.reason}**")
     holder = lock_holder(ctx.store, state.sample_id or "")
     lock = (
-        f"locked by you until {time.strftime('%H:%M:%S', time.localtime(holder.expires_at))}"
+        f"locked by {'you' if holder.owner == state.user else holder.owner} until "
+        f"{time.strftime('%H:%M:%S', time.localtime(holder.expires_at))}"
         if holder
         else "not locked"
     )

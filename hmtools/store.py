@@ -326,8 +326,9 @@ class MaskStore:
         """
         check_vocab("human", status)
         with self.transaction() as c:
-            out = insert_status_versions(c, expected, status, reason, author=author, now=time.time())
-            self._audit(c, author, "set_status", None, {"status": status, "frames": len(out)})
+            out, samples = insert_status_versions(c, expected, status, reason, author=author, now=time.time())
+            sample = next(iter(samples)) if len(samples) == 1 else None  # so the sample's audit trail has it
+            self._audit(c, author, "set_status", sample, {"status": status, "frames": len(out)})
         return out
 
     def current_mask(self, frame_key: str) -> MaskRecord | None:

@@ -148,16 +148,20 @@ def insert_status_versions(
     *,
     author: str,
     now: float,
-) -> dict[str, int]:
+) -> tuple[dict[str, int], set[str]]:
     """Copy each frame's head mask as a new version with a new status; all checked before any is written.
+
+    Returns:
+        ``{frame_key: new version}`` and the ids of the samples those frames belong to.
 
     Raises:
         InputError: unknown frame, or a frame without a mask.
         StaleVersionError: a frame's head is not the version the caller saw.
     """
     heads: dict[str, tuple[int, int]] = {}
+    samples: set[str] = set()
     for key, version in expected.items():
-        row = c.execute("SELECT frame_id, head_version FROM frames WHERE key=?", (key,)).fetchone()
+        row = c.execute("SELECT frame_id, head_version, sample_id FROM frames WHERE key=?", (key,)).fetchone()
         if row is None:
             raise InputError(f"no frame {key!r} in the store")
         if row[1] != version:
@@ -165,6 +169,7 @@ def insert_status_versions(
         if row[1] == 0:
             raise InputError(f"frame {key} has no mask to review yet")
         heads[key] = (row[0], row[1])
+        samples.add(row[2])
     for frame_id, head in heads.values():
         c.execute(
             "INSERT INTO masks (frame_id, version, height, width, counts, area, bbox, tracks, source, score, "
@@ -173,7 +178,7 @@ def insert_status_versions(
             (head + 1, status, reason, author, now, frame_id, head),
         )
         c.execute("UPDATE frames SET head_version=? WHERE frame_id=?", (head + 1, frame_id))
-    return {key: head + 1 for key, (_, head) in heads.items()}
+    return {key: head + 1 for key, (_, head) in heads.items()}, samples
 
 
 def check_size(height: int | None, width: int | None, p: PreparedMask, where: str) -> None:

@@ -119,3 +119,9 @@ def test_integrity_check_is_clean_then_finds_corruption(store: MaskStore, tmp_pa
     assert "clip2/0/00001.jpg v1: stored area 1" in text
     assert "clip2/0/00001.jpg: head version 3 but newest stored version is 1" in text
     assert len(problems) == 3
+
+
+def test_review_status_changes_are_in_the_samples_audit_trail(store: MaskStore) -> None:
+    store.set_status({"clip0/0/00000.jpg": 1, "clip0/0/00001.jpg": 1}, "accepted", author="rev")
+    entry = audit_log(store, "clip0/0", limit=1)[0]
+    assert (entry["author"], entry["action"], entry["detail"]["status"]) == ("rev", "set_status", "accepted")

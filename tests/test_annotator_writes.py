@@ -1,0 +1,132 @@
+"""The annotator's write paths: atomic multi-frame saves, previews that must not
+overwrite later edits, review status under a preview, brush strokes kept, leases freed on tab close."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from _annotator_fixtures import make_dataset
+
+from annotator_app import edit_handlers as eh
+from annotator_app import handlers as h
+from annotator_app.backend import FakeBackend
+from annotator_app.frames import FrameSource
+from annotator_app.state import AppContext, SessionState
+from hmtools.store import MaskStore
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    ds = make_dataset(tmp_path)
+    store = MaskStore(ds.store_path, create=False)
+    yield AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend(radius=0.1), min_display_width=1)
+    store.close()
+
+
+def _open(ctx, user="alice", sample="diving/001", idx=0):
+    return h.on_open(ctx, h.set_user(ctx, SessionState(), user), sample, idx)
+
+
+def _fail_writes_to(ctx, key):
+    """Make the store fail (as a full disk or a killed process would) when frame ``key`` is written."""
+    frame_id = ctx.store.query("SELECT frame_id FROM frames WHERE key=?", (key,))[0][0]
+    ctx.store.query(
+        f"CREATE TEMP TRIGGER fail_write AFTER INSERT ON masks WHEN NEW.frame_id={frame_id} "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+
+
+def _versions(ctx, keys):
+    return [ctx.store.current_mask(k).version for k in keys]
+
+
+def test_a_preview_save_that_fails_half_way_writes_nothing(ctx):
+    state, _ = _open(ctx, idx=1)
+    state, _ = eh.on_propagate(ctx, state, 1, 3)
+    _fail_writes_to(ctx, state.keys[4])
+    state, view = eh.on_save_preview(ctx, state)
+    assert "disk I/O error" in view.message
+    assert _versions(ctx, state.keys[2:5]) == [1, 1, 1]  # one undo step, one transaction: all or nothing
+    assert not state.undo
+
+
+def test_an_undo_of_a_group_that_fails_half_way_writes_nothing(ctx):
+    state, _ = _open(ctx, idx=1)
+    state, _ = eh.on_propagate(ctx, state, 1, 3)
+    state, _ = eh.on_save_preview(ctx, state)
+    _fail_writes_to(ctx, state.keys[3])
+    state, view = eh.on_undo(ctx, state)
+    assert "disk I/O error" in view.message
+    assert _versions(ctx, state.keys[2:5]) == [2, 2, 2]
+    ctx.store.query("DROP TRIGGER temp.fail_write")
+    state, view = eh.on_undo(ctx, state)  # the whole group is still there to undo
+    assert _versions(ctx, state.keys[2:5]) == [3, 3, 3]
+    assert {ctx.store.current_mask(k).source for k in state.keys[2:5]} == {"auto"}
+
+
+def test_saving_a_preview_never_overwrites_an_edit_made_after_it(ctx):
+    state, _ = _open(ctx, idx=1)
+    state, _ = eh.on_propagate(ctx, state, 1, 3)
+    tab2, _ = _open(ctx, idx=3)  # the same annotator fixes frame 4 in a second tab
+    tab2, _ = eh.on_click(ctx, tab2, 40, 30)
+    assert ctx.store.current_mask(state.keys[3]).version == 2
+    state, _ = h.on_goto(ctx, state, 3)  # back in the first tab, looking at the (magenta) preview
+    state, view = eh.on_save_preview(ctx, state)
+    assert "Refused, not saved" in view.message
+    rec = ctx.store.current_mask(state.keys[3])
+    assert (rec.version, rec.source) == (2, "human")  # the second tab's edit survives
+    assert _versions(ctx, [state.keys[2], state.keys[4]]) == [1, 1]
+
+
+def test_review_status_is_refused_on_frames_under_a_preview(ctx):
+    state, _ = _open(ctx, idx=1)
+    state, _ = eh.on_propagate(ctx, state, 1, 3)
+    state, _ = h.on_goto(ctx, state, 3)  # the screen shows the preview, not the stored mask
+    state, view = eh.on_status(ctx, state, "accepted", "frame")
+    assert "save or discard the propagation preview first" in view.message
+    assert ctx.store.current_mask(state.keys[3]).status == "flagged"
+    state, view = eh.on_status(ctx, state, "accepted", "range", 1, 2)  # frames outside the preview are fine
+    assert [ctx.store.current_mask(k).status for k in state.keys[:2]] == ["accepted", "accepted"]
+
+
+def test_closing_a_tab_waits_for_its_running_event(ctx):
+    state, _ = _open(ctx)
+    ctx.note_session("s1", state)
+    released = []
+    with ctx.session_lock("s1"):  # an event of the tab is running (it opens another sample)...
+        closer = threading.Thread(target=lambda: released.append(ctx.close_session("s1")))
+        closer.start()  # ...when the tab is closed
+        closer.join(0.2)
+        state, _ = h.on_open(ctx, state, "diving/002")
+        ctx.note_session("s1", state)
+    closer.join(5)
+    assert released == [("alice", "diving/002")]  # the sample the event opened is the one to free
+    assert ("alice", "diving/002") not in ctx._open_samples.values()  # no entry left for the dead tab
+
+
+def test_the_info_line_names_who_holds_the_lease(ctx):
+    tab1, _ = _open(ctx)
+    tab2, _ = _open(ctx)
+    tab1, _ = h.on_release(ctx, tab1)
+    bob, _ = _open(ctx, user="bob")
+    tab2, view = eh.on_click(ctx, tab2, 40, 30)  # refused: bob has it now
+    assert "locked by bob until" in view.info and "locked by you" not in view.info
+
+
+def test_brush_strokes_refused_for_a_pending_preview_can_be_saved_later(ctx, tmp_path):
+    state, _ = _open(ctx, idx=1)
+    state, value = eh.brush_value(ctx, state)
+    layer = np.zeros((96, 128, 4), np.uint8)
+    layer[0:10, 0:10] = (0, 255, 0, 255)
+    value = {**value, "layers": [layer]}
+    state, _ = eh.on_propagate(ctx, state, 1, 2)
+    state, view = eh.on_brush_apply(ctx, state, value)
+    assert "save or discard" in view.message
+    assert eh.brush_kept(ctx, state)  # the editor keeps the strokes (the page does not reload it)
+    state, _ = eh.on_discard_preview(ctx, state)
+    state, view = eh.on_brush_apply(ctx, state, value)
+    assert "Saved brush edit as version 2" in view.message
+    assert ctx.store.current_mask(state.keys[1]).mask()[0:10, 0:10].all()
+    assert not eh.brush_kept(ctx, state)  # saved: the editor reloads with the new version
