@@ -8,9 +8,10 @@ changes masks; its hash marks a built sample so reruns skip it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from hmtools.config import to_dict
+from hmtools.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,11 @@ class FramesConfig:
     batch_size: int = 8
     workers: int = 2
     prefetch: int = 2
+
+    def __post_init__(self) -> None:
+        for key, low in (("batch_size", 1), ("workers", 1), ("prefetch", 0)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"frames.{key} must be >= {low}, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class SegmentConfig:
 
     model: str = "sam_vit_h"
     checkpoint: str | None = None
-    dtype: str = "auto"
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
     sdpa: bool = True
     fold_rel_pos: bool = True
     compile: bool = False

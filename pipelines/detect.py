@@ -9,6 +9,7 @@ needs internet. Detections are returned per frame as ``(N, 5)`` float32 arrays
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,13 @@ def build_detector(
         raise InputError(f"unknown detector {spec!r}; valid names: {names}; or pass a weights file")
     try:
         model = YOLO(target)
+    except (TypeError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError) as e:
+        if not Path(target).is_file():
+            raise
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]  # ultralytics: TypeError for a corrupt file
+        raise InputError(
+            f"detector weights {target} cannot be loaded ({why}); pass --detector FILE of YOLO detection weights"
+        ) from e
     except (ConnectionError, OSError, FileNotFoundError) as e:
         raise InputError(
             f"could not load detector {spec!r} ({e}); with no internet, download {target} elsewhere and pass --detector PATH"

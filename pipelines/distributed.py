@@ -43,9 +43,12 @@ def process_group(rank: Rank, device: str) -> Iterator[None]:
     if rank.world == 1:
         yield
         return
+    import torch
     import torch.distributed as dist
 
     backend = "nccl" if device.startswith("cuda") else "gloo"
+    if backend == "nccl":  # NCCL's object collectives run on the current device: this rank's GPU, not GPU 0
+        torch.cuda.set_device(torch.device(device))
     dist.init_process_group(backend=backend, rank=rank.rank, world_size=rank.world)
     try:
         yield

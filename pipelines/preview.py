@@ -58,6 +58,7 @@ def _sheet(thumbs: list[np.ndarray], cols: int = 4) -> np.ndarray:
     sheet = np.zeros((rows * h, cols * w, 3), np.uint8)
     for i, t in enumerate(thumbs):
         r, c = divmod(i, cols)
+        t = t[:h, :w]  # a placeholder for a missing frame may be taller than the first thumbnail
         sheet[r * h : r * h + t.shape[0], c * w : c * w + t.shape[1]] = t
     return sheet
 

@@ -11,7 +11,8 @@ Per frame the result is one :class:`~hmtools.store_types.MaskWrite`: the union o
 athletes' masks, ``score`` = the lowest of their segmenter scores, ``tracks`` = one entry per
 athlete (its box; its own RLE when there are two), and ``status="flagged"`` with the reasons
 joined by ``"; "`` when any check failed. An unreadable frame gets the previous frame's mask
-(empty when it is the first) and is flagged with the reason.
+(empty when it is the first) and is flagged with the reason; a frame whose size differs from the
+clip's gets an empty mask at its own size (masks are stored at their frame's resolution).
 """
 
 from __future__ import annotations
@@ -195,7 +196,8 @@ def _finish_batch(
     for j, img in enumerate(batch.images):
         t = batch.start + j
         if clip.errors[t] is not None or img is None:
-            mask = clip.carry if clip.carry is not None else np.zeros(clip.hw, bool)
+            hw = clip.hw if img is None else img.shape[:2]  # a frame of another size gets a mask of its size
+            mask = clip.carry if clip.carry is not None and clip.carry.shape == hw else np.zeros(hw, bool)
             reason = clip.errors[t] or "unreadable frame"
             clip.writes.append(
                 MaskWrite(rle=encode_rle(mask), score=None, status="flagged", reason=reason, frame_idx=t)

@@ -13,6 +13,7 @@ Coordinates are pixels of the original frame: boxes XYXY, points ``(X, Y)``.
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -379,5 +380,12 @@ def build_segmenter(
     model = sam_model_registry[SEGMENTERS[name].arch](checkpoint=None)
     if not random_weights:
         path = resolve_checkpoint(name, checkpoint, download=download)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except (RuntimeError, EOFError, pickle.UnpicklingError, TypeError, AttributeError) as e:
+            why = " ".join(str(e).split())[:160] or type(e).__name__  # a size mismatch lists every tensor
+            raise InputError(
+                f"SAM checkpoint {path} does not load as {name} ({why}); pass the {SEGMENTERS[name].filename} "
+                "file, or the --segmenter that matches the checkpoint"
+            ) from e
     return SamSegmenter(model, device, **options)  # type: ignore[arg-type]

@@ -24,7 +24,13 @@ def build_masks(
     sam_checkpoint: Annotated[
         Path | None, Opt("--sam-checkpoint", help="SAM weights file (else cached/downloaded once).")
     ] = None,
-    device: Annotated[str | None, Opt("--device", help="auto, cpu, cuda, cuda:1 ... (torchrun: LOCAL_RANK).")] = None,
+    device: Annotated[
+        str | None,
+        Opt(
+            "--device",
+            help="auto, cpu, cuda or cuda:N; auto and cuda mean cuda:LOCAL_RANK (one GPU per torchrun rank).",
+        ),
+    ] = None,
     samples: Annotated[
         list[str] | None, Opt("--samples", help="Only these sample ids (repeat, or comma-separated).")
     ] = None,
