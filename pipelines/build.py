@@ -3,9 +3,12 @@
 A sample is *done* when the store marks it built with the same configuration hash (the parts
 of :class:`~pipelines.config.BuildConfig` that change masks, plus the weights' sha256); reruns
 skip it, ``force`` redoes it. A sample with human work (a head version whose source is
-``human`` or whose status is ``accepted``/``rejected``) or an annotator's unexpired lock is never
-rebuilt unless ``overwrite_human`` is given (checked before building and again before writing): new automatic versions would hide the edits (they stay in the
-history, but the annotator and exports read the head). A killed run leaves every sample either
+``human`` or ``propagated``, whose status is ``accepted``/``rejected``, or that a person wrote, such
+as an undo back to an automatic mask) or an annotator's unexpired lock is never rebuilt unless
+``overwrite_human`` is given: new automatic versions would hide the edits (they stay in the
+history, but the annotator and exports read the head). It is checked before building and again
+before writing, and the write is compare-and-set on the heads seen then, so an edit saved in
+between also keeps the sample as it is. A killed run leaves every sample either
 fully written or untouched, so a rerun finishes the job with no duplicates.
 """
 
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hmtools.config import config_hash
-from hmtools.errors import HMToolsError
+from hmtools.errors import HMToolsError, StaleVersionError
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
 from hmtools.store_admin import check_same_dataset, lock_holder, put_config
@@ -29,6 +32,7 @@ from pipelines.run import Models, build_sample_masks
 
 log = logging.getLogger(__name__)
 AUTHOR = "build-masks"
+MERGE_AUTHOR = "build-masks merge"  # pipelines.merge writes the per-rank stores' masks as this
 
 
 @dataclass
@@ -94,8 +98,21 @@ def human_block(store: MaskStore, sample_id: str) -> str | None:
 
 
 def has_human_work(store: MaskStore, sample_id: str) -> bool:
-    """Whether any frame's head mask of the sample was edited or reviewed by a person."""
-    return _any_head_mask(store, sample_id, "m.source='human' OR m.status IN ('accepted','rejected')")
+    """Whether any frame's head mask of the sample was edited, reviewed or written by a person: source
+    ``human`` or ``propagated`` (a saved annotator preview), status accepted/rejected, or any head that
+    neither build-masks nor an import wrote (e.g. an annotator's undo back to an automatic mask)."""
+    return _any_head_mask(
+        store,
+        sample_id,
+        "m.source IN ('human','propagated') OR m.status IN ('accepted','rejected') "
+        f"OR (m.source <> 'imported' AND m.author NOT IN ('{AUTHOR}', '{MERGE_AUTHOR}'))",
+    )
+
+
+def head_versions(store: MaskStore, sample_id: str) -> dict[int, int]:
+    """``{frame_idx: head version}`` of the sample's frames (0 = no mask yet)."""
+    rows = store.query("SELECT idx, head_version FROM frames WHERE sample_id=?", (sample_id,))
+    return {int(i): int(v) for i, v in rows}
 
 
 def has_imported_masks(store: MaskStore, sample_id: str) -> bool:
@@ -171,10 +188,16 @@ def build_masks(
             try:
                 bar.set_postfix_str(s.sample_id, refresh=False)
                 writes = build_sample_masks(s, root, models, cfg, tick=bar.update)
+                heads = None if overwrite_human else head_versions(store, s.sample_id)
                 if not overwrite_human and human_block(store, s.sample_id):  # an annotator started meanwhile
                     summary.skipped_human.append(s.sample_id)
                     continue
-                store.write_sample_masks(s.sample_id, writes, author=AUTHOR, build_config=chash)
+                store.write_sample_masks(
+                    s.sample_id, writes, author=AUTHOR, build_config=chash, expected_versions=heads
+                )
+            except StaleVersionError:  # an annotator saved a frame after the check: keep their work
+                summary.skipped_human.append(s.sample_id)
+                continue
             except HMToolsError as e:
                 summary.failed[s.sample_id] = str(e)
                 log.error("sample %s failed: %s", s.sample_id, e)

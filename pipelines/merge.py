@@ -11,12 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hmtools.store import MaskStore
-from hmtools.store_admin import get_config, iter_current, put_config
+from hmtools.store_admin import check_same_dataset, get_config, iter_current, put_config
 from hmtools.store_types import MaskWrite
-from pipelines.build import BuildSummary, human_block
+from pipelines.build import MERGE_AUTHOR, BuildSummary, human_block
 from pipelines.distributed import Rank
-
-AUTHOR = "build-masks merge"
 
 
 def rank_store_path(store: Path, rank: Rank) -> Path:
@@ -38,7 +36,13 @@ def merge_stores(target: MaskStore, parts: list[Path], *, overwrite_human: bool 
 
     Returns:
         ``built`` = samples merged, ``frames`` = masks copied.
+
+    Raises:
+        InputError: a part holds samples of another dataset than ``target`` (nothing is copied).
     """
+    for part in parts:  # every part first, so a store of another dataset stops the merge before any copy
+        with MaskStore(part, create=False) as src:
+            check_same_dataset(target, {r[0] for r in src.query("SELECT DISTINCT dataset FROM samples")})
     summary = BuildSummary()
     for part in parts:
         with MaskStore(part, create=False) as src:
@@ -53,14 +57,14 @@ def merge_stores(target: MaskStore, parts: list[Path], *, overwrite_human: bool 
                 if sid in target.sample_ids() and not overwrite_human and human_block(target, sid):
                     summary.skipped_human.append(sid)
                     continue
-                target.add_samples([src.get_sample(sid)], author=AUTHOR)
+                target.add_samples([src.get_sample(sid)], author=MERGE_AUTHOR)
                 body = get_config(src, chash)
                 if body is not None:
                     put_config(target, chash, body)
                 writes = [
                     MaskWrite.copy_of(rec, frame.idx) for _, frame, rec in iter_current(src, [sid]) if rec is not None
                 ]
-                summary.frames += target.write_sample_masks(sid, writes, author=AUTHOR, build_config=chash)
+                summary.frames += target.write_sample_masks(sid, writes, author=MERGE_AUTHOR, build_config=chash)
                 summary.built += 1
                 summary.config_hash = chash
     return summary

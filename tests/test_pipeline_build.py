@@ -210,3 +210,66 @@ def test_a_sample_an_annotator_holds_is_not_rebuilt(tmp_path) -> None:
         assert all(f.head_version == 0 for f in store.frames(samples[1].sample_id))
         release_lock(store, samples[1].sample_id, "alice")
         assert build_masks(samples, tmp_path, store, models, CFG, progress=False).built == 1
+
+
+@pytest.mark.parametrize("kind", ["saved preview", "undo to the automatic mask"])
+def test_annotator_work_of_any_kind_keeps_the_sample(tmp_path, kind) -> None:
+    samples = _dataset(tmp_path, 1, frames=4)
+    models = Models(BlobDetector(), ColourSegmenter(), {"fake": "1"})
+    with MaskStore(tmp_path / "m.db") as store:
+        build_masks(samples, tmp_path, store, models, CFG, progress=False)
+        key = samples[0].frames[1]
+        head = store.current_mask(key)
+        write = MaskWrite(rle=head.rle, source="propagated") if kind == "saved preview" else MaskWrite.copy_of(head)
+        store.put_mask(key, write, author="ann", expected_version=head.version)
+        assert has_human_work(store, samples[0].sample_id)
+        s = build_masks(samples, tmp_path, store, models, CFG, force=True, progress=False)
+        assert s.skipped_human == [samples[0].sample_id]
+        assert store.current_mask(key).author == "ann"
+
+
+def test_an_edit_saved_after_the_last_check_is_kept(tmp_path, monkeypatch) -> None:
+    """An annotator saves a frame between build-masks' last human-work check and its write."""
+    import pipelines.build as build
+
+    samples = _dataset(tmp_path, 1, frames=4)
+    models = Models(BlobDetector(), ColourSegmenter(), {"fake": "1"})
+    with MaskStore(tmp_path / "m.db") as store:
+        build_masks(samples, tmp_path, store, models, CFG, progress=False)
+        key = samples[0].frames[2]
+        checks = []
+
+        def check_then_edit(st, sid):
+            checks.append(sid)
+            if len(checks) == 2:  # the check right before the write; the edit lands just after it
+                head = st.current_mask(key)
+                st.put_mask(
+                    key, MaskWrite(mask=~head.mask(), source="human"), author="ann", expected_version=head.version
+                )
+            return None
+
+        monkeypatch.setattr(build, "human_block", check_then_edit)
+        s = build_masks(samples, tmp_path, store, models, CFG, force=True, progress=False)
+        assert s.built == 0 and s.skipped_human == [samples[0].sample_id] and not s.failed
+        assert store.current_mask(key).source == "human"
+        assert all(n == 1 for k, n, _ in _versions(store) if k != key)  # nothing else was written
+
+
+def test_merge_refuses_a_rank_store_of_another_dataset(tmp_path) -> None:
+    from hmtools.errors import InputError
+    from hmtools.schema import Sample
+    from pipelines.distributed import Rank
+    from pipelines.merge import merge_stores, rank_store_path
+
+    samples = _dataset(tmp_path, 2, frames=4)
+    models = Models(BlobDetector(), ColourSegmenter(), {"fake": "1"})
+    db = tmp_path / "m.db"
+    part = rank_store_path(db, Rank(0, 1, 0))
+    with MaskStore(part) as p:
+        build_masks(samples, tmp_path, p, models, CFG, progress=False)
+    with MaskStore(db) as st:
+        other = Sample(sample_id="01_01", dataset="mtl-aqa", frames=("x/0001.jpg",), split="train", video="x")
+        st.add_samples([other])
+        with pytest.raises(InputError, match="holds mtl-aqa samples"):
+            merge_stores(st, [part])
+        assert st.sample_ids() == ["01_01"]
