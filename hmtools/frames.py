@@ -89,7 +89,8 @@ def list_frame_files(folder: str | Path) -> list[str]:
 
 
 def read_frame(root: str | Path, key: str) -> np.ndarray:
-    """Read one frame.
+    """Read one frame as stored: an EXIF orientation tag is ignored, as by PIL, :func:`frame_size`
+    and the annotator, so a frame's mask and its size agree everywhere.
 
     Args:
         root: Dataset root the key is relative to.
@@ -104,7 +105,7 @@ def read_frame(root: str | Path, key: str) -> np.ndarray:
     import cv2
 
     path = Path(root) / key
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # as stored
     if img is None:
         if not path.is_file():
             raise DataFormatError(f"frame {path} does not exist; check --root or re-extract the frames")

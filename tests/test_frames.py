@@ -51,6 +51,35 @@ def test_read_frame_rgb_and_errors(tmp_path: Path) -> None:
         frame_size(tmp_path, "bad.jpg")
 
 
+def test_exif_rotated_frame_reads_as_stored_everywhere(tmp_path: Path) -> None:
+    """A JPEG tagged "rotate 90" is read as stored by every reader, so its mask, its recorded size and
+    the annotator's view agree (OpenCV would otherwise turn it to W x H)."""
+    from PIL import Image
+
+    from annotator_app.frames import FrameSource
+    from hmtools.schema import Sample
+    from uni_fineparser.cache import _read_sample
+
+    pixels = np.zeros((40, 64, 3), np.uint8)
+    pixels[:10, :, 0] = 255  # a red band along the top of the stored image
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    (tmp_path / "v").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "v" / "00001.jpg", quality=95, exif=exif)
+    img = read_frame(tmp_path, "v/00001.jpg")
+    assert img.shape == (40, 64, 3) and frame_size(tmp_path, "v/00001.jpg") == (40, 64)
+    assert img[:10, :, 0].mean() > 200 and img[20:, :, 0].mean() < 50
+    assert FrameSource(tmp_path).load("v/00001.jpg").shape == (40, 64, 3)
+
+    class NoMasks:
+        def read(self, sample):
+            return [None] * len(sample.frames)
+
+    sample = Sample(sample_id="v", dataset="aqa7", frames=("v/00001.jpg",), split="train", video="v")
+    clip = _read_sample(sample, tmp_path, NoMasks(), (40, 64))[0][0]  # the trainer's cache
+    assert clip[:10, :, 0].mean() > 200 and clip[20:, :, 0].mean() < 50
+
+
 def test_extract_video_frames_naming_resume_and_atomicity(tmp_path: Path) -> None:
     video = tmp_path / "v.avi"
     write_video(video, 5)

@@ -136,7 +136,7 @@ def _read_sample(
     h, w = size
     frames = np.empty((len(sample.frames), h, w, 3), np.uint8)
     for i, key in enumerate(sample.frames):
-        img = cv2.imread(str(root / key), cv2.IMREAD_COLOR)
+        img = cv2.imread(str(root / key), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # as hmtools.frames
         if img is None:
             raise DataFormatError(f"frame {root / key} of sample {sample.sample_id} is missing or not an image")
         frames[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)[..., ::-1]

@@ -120,7 +120,7 @@ class FolderMasks:
         out: list[np.ndarray | None] = []
         for key in sample.frames:
             p = self._path(key)
-            img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) if p.is_file() else None
+            img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION) if p.is_file() else None
             out.append(None if img is None else img >= 128)
         return out
 
