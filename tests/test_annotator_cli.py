@@ -32,6 +32,13 @@ def test_missing_store_is_exit_2(tmp_path):
     assert out.returncode == 2 and "no mask store" in out.stderr
 
 
+@pytest.mark.parametrize("ttl", ["0", "-5"])
+def test_a_lease_of_no_length_is_refused(tmp_path, ttl):
+    """--lock-ttl 0 would expire every lease at once: every Open would fail after the server started."""
+    res = CliRunner().invoke(app, ["annotate", "--store", "x.db", "--root", str(tmp_path), "--lock-ttl", ttl])
+    assert res.exit_code == 2 and "--lock-ttl" in res.output
+
+
 def test_cli_passes_credentials_and_options_to_serve(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr("annotator_app.server.serve", lambda store, root, **kw: seen.update(kw, store=store))

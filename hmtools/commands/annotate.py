@@ -30,9 +30,9 @@ def annotate(
     ] = "sam_vit_h",
     sam_checkpoint: Annotated[Path | None, typer.Option("--sam-checkpoint", help="SAM checkpoint file.")] = None,
     device: Annotated[str, typer.Option("--device", help="Torch device for SAM: auto, cuda, cuda:1, cpu.")] = "auto",
-    cache_mb: Annotated[float, typer.Option("--cache-mb", help="Image-embedding cache size in MB.")] = 2048.0,
+    cache_mb: Annotated[float, typer.Option("--cache-mb", min=0.0, help="Image-embedding cache size in MB.")] = 2048.0,
     lock_ttl: Annotated[
-        float, typer.Option("--lock-ttl", help="Seconds a sample stays locked after activity.")
+        float, typer.Option("--lock-ttl", min=1.0, help="Seconds a sample stays locked after activity (>= 1).")
     ] = 300.0,
     user: Annotated[str | None, typer.Option("--user", help="Author name without --auth (default: OS user).")] = None,
 ) -> None:
