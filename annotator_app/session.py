@@ -23,8 +23,10 @@ def open_sample(ctx: AppContext, state: SessionState, sample_id: str, frame_idx:
     per sample: opening another sample clears it, and releases the previous lease).
 
     Raises:
-        InputError: no such sample. LockedError: another annotator holds it.
+        InputError: no such sample, or an unsaved propagation preview is pending (it would be
+            dropped). LockedError: another annotator holds it.
     """
+    _keep_preview(state)
     sample = ctx.store.get_sample(sample_id)
     if not sample.frames:
         raise InputError(f"sample {sample_id} has no frames")
@@ -40,10 +42,23 @@ def open_sample(ctx: AppContext, state: SessionState, sample_id: str, frame_idx:
     refresh(ctx, state)
 
 
+def _keep_preview(state: SessionState) -> None:
+    """Refuse to leave the sample while an unsaved preview is pending: leaving would drop it silently."""
+    if state.preview:
+        raise InputError(
+            f"an unsaved propagation preview of {len(state.preview)} frames is pending: save or discard it first"
+        )
+
+
 def release(ctx: AppContext, state: SessionState) -> bool:
-    """Give the lease back and close the sample; returns whether a lease was released."""
+    """Give the lease back and close the sample; returns whether a lease was released.
+
+    Raises:
+        InputError: an unsaved propagation preview is pending (it would be dropped).
+    """
     if state.sample_id is None:
         return False
+    _keep_preview(state)
     released = release_lock(ctx.store, state.sample_id, state.user)
     state.sample_id, state.keys, state.seen, state.statuses = None, [], [], []
     state.preview, state.preview_scores, state.preview_base, state.clicks = {}, {}, {}, None

@@ -91,6 +91,20 @@ def test_review_status_is_refused_on_frames_under_a_preview(ctx):
     assert [ctx.store.current_mask(k).status for k in state.keys[:2]] == ["accepted", "accepted"]
 
 
+def test_leaving_a_sample_with_an_unsaved_preview_is_refused(ctx):
+    """Opening another sample or releasing would drop the preview without a word."""
+    state, _ = _open(ctx, idx=1)
+    state, _ = eh.on_propagate(ctx, state, 1, 3)
+    assert len(state.preview) == 3
+    for leave in (lambda st: h.on_open(ctx, st, "diving/002"), lambda st: h.on_release(ctx, st)):
+        state, view = leave(state)
+        assert "unsaved propagation preview of 3 frames" in view.message
+        assert state.sample_id == "diving/001" and len(state.preview) == 3
+    state, _ = eh.on_discard_preview(ctx, state)
+    state, view = h.on_open(ctx, state, "diving/002")
+    assert state.sample_id == "diving/002", view.message
+
+
 def test_closing_a_tab_waits_for_its_running_event(ctx):
     state, _ = _open(ctx)
     ctx.note_session("s1", state)
