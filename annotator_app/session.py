@@ -175,19 +175,24 @@ def _replay(
         return []
     group = source[-1]
     expected = {c.frame_idx: c.head for c in group}
-    _check_fresh(ctx, state, list(expected), expected)
-    writes = []
-    for c in group:
-        if c.restore:
-            old = {r.version: r for r in ctx.store.history(c.key)}[c.restore]
-            writes.append(MaskWrite.copy_of(old, c.frame_idx))
-        else:
-            h, w = _frame_size(ctx, c.key)
-            writes.append(MaskWrite(mask=np.zeros((h, w), bool), source="human", frame_idx=c.frame_idx))
-    try:  # one transaction: the whole group is replayed, or none of it
-        ctx.store.write_sample_masks(state.sample_id or "", writes, author=state.user, expected_versions=expected)
-    finally:
-        refresh(ctx, state)
+    try:
+        _check_fresh(ctx, state, list(expected), expected)
+        writes = []
+        for c in group:
+            if c.restore:
+                old = {r.version: r for r in ctx.store.history(c.key)}[c.restore]
+                writes.append(MaskWrite.copy_of(old, c.frame_idx))
+            else:
+                h, w = _frame_size(ctx, c.key)
+                writes.append(MaskWrite(mask=np.zeros((h, w), bool), source="human", frame_idx=c.frame_idx))
+        try:  # one transaction: the whole group is replayed, or none of it
+            ctx.store.write_sample_masks(state.sample_id or "", writes, author=state.user, expected_versions=expected)
+        finally:
+            refresh(ctx, state)
+    except StaleVersionError as e:  # changed elsewhere since: this step can never be replayed, older ones can
+        source.pop()
+        name = "undo" if source is state.undo else "redo"
+        raise StaleVersionError(f"{e}; this step is dropped from the {name} list, older steps remain") from None
     source.pop()
     done = [Change(c.frame_idx, c.key, c.head, c.head + 1) for c in reversed(group)]
     for c in group:  # the new head holds version ``c.restore``'s content: older entries that ended there now end here

@@ -66,6 +66,26 @@ def test_an_undo_of_a_group_that_fails_half_way_writes_nothing(ctx):
     assert {ctx.store.current_mask(k).source for k in state.keys[2:5]} == {"auto"}
 
 
+def test_an_undo_step_changed_elsewhere_is_dropped_and_older_steps_still_undo(ctx):
+    """A step whose frames someone else changed since can never be undone; it must not block the rest."""
+    from hmtools.store_types import MaskWrite
+
+    state, _ = _open(ctx, idx=0)
+    state, _ = eh.on_status(ctx, state, "accepted", "frame")  # the older step: frame 0 accepted
+    state, _ = h.on_goto(ctx, state, 1)
+    state, _ = eh.on_propagate(ctx, state, 1, 3)
+    state, _ = eh.on_save_preview(ctx, state)  # the newer step: frames 2-4
+    head = ctx.store.current_mask(state.keys[3])
+    ctx.store.put_mask(state.keys[3], MaskWrite.copy_of(head), author="bob", expected_version=head.version)
+    before = _versions(ctx, state.keys[:5])
+    state, view = eh.on_undo(ctx, state)
+    assert "changed elsewhere" in view.message and "dropped from the undo list" in view.message
+    assert _versions(ctx, state.keys[:5]) == before
+    state, view = eh.on_undo(ctx, state)  # the older step is undone now
+    assert ctx.store.current_mask(state.keys[0]).status != "accepted", view.message
+    assert _versions(ctx, state.keys[1:5]) == before[1:]
+
+
 def test_saving_a_preview_never_overwrites_an_edit_made_after_it(ctx):
     state, _ = _open(ctx, idx=1)
     state, _ = eh.on_propagate(ctx, state, 1, 3)
