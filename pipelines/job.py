@@ -91,6 +91,22 @@ def run_build_masks(
     )
 
 
+def check_rank_store_world(store_path: Path, world: int) -> None:
+    """Refuse per-rank stores when stores of a run with another process count lie beside ``store_path``:
+    this run would not see their samples (it would build them again) and a merge would mix both.
+
+    Raises:
+        InputError: such stores exist (exit 2, before any process group is joined).
+    """
+    other = [p.name for p in find_rank_stores(store_path) if not p.name.endswith(f"-of-{world}")]
+    if other:
+        raise InputError(
+            f"{store_path.parent} holds per-rank stores of a run with another number of processes "
+            f"({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); merge them into {store_path.name} "
+            f"(--merge) and move them away, or rerun with that number of processes"
+        )
+
+
 def run_sharded(
     samples: Sequence[Sample],
     root: Path,
@@ -109,6 +125,8 @@ def run_sharded(
     merged summary of all ranks; a lone process just builds everything.
     """
     rank = rank_from_env()
+    if rank_stores:
+        check_rank_store_world(store_path, rank.world)
     device = resolve_device(cfg.device, rank.local_rank)
     with process_group(rank, device):
         mine = rank.shard(list(samples))

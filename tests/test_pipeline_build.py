@@ -273,3 +273,24 @@ def test_merge_refuses_a_rank_store_of_another_dataset(tmp_path) -> None:
         with pytest.raises(InputError, match="holds mtl-aqa samples"):
             merge_stores(st, [part])
         assert st.sample_ids() == ["01_01"]
+
+
+def test_rank_stores_of_another_process_count_stop_a_rank_store_run(tmp_path, monkeypatch) -> None:
+    """A rerun with another GPU count would not see the earlier rank stores' samples (it rebuilds them)."""
+    from hmtools.errors import InputError
+    from pipelines.distributed import Rank
+    from pipelines.job import run_sharded
+    from pipelines.merge import rank_store_path
+
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    samples = _dataset(tmp_path, 2, frames=4)
+    db = tmp_path / "m.db"
+    models = Models(BlobDetector(), ColourSegmenter(), {"fake": "1"})
+    MaskStore(rank_store_path(db, Rank(0, 4, 0))).close()
+    with pytest.raises(InputError, match=r"another number of processes \(m.db.rank0-of-4\)"):
+        run_sharded(samples, tmp_path, db, CFG, lambda cfg, dev: models, progress=False, rank_stores=True)
+    assert not rank_store_path(db, Rank(0, 1, 0)).exists()
+    rank_store_path(db, Rank(0, 4, 0)).unlink()
+    s = run_sharded(samples, tmp_path, db, CFG, lambda cfg, dev: models, progress=False, rank_stores=True)
+    assert s.built == 2 and rank_store_path(db, Rank(0, 1, 0)).is_file()
