@@ -45,3 +45,37 @@ def test_resume_refuses_a_changed_validation_split_or_score_scale(tmp_path, chan
         train(cfg2, samples, store, tmp_path / "root", tmp_path / "out", device="cpu")
     after = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
     assert after["epoch"] == first["epoch"] == 1  # nothing trained on the wrong split
+
+
+def test_resume_never_replaces_a_better_best_checkpoint(tmp_path):
+    """best.pt can be newer than last.pt (save_every > 1, or a crash between the two writes): a resumed
+    run must compare against best.pt's own validation rho, not the older one in last.pt."""
+    samples, masks = make_dataset(tmp_path / "root", n_train=10, n_test=2, n_frames=16)
+    store = open_mask_source(make_store(tmp_path / "m.db", samples, masks))
+    base = ["train.val_fraction=0.2"]
+    train(
+        load_run_config("tiny", overrides=[*base, "train.epochs=1"]),
+        samples,
+        store,
+        tmp_path / "root",
+        tmp_path / "out",
+        device="cpu",
+    )
+    best_pt, last_pt = tmp_path / "out" / "best.pt", tmp_path / "out" / "last.pt"
+    older = torch.load(last_pt, weights_only=True)
+    older["best_metric"] = -1.0  # last.pt written before best.pt's epoch: it knows only a worse best
+    torch.save(older, last_pt)
+    newer = torch.load(best_pt, weights_only=True)
+    newer["best_metric"] = 1.0  # the best a rho can be: no later epoch may replace it
+    torch.save(newer, best_pt)
+    train(
+        load_run_config("tiny", overrides=[*base, "train.epochs=3"]),
+        samples,
+        store,
+        tmp_path / "root",
+        tmp_path / "out",
+        device="cpu",
+    )
+    kept = torch.load(best_pt, weights_only=True)
+    assert (kept["best_metric"], kept["epoch"]) == (1.0, 1)
+    assert torch.load(last_pt, weights_only=True)["epoch"] == 3

@@ -231,6 +231,8 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         epoch, step, best, history = ckpt["epoch"], ckpt["step"], ckpt["best_metric"], ckpt["history"]
+        if (out / "best.pt").is_file():  # may be newer than last.pt (save_every > 1, a crash between the two)
+            best = max(best, float(load_checkpoint(out / "best.pt")["best_metric"]))
         if info.main:
             log.info("resumed from %s at epoch %d, step %d", out / "last.pt", epoch, step)
     ddp = DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None) if info.enabled else model
