@@ -164,3 +164,18 @@ def test_optional_static_stream_adds_to_the_tokens_and_loads_torchvision_weights
 
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def test_backbone_batchnorm_is_frozen_from_construction_and_after_train():
+    """Spec 1.2: the backbone's BatchNorm stays in eval mode (fix_bn), also on a freshly built model."""
+    torch.manual_seed(0)
+    cfg = _tiny()
+    model = UniFineParser(cfg)
+    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert bns and not any(m.training for m in bns) and model.decoder.training  # dropout still trains
+    before = [m.running_mean.clone() for m in bns]
+    q = torch.randint(0, 256, (2, cfg.frames, cfg.size, cfg.size, 3), dtype=torch.uint8)
+    model(q, q.flip(0))
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, bns, strict=True))
+    model.eval().train()
+    assert not any(m.training for m in bns)

@@ -147,6 +147,7 @@ class UniFineParser(nn.Module):
         self.register_buffer("step_weights", torch.tensor(cfg.step_weights, dtype=torch.float32))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1) * 255, persistent=False)
+        self.train()  # nn.Module starts in training mode without calling train(): apply freeze_bn from the start
 
     def train(self, mode: bool = True) -> UniFineParser:
         """Switch modes; with ``freeze_bn`` the pretrained streams' BatchNorm stays in eval mode."""
