@@ -100,3 +100,32 @@ def test_real_pickles() -> None:
     mism = {p.sample_id for p in idx.problems if p.kind == "score_mismatch"}
     assert len(mism) == 1412 - 1382
     assert ("04/49", "annotation_anomaly") in _kinds(idx)  # MUSDL's 45.0 typo
+
+
+def test_whole_video_listings_are_not_all_held_at_once(tmp_path: Path) -> None:
+    """The 15 real videos hold 2.36 M frames: keeping every video's listing (number -> name) for the whole
+    load held ~300 MB. Samples come video by video, so one listing at a time is enough."""
+    import tracemalloc
+
+    from _datasets_fixtures import dump, write_frames
+
+    n = 3000
+
+    def peak(videos: int) -> int:
+        root = tmp_path / f"v{videos}"
+        keys = [(vid, 1) for vid in range(1, videos + 1)]
+        entry = {"start_frame": n - 150, "end_frame": n - 10, "difficulty": 2.0, "final_score": 50.0}
+        dump(root / "MTL-AQA_split_0_data" / "final_annotations_dict.pkl", dict.fromkeys(keys, entry))
+        dump(root / "MTL-AQA_split_0_data" / "train_split_0.pkl", keys)
+        dump(root / "MTL-AQA_split_0_data" / "test_split_0.pkl", [])
+        for vid in range(1, videos + 1):
+            write_frames(root / f"{vid:02d}", [f"{i:06d}.jpg" for i in range(1, n + 1)])
+        tracemalloc.start()
+        idx = load_dataset("mtl-aqa", root)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert len(idx.samples) == videos and not idx.problems
+        return top
+
+    one, four = peak(1), peak(4)
+    assert four < 1.5 * one, (one, four)

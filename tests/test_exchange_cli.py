@@ -165,3 +165,24 @@ def test_import_with_the_real_aqa7_adapter(tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "another dataset" in err
     assert MaskStore(store).query("SELECT COUNT(*) FROM masks") == before
+
+
+def test_import_checks_mask_sizes_against_the_frame_folder_the_adapter_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--root above the frame folder (here the zip's doubled AQA-7/AQA-7/): frame sizes are still read."""
+    import cv2
+    import numpy as np
+
+    outer = tmp_path / "download"
+    keys = _aqa7_tree(outer / "AQA-7")  # frames are 48x64
+    masks = tmp_path / "AQA-7-HM"
+    for key in keys:
+        (masks / key).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str((masks / key).with_suffix(".png")), np.zeros((48, 60), np.uint8))  # 4 columns short
+    store = tmp_path / "s.db"
+    args = ["--dataset", "aqa7", "--root", str(outer), "--store", str(store), "--format", "fineparser"]
+    assert _run(["import", *args, "--masks", str(masks)]) == 2
+    err = capsys.readouterr().err
+    assert "differ in size from their frames" in err and "frame 48x64" in err
+    assert not store.exists()

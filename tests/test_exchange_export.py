@@ -281,3 +281,33 @@ def test_fineparser_export_of_a_corrupt_stored_rle_fails_and_leaves_nothing(stor
         export_store(store_path, "fineparser", tmp_path / "fp")
     assert not (tmp_path / "fp").exists()
     assert not any(".partial-" in p.name for p in tmp_path.iterdir())
+
+
+def test_overwrite_interrupted_while_removing_the_old_folder_leaves_a_whole_export(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting a large old FineParser folder takes long; a crash or Ctrl-C then must not leave half
+    of it under the final name."""
+    import shutil
+
+    from hmtools.exchange import manifest as manifest_mod
+    from hmtools.validate import validate_path
+
+    out = tmp_path / "fp"
+    export_store(store_path, "fineparser", out, Selection(("diving/001",)))
+    real_rmtree = shutil.rmtree
+
+    def interrupted(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if ".partial-" not in str(path):  # the old export: delete part of it, then die
+            for f in sorted(Path(path).rglob("*.jpg"))[:2]:
+                f.unlink()
+            raise KeyboardInterrupt
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(manifest_mod.shutil, "rmtree", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_store(store_path, "fineparser", out, options=ExportOptions(overwrite=True))
+    monkeypatch.setattr(manifest_mod.shutil, "rmtree", real_rmtree)
+    problems = validate_path(out)  # the new export, whole (all three samples); the store has one hole
+    assert problems == [f"{out}: 1 frames of the exported samples have no mask file (manifest)"]
+    assert json.loads((out / "manifest.json").read_text())["counts"]["samples"] == 3

@@ -12,6 +12,7 @@ from _exchange_fixtures import H, W, fill_store, make_samples, write_frames
 
 from hmtools.cli import main
 from hmtools.exchange import export_store
+from hmtools.masks import encode_rle
 from hmtools.store import MaskStore
 from hmtools.validate import validate_path
 
@@ -113,3 +114,60 @@ def test_dangling_references_are_listed_for_coco_and_ytvis(complete, tmp_path: P
         kind = "image" if fmt == "coco" else "video"
         assert f"names {kind} 12345, not in '{kind}s'" in text, text
         assert "has category 7, not in 'categories'" in text, text
+
+
+def _plant(out: Path, edit) -> list[str]:  # type: ignore[no-untyped-def]
+    data = json.loads(out.read_text())
+    edit(data)
+    out.write_text(json.dumps(data))
+    return [p for p in validate_path(out) if "sha256" not in p]
+
+
+def test_coco_boxes_and_duplicate_ids_and_frames_are_reported(complete, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store, _ = complete
+    out = tmp_path / "c.json"
+    export_store(store, "coco", out)
+
+    def edit(d):  # type: ignore[no-untyped-def]
+        x, y, w, h = d["annotations"][0]["bbox"]
+        d["annotations"][0]["bbox"] = [x, y, x + w, y + h]  # XYXY written where COCO wants XYWH
+        d["annotations"][2]["id"] = d["annotations"][1]["id"]
+        d["images"][4]["file_name"] = d["images"][3]["file_name"]  # two images, two masks, one frame
+
+    text = "\n".join(_plant(out, edit))
+    assert "annotation 1: bbox" in text and "[x, y, w, h] box is" in text
+    assert "annotation id 2 appears twice" in text
+    assert "is listed by two images" in text
+
+
+def test_ytvis_areas_boxes_and_nulls_are_checked(complete, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store, _ = complete
+    out = tmp_path / "y.json"
+    export_store(store, "ytvis", out)
+
+    def edit(d):  # type: ignore[no-untyped-def]
+        a = d["annotations"][0]
+        a["areas"][0] += 5
+        x, y, w, h = a["bboxes"][1]
+        a["bboxes"][1] = [x, y, x + w, y + h]
+        a["segmentations"][2] = None  # bbox and area left behind
+        a["segmentations"][3] = encode_rle(np.zeros((H, W), bool))  # absent athlete written as an empty RLE
+        d["videos"][2]["id"] = d["videos"][1]["id"]
+
+    text = "\n".join(_plant(out, edit))
+    assert "annotation 1 frame 0: area" in text
+    assert "annotation 1 frame 1: bbox" in text
+    assert "annotation 1 frame 2: null segmentation but a bbox or area" in text
+    assert "annotation 1 frame 3: empty RLE; write null" in text
+    assert "video id 2 appears twice" in text
+
+
+def test_fineparser_mask_written_0_1_instead_of_0_255_is_reported(complete, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """FineParser's loader divides by 255 and rounds: a 0/1 mask reads as all background."""
+    store, _ = complete
+    out = tmp_path / "fp"
+    export_store(store, "fineparser", out)
+    target = out / "diving-out/001/img_00001.jpg"
+    cv2.imwrite(str(target), (cv2.imread(str(target), cv2.IMREAD_GRAYSCALE) >= 128).astype(np.uint8))
+    problems = [p for p in validate_path(out) if "sha256" not in p]
+    assert len(problems) == 1 and "img_00001.jpg: pixel values 0-" in problems[0] and "0/255" in problems[0]

@@ -55,14 +55,28 @@ def atomic_output(out: Path, *, folder: bool, overwrite: bool) -> Iterator[Path]
         tmp.mkdir()
     try:
         yield tmp
-        _remove(out)
-        _remove(sidecar)
+        # The old export is renamed aside (atomic) and deleted only once the new one is in place:
+        # deleting a large folder takes long, and a crash meanwhile must not leave half of it at ``out``.
+        old = [_set_aside(p) for p in (out, sidecar)]
         if not folder:
             os.replace(tmp_sidecar, sidecar)
         os.replace(tmp, out)
+        for aside in old:
+            if aside is not None:
+                _remove(aside)
     finally:
         _remove(tmp)
         _remove(tmp_sidecar)
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Rename an existing ``path`` to ``.NAME.old-PID`` beside it; the new name, or ``None`` if absent."""
+    if not (path.exists() or path.is_symlink()):
+        return None
+    aside = path.with_name(f".{path.name}.old-{os.getpid()}")
+    _remove(aside)
+    os.replace(path, aside)
+    return aside
 
 
 def _remove(path: Path) -> None:

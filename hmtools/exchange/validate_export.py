@@ -150,6 +150,8 @@ def _check_mask_file(path: Path, rel: str, digest: str | None, root: Path | None
     import cv2
     import numpy as np
 
+    from hmtools.exchange.fineparser import THRESHOLD
+
     data = (path / rel).read_bytes()
     problems = []
     if digest is not None and hashlib.sha256(data).hexdigest() != digest:
@@ -159,7 +161,11 @@ def _check_mask_file(path: Path, rel: str, digest: str | None, root: Path | None
         return [*problems, f"{path / rel}: not a readable image"]
     if img.ndim != 2 or img.dtype != np.uint8:
         problems.append(f"{path / rel}: expected 8-bit single-channel, found {img.dtype} {img.shape}")
-    elif root is not None:
+        return problems
+    top = int(img.max())
+    if 0 < top < THRESHOLD:  # a 0/1 mask: FineParser's loader (and import) read it as all background
+        problems.append(f"{path / rel}: pixel values 0-{top}, none reaches {THRESHOLD}; masks must be 0/255")
+    if root is not None:
         frame = _frame_for(root, rel)
         size = None if frame is None else read_image_size(frame)
         if size is None:

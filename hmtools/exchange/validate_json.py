@@ -9,7 +9,7 @@ from typing import Any
 
 from hmtools.errors import DataFormatError
 from hmtools.exchange.jsonio import iter_array, top_level_keys
-from hmtools.masks import rle_area, rle_length
+from hmtools.masks import rle_area, rle_area_box, rle_length, xyxy_to_xywh
 
 SizeOf = Callable[[Path], "tuple[int, int] | None"]
 """Reads ``(H, W)`` of an image file, ``None`` if unreadable."""
@@ -32,6 +32,19 @@ def rle_problem(rle: Any, height: int, width: int) -> str | None:
         return "RLE counts are not ASCII"
     if covered != height * width:
         return f"RLE counts cover {covered} pixels, the frame has {height * width}"
+    return None
+
+
+def _box_problem(rle: dict[str, Any], area: Any, bbox: Any) -> str | None:
+    """Why ``area`` / ``bbox`` (COCO ``[x, y, w, h]``) disagree with a sound RLE, or ``None``."""
+    true_area, box = rle_area_box(rle)
+    if area != true_area:
+        return f"area {area} but the RLE has {true_area}"
+    want = [0.0, 0.0, 0.0, 0.0] if box is None else xyxy_to_xywh(box)
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        return f"bbox {bbox} is not [x, y, w, h]"
+    if any(abs(float(a) - b) > 0.5 for a, b in zip(bbox, want, strict=True)):
+        return f"bbox {bbox} but the RLE's [x, y, w, h] box is {want}"
     return None
 
 
@@ -78,6 +91,7 @@ def validate_coco(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
     try:
         categories = _top_level(path, ("images", "annotations", "categories"), problems)
         images: dict[int, tuple[int, int]] = {}
+        names: set[str] = set()
         per_sample: Counter[str] = Counter()
         for img in iter_array(path, "images"):
             if miss := _missing(img, _IMAGE_FIELDS):
@@ -85,20 +99,27 @@ def validate_coco(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
                 continue
             if img["id"] in images:
                 problems.append(f"{path}: image id {img['id']} appears twice")
+            if img["file_name"] in names:
+                problems.append(f"{path}: frame {img['file_name']} is listed by two images (one image per frame)")
+            names.add(img["file_name"])
             images[img["id"]] = (int(img["height"]), int(img["width"]))
             per_sample[str(img.get("sample_id"))] += 1
             if root is not None:
                 problems += _frame_check(root, img["file_name"], images[img["id"]], size_of)
         n_per_image: Counter[int] = Counter()
+        ann_ids: set[Any] = set()
         for ann in iter_array(path, "annotations"):
             where = _annotation_refs(path, ann, _ANN_FIELDS, ("image_id", "images", images), categories, problems)
             if where is None:
                 continue
+            if ann["id"] in ann_ids:
+                problems.append(f"{where}: annotation id {ann['id']} appears twice")
+            ann_ids.add(ann["id"])
             n_per_image[ann["image_id"]] += 1
-            if why := rle_problem(ann["segmentation"], *images[ann["image_id"]]):
+            if why := rle_problem(ann["segmentation"], *images[ann["image_id"]]) or _box_problem(
+                ann["segmentation"], ann["area"], ann["bbox"]
+            ):
                 problems.append(f"{where}: {why}")
-            elif rle_area(ann["segmentation"]) != ann["area"]:
-                problems.append(f"{where}: area {ann['area']} but the RLE has {rle_area(ann['segmentation'])}")
         for image_id, n in sorted(n_per_image.items()):
             if n > 1:
                 problems.append(f"{path}: image {image_id} has {n} masks, expected one per frame")
@@ -121,6 +142,8 @@ def validate_ytvis(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
             if miss := _missing(v, _VIDEO_FIELDS):
                 problems.append(f"{path}: video {v!r:.60} lacks {', '.join(miss)}")
                 continue
+            if v["id"] in videos:
+                problems.append(f"{path}: video id {v['id']} appears twice")
             if len(v["file_names"]) != v["length"]:
                 problems.append(
                     f"{path}: video {v['id']} has length {v['length']} but {len(v['file_names'])} file_names"
@@ -140,8 +163,14 @@ def validate_ytvis(path: Path, root: Path | None, size_of: SizeOf) -> list[str]:
             for field in ("segmentations", "bboxes", "areas"):
                 if len(ann[field]) != length:
                     problems.append(f"{where}: {len(ann[field])} {field} for a video of length {length}")
-            for i, seg in enumerate(ann["segmentations"]):
-                if seg is not None and (why := rle_problem(seg, height, width)):
+            # lists of another length were reported above; check the frames they share
+            for i, (seg, box, area) in enumerate(zip(ann["segmentations"], ann["bboxes"], ann["areas"], strict=False)):
+                if seg is None:
+                    why = None if box is None and area is None else "null segmentation but a bbox or area"
+                elif not (why := rle_problem(seg, height, width)):
+                    empty = rle_area(seg) == 0
+                    why = "empty RLE; write null where the athlete is absent" if empty else _box_problem(seg, area, box)
+                if why:
                     problems.append(f"{where} frame {i}: {why}")
         problems += _sample_coverage(path, per_sample)
     except DataFormatError as e:
