@@ -21,14 +21,17 @@ def test_official_layout_windows(tmp_path: Path) -> None:
     assert idx.root == tmp_path and idx.annotations == tmp_path / "MTL-AQA_split_0_data"
     by_id = {s.sample_id: s for s in idx.samples}
     assert sorted(by_id) == ["01/1", "01/2", "02/5", "03/7"]
-    short = by_id["01/1"]  # 51-frame dive: the loaders' 103-frame window ending at end_frame
-    assert short.frames[0] == "01/000048.jpg" and short.frames[-1] == "01/000150.jpg" and len(short.frames) == 103
-    assert short.extra["first_file"] == 48 and short.extra["start_frame"] == 100 and short.expected_frames == 103
+    short = by_id["01/1"]  # 51-frame dive: the loaders' 103-frame window 48..150, with the +-3 shift's margins
+    assert short.frames[0] == "01/000045.jpg" and short.frames[-1] == "01/000153.jpg" and len(short.frames) == 109
+    assert short.extra["first_file"] == 45 and short.extra["start_frame"] == 100 and short.expected_frames == 109
+    assert short.extra["window"] == [3, 105] and short.frames[3] == "01/000048.jpg"
     assert short.split == "train" and short.score == 88.0 and short.judge_scores == () and short.action is None
     long = by_id["01/2"]  # longer than 103: extended back to start_frame
-    assert long.frames[0] == "01/000200.jpg" and long.frames[-1] == "01/000420.jpg" and len(long.frames) == 221
-    clamped = by_id["02/5"]  # window would start before file 1
+    assert long.frames[0] == "01/000197.jpg" and long.frames[-1] == "01/000423.jpg" and len(long.frames) == 227
+    assert long.extra["window"] == [3, 223]
+    clamped = by_id["02/5"]  # window would start before file 1; the video ends at file 59, before end_frame 60
     assert clamped.extra["first_file"] == 1 and clamped.frames[0] == "02/000001.jpg" and len(clamped.frames) == 59
+    assert clamped.extra["last_file"] == 60 and clamped.expected_frames == 60 and clamped.extra["window"] == [0, 58]
     assert _kinds(idx) == {("02/5", "frame_count_mismatch"), ("03/7", "missing_frames")}
 
 
@@ -39,7 +42,8 @@ def test_zero_based_video_folder_follows_the_loaders_list_index(tmp_path: Path) 
         f.rename(folder / f"{int(f.stem) - 1:06d}.jpg")
     idx = load_dataset("mtl-aqa", tmp_path)
     s = next(s for s in idx.samples if s.sample_id == "01/1")
-    assert s.frames[0] == "01/000047.jpg" and s.frames[-1] == "01/000149.jpg" and len(s.frames) == 103
+    assert s.frames[0] == "01/000044.jpg" and s.frames[-1] == "01/000152.jpg" and len(s.frames) == 109
+    assert s.frames[s.extra["window"][0]] == "01/000047.jpg" and s.frames[s.extra["window"][1]] == "01/000149.jpg"
     assert any("01/ numbered from 0" in n for n in idx.notes)
     assert not any(p.sample_id.startswith("01/") for p in idx.problems)
 
@@ -49,7 +53,7 @@ def test_core_layout_and_annotations(tmp_path: Path) -> None:
     idx = load_dataset("mtl-aqa", tmp_path)
     assert idx.root == tmp_path / "new" / "new_total_frames_256s"
     s = next(s for s in idx.samples if s.sample_id == "01/1")
-    assert s.frames[-1] == "01/00000150.jpg" and s.action == "407c" and len(s.judge_scores) == 7
+    assert s.frames[-1] == "01/00000153.jpg" and s.action == "407c" and len(s.judge_scores) == 7
     assert ("02/5", "score_mismatch") in _kinds(idx)
     assert ("01/1", "score_mismatch") not in _kinds(idx)
     # the CoRe frame folder given directly as root: annotations found in ../../info
@@ -96,7 +100,7 @@ def test_real_pickles() -> None:
         assert sum(s.split == "test" for s in idx.samples) == 353
         s = next(s for s in idx.samples if s.sample_id == "01/1")
         assert (s.extra["start_frame"], s.extra["end_frame"], s.score) == (7377, 7462, 88.0)
-        assert s.extra["first_file"] == 7462 - 102 and s.expected_frames == 103
+        assert s.extra["first_file"] == 7462 - 102 - 3 and s.expected_frames == 103 + 6
     mism = {p.sample_id for p in idx.problems if p.kind == "score_mismatch"}
     assert len(mism) == 1412 - 1382
     assert ("04/49", "annotation_anomaly") in _kinds(idx)  # MUSDL's 45.0 typo

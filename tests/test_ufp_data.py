@@ -25,6 +25,20 @@ def test_sample_indices_linspace_floor_and_shift():
     assert len(idx) == 8 and idx.min() == 0 and idx.max() == 4 and (np.diff(idx) >= 0).all()
 
 
+def test_margins_beyond_the_loaders_window_are_reached_only_by_the_shift():
+    """MTL-AQA: 3 + 103 + 3 frames; the clip spans the window [3, 105], CoRe's +-3 shift moves its end."""
+    from hmtools.schema import Sample
+    from uni_fineparser.data import clip_window
+
+    assert sample_indices(109, 103, 0, (3, 105)).tolist() == list(range(3, 106))
+    assert sample_indices(109, 103, 3, (3, 105))[[0, -1]].tolist() == [3, 108]
+    assert sample_indices(109, 103, -3, (3, 105))[[0, -1]].tolist() == [3, 102]
+    assert sample_indices(109, 103, 9, (3, 105))[-1] == 108  # clamped to the frames there are
+    s = Sample(sample_id="01/1", dataset="mtl-aqa", frames=(), split="train", extra={"window": [3, 105]})
+    assert clip_window(s, 109) == (3, 105) and clip_window(s, 50) is None
+    assert clip_window(Sample(sample_id="x", dataset="finediving", frames=(), split="train"), 109) is None
+
+
 def test_paired_view_same_crop_and_flip_for_frames_and_masks():
     rng = np.random.default_rng(3)
     masks = rng.random((4, 20, 24)) > 0.5

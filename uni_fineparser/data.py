@@ -112,6 +112,16 @@ def frame_steps(sample: Sample, idx: np.ndarray, num_steps: int) -> np.ndarray:
     return np.searchsorted(bounds, np.arange(t), side="right").astype(np.int64)
 
 
+def clip_window(sample: Sample, n: int) -> tuple[int, int] | None:
+    """The positions ``(lo, hi)`` of the frames the dataset's loaders read, when the sample holds margins
+    beyond them (``extra["window"]``, MTL-AQA); ``None``: all ``n`` frames."""
+    window = sample.extra.get("window")
+    if window is None:
+        return None
+    lo, hi = int(window[0]), int(window[1])
+    return (lo, hi) if 0 <= lo <= hi < n else None
+
+
 def load_view(
     cache: ClipCache,
     sample: Sample,
@@ -126,7 +136,7 @@ def load_view(
     ``valid (T,)`` bool, ``steps (T,)`` int64, ``score`` float32."""
     n = cache.length(sample.sample_id)
     s = int(rng.integers(shift[0], shift[1] + 1)) if rng is not None else 0
-    idx = sample_indices(n, frames, s)
+    idx = sample_indices(n, frames, s, clip_window(sample, n))
     y, x = crop_box(*cache.size, size, rng)
     f, m, v = cache.get(sample.sample_id, idx, (y, x, size))
     f, m = paired_flip(f, m, rng, flip)

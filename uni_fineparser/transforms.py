@@ -9,16 +9,19 @@ from __future__ import annotations
 import numpy as np
 
 
-def sample_indices(n: int, frames: int, shift: int = 0) -> np.ndarray:
-    """``frames`` clip indices spread evenly over ``[0, n - 1 + shift]`` (FineParser's linspace + floor).
+def sample_indices(n: int, frames: int, shift: int = 0, window: tuple[int, int] | None = None) -> np.ndarray:
+    """``frames`` clip indices spread evenly over ``[lo, hi + shift]`` (FineParser's linspace + floor).
 
-    Clips shorter than ``frames`` repeat indices; ``shift`` (<= 0 at train time) moves the end.
+    ``window`` ``(lo, hi)`` is the part of the ``n`` frames the loaders read (default: all); frames
+    beyond it are margins a positive ``shift`` may reach (MTL-AQA holds CoRe's +-3). Clips shorter
+    than ``frames`` repeat indices; ``shift`` moves the end, clamped to ``[lo, n - 1]``.
 
     Returns:
         ``(frames,)`` int64, non-decreasing, within ``[0, n - 1]``.
     """
-    end = min(max(n - 1 + shift, 0), n - 1)
-    return np.linspace(0, end, frames).astype(np.int64)
+    lo, hi = window if window is not None else (0, n - 1)
+    end = min(max(hi + shift, lo), n - 1)
+    return np.linspace(lo, end, frames).astype(np.int64)
 
 
 def crop_box(height: int, width: int, size: int, rng: np.random.Generator | None) -> tuple[int, int]:

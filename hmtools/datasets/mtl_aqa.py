@@ -4,9 +4,11 @@ Frame layouts (see docs/datasets.md):
 
 * whole-video folders (official ``frame_extractor.sh``: ``<vid:02d>/%06d.jpg``; CoRe:
   ``new_total_frames_256s/<vid:02d>/%08d.jpg``), numbered from 1 like ffmpeg. The loaders read list
-  indices ``end_frame-103 .. end_frame-1`` of the sorted folder, i.e. files ``end_frame-102 .. end_frame``.
-  A sample here is the files ``min(start_frame, end_frame-102) .. end_frame``: the loaders' 103-frame
-  window, extended back to ``start_frame`` when the dive is longer (clamped at file 1);
+  indices ``end_frame-103 .. end_frame-1`` of the sorted folder, i.e. files ``end_frame-102 .. end_frame``,
+  and shift ``end_frame`` by up to 3 frames either way at train time. A sample here is the files
+  ``min(start_frame, end_frame-102) - 3 .. end_frame + 3``: the loaders' 103-frame window, extended back to
+  ``start_frame`` when the dive is longer, with the shift's 3 frames on each side (clamped at file 1 and at
+  the video's last file); ``extra["window"]`` gives the window's positions in the sample's frames;
 * MUSDL's pre-trimmed ``<vid:02d>_<clip:02d>/`` folders: a sample is every file of its folder.
 
 Annotations: ``final_annotations_dict.pkl`` (official) or its CoRe
@@ -47,6 +49,9 @@ ANNOTATION_FILES = (
 SPLITS = {"train": "train_split_0.pkl", "test": "test_split_0.pkl"}
 WINDOW = 103
 """Frames the Parmar/CoRe/MUSDL loaders read per sample."""
+SHIFT = 3
+"""Parmar's and CoRe's train-time shift of ``end_frame`` (uniform in ``[-3, 3]``): a sample holds these
+frames on both sides of its window too, so masks cover every frame those loaders read."""
 FRAME_DIRS = (
     "whole_videos_frames",
     "new/new_total_frames_256s",
@@ -124,15 +129,26 @@ class _Videos:
 
 
 def _window_frames(
-    videos: _Videos, vid: int, sid: str, first: int, last: int, problems: list[Problem]
-) -> tuple[str, ...]:
+    videos: _Videos, vid: int, sid: str, core: tuple[int, int], extra: dict[str, Any], problems: list[Problem]
+) -> tuple[tuple[str, ...], int]:
+    """The files of window ``core`` (first, last file number) plus :data:`SHIFT` files on each side
+    (clamped at file 1 and, past ``core``'s end, at the video's last file). Records ``first_file``,
+    ``last_file`` and ``window`` (``[i0, i1]``: positions of ``core``'s first and last present files in
+    the returned keys) in ``extra``; returns the keys and the count the annotation implies."""
     files = videos.numbers(vid)
+    first = max(1, core[0] - SHIFT)
+    last = core[1] + SHIFT if not files else max(core[1], min(core[1] + SHIFT, max(files)))
+    extra.update(first_file=first, last_file=last)
     if files is None:
         problems.append(
             Problem(sid, "missing_frames", f"video frame folder {vid:02d}/ missing or unreadable under {videos.root}")
         )
-        return ()
-    keys = [f"{vid:02d}/{files[n]}" for n in range(first, last + 1) if n in files]
+        return (), last - first + 1
+    numbers = [n for n in range(first, last + 1) if n in files]
+    inside = [i for i, n in enumerate(numbers) if core[0] <= n <= core[1]]
+    if inside:
+        extra["window"] = [inside[0], inside[-1]]
+    keys = [f"{vid:02d}/{files[n]}" for n in numbers]
     if len(keys) != last - first + 1:
         problems.append(
             Problem(
@@ -144,7 +160,7 @@ def _window_frames(
     empty = [k for k in keys if os.stat(videos.root / k).st_size == 0]
     if empty:
         problems.append(Problem(sid, "unreadable_frames", f"{len(empty)} zero-byte frame files, first {empty[0]}"))
-    return tuple(keys)
+    return tuple(keys), last - first + 1
 
 
 def _sample(
@@ -183,10 +199,8 @@ def _sample(
         )
     expected = None
     if layout == "video":
-        first, last = max(1, min(start, end - WINDOW + 1)), end
-        extra.update(first_file=first, last_file=last)
-        expected = last - first + 1
-        frames = _window_frames(videos, vid, sid, first, last, problems)
+        core = (max(1, min(start, end - WINDOW + 1)), end)
+        frames, expected = _window_frames(videos, vid, sid, core, extra, problems)
     else:
         frames, _ = list_folder(frame_root, f"{vid:02d}_{clip:02d}", sid, problems)
         if frames and len(frames) < WINDOW:
