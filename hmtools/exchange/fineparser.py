@@ -168,7 +168,7 @@ def decode_mask_files(paths: Sequence[str | Path]) -> list[DecodedMask]:
 
     images = []
     for path in paths:
-        img = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE)
+        img = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
         if img is None:
             raise DataFormatError(f"{path} is not a readable image; expected an 8-bit mask image")
         fg = img.view(np.bool_)  # the same bytes, rewritten to 0/1 in place: the encoder takes it without a copy
