@@ -119,6 +119,14 @@ def server_side(
     load = lambda: ctx.frames.load(state.keys[1])  # noqa: E731
     from annotator_app.backend import Prompt
 
+    # one untimed call of each path first: the process's first decoder call (lazy CUDA module loading,
+    # oneDNN primitives, first-use imports) would otherwise land on whichever side runs first
+    p0 = points[0]
+    predictor.predict(point_coords=p0[None], point_labels=np.array([1]), multimask_output=True)
+    predictor.predict(point_coords=p0[None], point_labels=np.array([1]), multimask_output=False)
+    state.clicks = None
+    state, _ = eh.on_click(ctx, state, float(p0[0]), float(p0[1]))
+    backend.predict(state.keys[1], load, Prompt(points=p0[None].astype(np.float32), labels=np.array([1])))
     for p in points:  # interleaved, so load from other processes on the machine hits both alike
         t = time.perf_counter()
         predictor.predict(point_coords=p[None], point_labels=np.array([1]), multimask_output=True)

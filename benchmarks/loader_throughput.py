@@ -5,8 +5,8 @@ frames and grayscale JPEG masks in FineDiving-HM's folder layout), then times, o
 producing training pairs for the paper preset (2 clips of 96 frames with masks, 112x112 crops):
 
 - the public code's way, re-enacted: each pair opens its 2 x 96 frames and 2 x 96 masks with PIL,
-  resizes them to 200x112 and crops 112x112 (its transforms), then makes the normalised float clip
-  its model takes;
+  flips half the clips, resizes them to 200x112 (nearest, torchvideotransforms' default) and crops
+  112x112 (its training transforms), then makes the normalised float clip its model takes;
 - ours: ``uni_fineparser.data.PairDataset`` over the packed cache (``build_cache``, built once; its
   build time is printed), which yields uint8 crops (normalisation happens on the GPU).
 
@@ -75,25 +75,40 @@ def write_dataset(root: Path, clips: int, frames: int) -> list[Sample]:
 def public_view(
     frame_root: Path, mask_root: Path, sample: Sample, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One clip the public code's way: PIL decode, resize to 200x112 (h x w), random 112 crop;
-    returns the float normalised video ``(3, 96, 112, 112)`` and its 0/1 mask ``(1, 96, 112, 112)``."""
+    """One clip the public code's way (its ``load_video`` and training transforms, torchvideotransforms
+    inlined): PIL open, paired horizontal flip with probability 0.5, resize to 200x112 (h x w) with
+    torchvideotransforms' default nearest interpolation, random 112 crop with PIL, ``ClipToTensor`` (a
+    float64 buffer, then float32 / 255) and ``Normalize`` on the video; returns the normalised video
+    ``(3, 96, 112, 112)`` and its 0/1 mask ``(1, 96, 112, 112)``."""
     idx = sample_indices(len(sample.frames), 96, 0)
+    keys = [sample.frames[int(j)] for j in idx]
+    video = [Image.open(frame_root / k) for k in keys]
+    masks = [Image.open(mask_root / k) for k in keys]
+    if rng.random() < 0.5:
+        video = [im.transpose(Image.FLIP_LEFT_RIGHT) for im in video]
+        masks = [im.transpose(Image.FLIP_LEFT_RIGHT) for im in masks]
+    video = [im.resize((112, 200), Image.NEAREST) for im in video]
+    masks = [im.resize((112, 200), Image.NEAREST) for im in masks]
     y, x = int(rng.integers(0, 200 - 112 + 1)), 0  # the frame is 112 wide: only the height is cropped
-    video = np.empty((96, 112, 112, 3), np.float32)
-    mask = np.empty((96, 112, 112), np.float32)
-    for i, j in enumerate(idx):
-        key = sample.frames[int(j)]
-        img = Image.open(frame_root / key).convert("RGB").resize((112, 200), Image.BILINEAR)
-        video[i] = np.asarray(img, np.float32)[y : y + 112, x : x + 112] / 255.0
-        m = Image.open(mask_root / key).convert("L").resize((112, 200), Image.NEAREST)
-        mask[i] = np.asarray(m, np.float32)[y : y + 112, x : x + 112] / 255.0
-    video = (video - MEAN) / STD
-    return torch.from_numpy(video).permute(3, 0, 1, 2).contiguous(), torch.from_numpy(mask)[None]
+    video = [im.crop((x, y, x + 112, y + 112)) for im in video]
+    masks = [im.crop((x, y, x + 112, y + 112)) for im in masks]
+
+    def clip_to_tensor(clip: list, channels: int) -> torch.Tensor:
+        buf = np.zeros([channels, len(clip), 112, 112])  # float64, as ClipToTensor
+        for i, im in enumerate(clip):
+            a = np.asarray(im)
+            buf[:, i] = a.transpose(2, 0, 1) if a.ndim == 3 else a[None]
+        return torch.from_numpy(buf).float().div(255)
+
+    v = clip_to_tensor(video, 3).clone()
+    v.sub_(torch.as_tensor(MEAN)[:, None, None, None]).div_(torch.as_tensor(STD)[:, None, None, None])
+    return v, clip_to_tensor(masks, 1)
 
 
 def time_public(root: Path, samples: list[Sample], pairs: int) -> float:
     """Pairs/s of the public way in this process."""
     rng = np.random.default_rng(1)
+    public_view(root / "frames", root / "masks", samples[0], rng)  # first-call imports (PIL's JPEG plugin), as ours
     tic = time.perf_counter()
     for i in range(pairs):
         for s in (samples[i % len(samples)], samples[(i + 1) % len(samples)]):

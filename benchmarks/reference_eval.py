@@ -226,11 +226,11 @@ def time_reference_train(helper, smp, net, device: torch.device, steps: int) -> 
             1, 1000, smp.losses.FocalLoss("binary"), None, 1000,
         )  # fmt: skip
 
+    if device.type == "cuda":  # the peak over warm-up and timed steps, as train_throughput.time_train (ours)
+        torch.cuda.reset_peak_memory_stats(device)
     one_step(0)
     one_step(1)
     sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     tic = time.perf_counter()
     for i in range(steps):
         one_step(2 + i)

@@ -7,7 +7,7 @@ CPU (random vit_b weights when no checkpoint is given; vit_b takes seconds per f
     python benchmarks/sam_throughput.py --device cpu --segmenter sam_vit_b --frames 4 --batch-size 2
 GPU (DESIGN.md §6 levers: batched encoder, bf16 weights, SDPA attention, optional torch.compile):
     python benchmarks/sam_throughput.py --device cuda --segmenter sam_vit_h --checkpoint sam_vit_h_4b8939.pth \
-        --frames 64 --batch-size 8 --compile
+        --frames 64 --batch-size 8 --warmup --compile
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def bench_sam(args: argparse.Namespace) -> None:
     )
     from pipelines.segment_types import Prompt
 
-    if args.warmup:  # compiles, and the first calls' one-time costs
+    if args.warmup or args.compile:  # compiles (never timed), and the first calls' one-time costs
         ours.predict_batch(ours.embed(frames[: args.batch_size]), [Prompt(box=boxes[0])] * args.batch_size)
         ref.set_image(frames[0])
         ref.predict(box=boxes[0], multimask_output=False)
@@ -165,7 +165,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--no-fold-rel-pos", action="store_true", help="global attention with a (HW, HW) bias tensor")
     p.add_argument("--host-resize", action="store_true", help="resize frames on the CPU (PIL) even on CUDA")
-    p.add_argument("--warmup", action="store_true", help="one untimed batch first (use on GPU)")
+    p.add_argument("--warmup", action="store_true", help="one untimed batch first (use on GPU; always with --compile)")
     p.add_argument("--skip-sam", action="store_true")
     p.add_argument("--lite-samples", type=int, default=4, help="samples for the lite end-to-end figure (0: skip)")
     args = p.parse_args()

@@ -150,7 +150,8 @@ def time_our_eval(model, videos, exemplar: list[int], voters: int, batch: int, d
     model.eval()
     queries = len(exemplar) // voters
     with torch.no_grad(), autocast(device, amp):
-        model.encode(videos[:batch])  # warm-up
+        for n in {min(batch, len(videos) - i) for i in range(0, len(videos), batch)}:
+            model.encode(videos[:n])  # warm-up: every chunk shape (the last may be short; cuDNN autotune per shape)
         sync(device)
         tic = time.perf_counter()
         z = torch.cat([model.encode(videos[i : i + batch]).z for i in range(0, len(videos), batch)])
