@@ -111,7 +111,7 @@ def _scale(rows: np.ndarray, option: Any, notes: list[str], problems: list[Probl
                 "ranges match neither the published ranges nor x100 of them); pass --score-scale 1 or 100"
             )
         scale = fitting[0]
-        how = "x100 (public C3D-LSTM copies); divided by 100" if scale == 100 else "the original scale"
+        how = "a x100 scale (as the public C3D-LSTM copies); divided by 100" if scale == 100 else "the original scale"
         notes.append(f"score scale auto-detected: split files hold scores on {how} (per-class ranges checked)")
         return scale
     scale = float(opt)

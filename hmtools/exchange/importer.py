@@ -168,7 +168,7 @@ def import_masks(
         masks: The folder or file to read.
         root: Dataset root, to read frame sizes the store does not know yet (header only).
         strict: Also fail on frames without a mask and masks without a frame.
-        workers: Decoding threads for image folders (``None`` = all CPUs).
+        workers: Decoding workers for image folders (forked processes on Linux, threads elsewhere; ``None`` = all CPUs).
         author: Recorded as the masks' author.
         progress: Show a progress bar (per mask) on a terminal.
 
