@@ -190,6 +190,11 @@ static PyObject *encode_many(PyObject *self, PyObject *arg) {
             goto fail;
         }
         int64_t h = view.shape[0], w = view.shape[1];
+        if (w > INT32_MAX) { /* columns are kept as int32_t */
+            PyErr_Format(PyExc_ValueError, "mask %zd: %lld columns, at most %d", i, (long long)w, INT32_MAX);
+            PyBuffer_Release(&view);
+            goto fail;
+        }
         if (w + 1 > cnt_cap) {
             int64_t *c = realloc(cnt, (size_t)(w + 1) * sizeof *c);
             if (!c) {

@@ -110,11 +110,16 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     """
     height, width, counts = size_and_counts(rle)
     if isinstance(counts, list):
-        runs = np.asarray(counts) if counts else np.zeros(0, dtype=np.int64)
+        bad = DataFormatError(f"uncompressed RLE counts must be non-negative integers, found {counts!r:.60}")
+        try:
+            runs = np.asarray(counts) if counts else np.zeros(0, dtype=np.int64)
+        except ValueError as e:  # a ragged list
+            raise bad from e
         if runs.ndim != 1 or runs.dtype.kind not in "iu" or (runs < 0).any():
-            raise DataFormatError(f"uncompressed RLE counts must be non-negative integers, found {counts!r:.60}")
-        if int(runs.sum()) != height * width:
-            raise DataFormatError(f"uncompressed RLE counts sum to {int(runs.sum())}, expected H*W = {height * width}")
+            raise bad
+        total = sum(runs.tolist())  # Python ints: an int64 sum could wrap around to H*W
+        if total != height * width:
+            raise DataFormatError(f"uncompressed RLE counts sum to {total}, expected H*W = {height * width}")
         if height * width == 0:
             return np.zeros((height, width), dtype=bool)
         counts = _coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)["counts"]
@@ -227,4 +232,18 @@ def rle_area_box(rle: dict[str, Any]) -> tuple[int, tuple[float, float, float, f
 
 
 def _coco_obj(rle: dict[str, Any]) -> dict[str, Any]:
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts_bytes(rle["counts"])}
+    """pycocotools RLE object of a compressed RLE, refusing what would crash its C code.
+
+    Its parser runs past the end of a string whose last run is cut off (or cut short by a NUL) and
+    overflows its heap buffer; ``toBbox`` divides by H (as a 32-bit ``uint``). Those strings and
+    sizes raise :class:`DataFormatError`; other counts are not re-checked (see :func:`rle_runs`).
+    """
+    height, width, counts = size_and_counts(rle)
+    if isinstance(counts, list):
+        raise DataFormatError("expected compressed RLE (counts as a string), found an uncompressed counts list")
+    raw = counts_bytes(counts)
+    if max(height, width) >= 1 << 32:
+        raise DataFormatError(f"RLE size [{height}, {width}] is too large for pycocotools (32-bit sides)")
+    if height * width == 0 or not raw or b"\0" in raw or not 48 <= raw[-1] < 80:
+        rle_runs(raw, height, width)  # raises unless it is a sound RLE (of an empty-sized mask)
+    return {"size": [height, width], "counts": raw}

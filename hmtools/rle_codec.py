@@ -49,7 +49,7 @@ def size_and_counts(rle: Any) -> tuple[int, int, Any]:
         size = rle["size"]
         height, width = (int(v) for v in size)
         counts = rle["counts"]
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: an infinite float
         raise DataFormatError(f"expected RLE {{'size': [H, W], 'counts': ...}}, found {rle!r:.80}") from e
     if height < 0 or width < 0 or any(isinstance(v, float) and not float(v).is_integer() for v in size):
         raise DataFormatError(f"RLE size must be two non-negative integers [H, W], found {size!r}")
@@ -139,12 +139,8 @@ def decode_counts(counts: Sequence[str | bytes], height: int, width: int, out: n
     shape = (n, height, width)
     if out is not None and (out.shape != shape or out.dtype != np.bool_ or not out.flags.c_contiguous):
         raise ValueError(f"out must be a C-contiguous bool array of shape {shape}")
-    if out is None:
-        out = np.zeros(shape, dtype=bool)  # calloc: fresh pages come zeroed
-    else:
-        out[...] = False
     if n == 0:
-        return out
+        return np.zeros(shape, dtype=bool) if out is None else out
     raws = [counts_bytes(c) for c in counts]
     lengths = np.fromiter(map(len, raws), dtype=np.int64, count=n)
     if lengths.min() == 0:
@@ -181,6 +177,11 @@ def decode_counts(counts: Sequence[str | bytes], height: int, width: int, out: n
     if (totals != npix).any():
         i = int(np.flatnonzero(totals != npix)[0])
         raise DataFormatError(f"RLE counts {raws[i][:40]!r}: runs cover {int(totals[i])} pixels but H*W = {npix}")
+    # only now that the strings are known to cover H*W (a bogus size must not allocate terabytes)
+    if out is None:
+        out = np.zeros(shape, dtype=bool)  # calloc: fresh pages come zeroed
+    else:
+        out[...] = False
     if npix == 0:
         return out
     # Only the band of columns from a mask's first to its last foreground pixel is expanded and
