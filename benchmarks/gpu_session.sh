@@ -46,9 +46,10 @@ if [[ -n "${HM_GPU_DRY:-}" ]]; then
   # bf16 encoders as on CUDA (where "auto" picks bf16), so the dry run takes the GPU's dtype paths
   dev=cpu vit=sam_vit_b frames=2 bs=1 preset=tiny clicks=3 maxb=() warm=() compile=() bf16=(--dtype bf16)
   refargs=(--ref-queries 1 --queries 2 --eval-batch 2) loadargs=(--clips 8 --batches 30 --workers 0 2)
+  reflimit=900  # a public query takes 1-2 minutes on a CPU, its warm-up another
 else
   dev=cuda vit=sam_vit_h frames=32 bs=8 preset=paper clicks=50 maxb=(--max-batch) warm=(--warmup) compile=(--compile) bf16=()
-  refargs=(--ref-train 5 --ref-queries 8 --flops) loadargs=(--workers 0 4 8)
+  refargs=(--ref-train 5 --ref-queries 8 --flops) loadargs=(--workers 0 4 8) reflimit=200
   [[ "${TRAIN_MAXB:-1}" == 0 ]] && maxb=()
 fi
 
@@ -92,7 +93,7 @@ fi
 if want reference; then  # the public FineParser code's own evaluation and training step vs ours (#7)
   ref=.ref/FineParser_CVPR2024
   if [[ -d "$ref" ]]; then
-    step 200 "$py" -W ignore benchmarks/reference_eval.py --reference-dir "$ref" --device "$dev" "${refargs[@]}"
+    step "$reflimit" "$py" -W ignore benchmarks/reference_eval.py --reference-dir "$ref" --device "$dev" "${refargs[@]}"
   else
     echo "=== reference: skipped, no $ref here (python scripts/fetch_reference.py; carry it)" | tee -a "$log"
   fi
