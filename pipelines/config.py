@@ -55,6 +55,7 @@ class SelectConfig:
     w_shape: float = 0.5
     w_persistence: float = 0.5
     w_confidence: float = 0.25
+    camera_motion: bool = True  # measure motion in scene coordinates (the background's shift removed)
 
 
 @dataclass(frozen=True)
@@ -111,4 +112,4 @@ def result_config(cfg: BuildConfig, weights: dict[str, str]) -> dict[str, Any]:
     body.pop("frames")
     for key in ("checkpoint", "sdpa", "fold_rel_pos", "compile"):
         body["segment"].pop(key)
-    return {"config": body, "weights": dict(sorted(weights.items())), "pipeline_version": 1}
+    return {"config": body, "weights": dict(sorted(weights.items())), "pipeline_version": 2}

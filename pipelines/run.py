@@ -28,6 +28,7 @@ from hmtools.errors import HMToolsError
 from hmtools.masks import encode_rle
 from hmtools.schema import Sample
 from hmtools.store_types import MaskWrite
+from pipelines.camera import CameraPath
 from pipelines.config import BuildConfig
 from pipelines.frames_in import FrameBatch, iter_frame_batches
 from pipelines.prompts import athlete_prompt
@@ -62,11 +63,13 @@ class _Athlete:
 
 def detect_pass(
     sample: Sample, root: Path, models: Models, cfg: BuildConfig
-) -> tuple[list[np.ndarray], list[str | None], tuple[int, int]]:
-    """Pass 1: per-frame detections, unreadable-frame reasons, and the frame size ``(H, W)``."""
+) -> tuple[list[np.ndarray], list[str | None], tuple[int, int], np.ndarray]:
+    """Pass 1: per-frame detections, unreadable-frame reasons, the frame size ``(H, W)`` and the
+    camera path (``(T, 2)`` cumulative background shift, :class:`pipelines.camera.CameraPath`)."""
     dets: list[np.ndarray] = []
     errors: list[str | None] = []
     hw: tuple[int, int] | None = None
+    camera = CameraPath()
     fc = cfg.frames
     for batch in iter_frame_batches(root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch):
         images, errs = list(batch.images), list(batch.errors)
@@ -80,11 +83,14 @@ def detect_pass(
                     "unreadable frame: size differs from the clip",
                 )
         found = iter(models.detect([img for img in images if img is not None]))
-        dets += [next(found) if img is not None else np.zeros((0, 5), np.float32) for img in images]
+        batch_dets = [next(found) if img is not None else np.zeros((0, 5), np.float32) for img in images]
+        for img, d in zip(images, batch_dets, strict=True):
+            camera.add(img, d)  # the background's shift, people left out
+        dets += batch_dets
         errors += errs
     if hw is None:
         raise HMToolsError(f"sample {sample.sample_id}: none of its {len(sample.frames)} frames could be read")
-    return dets, errors, hw
+    return dets, errors, hw, camera.path
 
 
 def build_sample_masks(
@@ -106,8 +112,8 @@ def build_sample_masks(
     Raises:
         HMToolsError: no frame of the sample can be read.
     """
-    dets, errors, hw = detect_pass(sample, root, models, cfg)
-    sel = select_athletes(dets, hw, cfg.select, synchronized=sample.synchronized)
+    dets, errors, hw, camera = detect_pass(sample, root, models, cfg)
+    sel = select_athletes(dets, hw, cfg.select, synchronized=sample.synchronized, camera=camera)
     filled = [fill_gaps(sel.boxes[k], cfg.repair.max_interp_gap) for k in range(sel.boxes.shape[0])]
     clip = _Clip(dets, errors, hw, sel, filled, [_Athlete() for _ in filled])
     seg, fc = models.segmenter, cfg.frames

@@ -4,9 +4,10 @@
    affinity = IoU + 0.5 * max(0, 1 - centre distance / (link_dist * box diagonal)); a track
    survives ``max_age`` frames without a match, so a few missed detections do not break it.
 2. **Stitch** tracks into chains: a track that starts at most ``max_gap`` frames after another
-   ends, near where it ended (centre within ``stitch_dist`` box diagonals: the position relative
-   to the previous choice), continues it, because a detector loses a diver mid-somersault and
-   finds them again as a "new" person, and fast motion breaks the linking.
+   ends, near where it ended or where it was heading at its last velocity (centre within
+   ``stitch_dist`` box diagonals: the position relative to the previous choice), continues it,
+   because a detector loses a diver mid-somersault and finds them again as a "new" person, and
+   fast motion breaks the linking.
 3. **Score** each chain with cues that single out the performer in a diving, vault or skiing
    clip, each normalised to [0, 1] over the clip's chains:
    ``size`` (median box height / frame height, relative to the largest chain), ``motion``
@@ -137,8 +138,15 @@ def link_tracks(detections: Sequence[np.ndarray], cfg: SelectConfig) -> list[Tra
     ]
 
 
-def score_tracks(tracks: Sequence[Track], n_frames: int, frame_hw: tuple[int, int], cfg: SelectConfig) -> np.ndarray:
-    """Selection score of each track (higher = more likely the judged athlete); -inf for non-candidates."""
+def score_tracks(
+    tracks: Sequence[Track],
+    n_frames: int,
+    frame_hw: tuple[int, int],
+    cfg: SelectConfig,
+    camera: np.ndarray | None = None,
+) -> np.ndarray:
+    """Selection score of each track (higher = more likely the judged athlete); -inf for non-candidates.
+    ``camera``: see :func:`motion_extent`."""
     h, w = frame_hw
     feats = np.zeros((len(tracks), 5))
     ok = np.zeros(len(tracks), bool)
@@ -147,7 +155,7 @@ def score_tracks(tracks: Sequence[Track], n_frames: int, frame_hw: tuple[int, in
         aspect = np.log((tr.boxes[:, 2] - tr.boxes[:, 0] + 1) / (heights + 1))
         feats[i] = [
             np.median(heights) / h,
-            motion_extent(tr, frame_hw),
+            motion_extent(tr, frame_hw, camera),
             float(np.std(aspect)),
             len(tr.frames) / max(n_frames, 1),
             float(np.mean(tr.conf)),
@@ -163,11 +171,27 @@ def score_tracks(tracks: Sequence[Track], n_frames: int, frame_hw: tuple[int, in
     return np.where(ok, norm @ weights, -np.inf)
 
 
-def motion_extent(track: Track, frame_hw: tuple[int, int]) -> float:
-    """How far the track's centre travels: 5th-95th percentile extent over the frame size, larger axis."""
+def motion_extent(track: Track, frame_hw: tuple[int, int], camera: np.ndarray | None = None) -> float:
+    """How far the track's centre travels: 5th-95th percentile extent over the frame size, larger axis.
+
+    ``camera``: ``(T, 2)`` cumulative background shift ``(dx, dy)`` per clip frame
+    (:class:`pipelines.camera.CameraPath`); the path is then measured in scene coordinates, so a
+    diver the camera follows still travels and a bystander the camera sweeps past does not.
+    """
     c = _centre(track.boxes)
+    if camera is not None:
+        c = c - camera[track.frames]
     extent = (np.percentile(c, 95, axis=0) - np.percentile(c, 5, axis=0)) / np.array([frame_hw[1], frame_hw[0]])
     return float(np.max(extent))
+
+
+def _heading(chain: Sequence[Track], gap: int, span: int = 5) -> np.ndarray:
+    """Where a chain's centre would be ``gap`` frames after its last box, at the velocity of its last ``span`` boxes."""
+    frames = np.concatenate([t.frames for t in chain])[-span:]
+    c = _centre(np.concatenate([t.boxes for t in chain])[-span:])
+    if len(frames) < 2:
+        return c[-1]
+    return c[-1] + (c[-1] - c[0]) / (frames[-1] - frames[0]) * gap
 
 
 def stitch_tracks(tracks: Sequence[Track], cfg: SelectConfig) -> list[Track]:
@@ -175,9 +199,12 @@ def stitch_tracks(tracks: Sequence[Track], cfg: SelectConfig) -> list[Track]:
 
     Tracks are visited by start frame; each joins the chain whose last box ends at most
     ``max_gap`` frames before it starts and lies nearest to its first box, within ``stitch_dist``
-    box diagonals; otherwise it starts a chain. A detector that loses a diver mid-somersault
-    and finds them again (or links fast motion poorly) leaves fragments that this puts together
-    before any scoring, so short fragments are not dropped as non-candidates.
+    box diagonals of that last box, measured from where the chain ended or from where it was
+    heading (its last box moved on at the velocity of its last few boxes: a 10 m diver falls
+    several box diagonals while the detector misses them); otherwise it starts a chain. A
+    detector that loses a diver mid-somersault and finds them again (or links fast motion
+    poorly) leaves fragments that this puts together before any scoring, so short fragments are
+    not dropped as non-candidates.
     """
     chains: list[list[Track]] = []
     for tr in sorted(tracks, key=lambda t: int(t.frames[0])):
@@ -187,7 +214,11 @@ def stitch_tracks(tracks: Sequence[Track], cfg: SelectConfig) -> list[Track]:
             gap = int(tr.frames[0] - last.frames[-1])
             if not 0 < gap <= cfg.max_gap:
                 continue
-            d = float(np.linalg.norm(_centre(tr.boxes[0]) - _centre(last.boxes[-1])) / (_diag(last.boxes[-1]) + 1e-9))
+            end = _centre(last.boxes[-1])
+            off = np.minimum(  # from where the chain ended, or from where it was heading
+                np.linalg.norm(_centre(tr.boxes[0]) - end), np.linalg.norm(_centre(tr.boxes[0]) - _heading(chain, gap))
+            )
+            d = float(off / (_diag(last.boxes[-1]) + 1e-9))
             if d <= cfg.stitch_dist and d < best_d:
                 best, best_d = chain, d
         if best is None:
@@ -206,6 +237,7 @@ def select_athletes(
     cfg: SelectConfig,
     *,
     synchronized: bool = False,
+    camera: np.ndarray | None = None,
 ) -> Selection:
     """Choose the judged athlete (two for synchronized events) from a clip's detections.
 
@@ -214,23 +246,26 @@ def select_athletes(
         frame_hw: ``(H, W)`` of the frames.
         cfg: Thresholds and cue weights.
         synchronized: Keep two athletes (synchronized diving).
+        camera: ``(T, 2)`` cumulative background shift per frame, or ``None`` (a still camera);
+            used for the motion cue when ``cfg.camera_motion``.
 
     Returns:
         A :class:`Selection` with K = 0, 1 or 2 athletes.
     """
     n = len(detections)
     chains = stitch_tracks(link_tracks(detections, cfg), cfg)
-    scores = score_tracks(chains, n, frame_hw, cfg)
+    camera = camera if cfg.camera_motion else None
+    scores = score_tracks(chains, n, frame_hw, cfg, camera)
     order = [int(i) for i in np.argsort(-scores, kind="stable") if np.isfinite(scores[i])]
     picked = order[:1]
     if synchronized and order:  # the partner shares the clip with the first athlete and moves like them
         first = set(chains[order[0]].frames.tolist())
-        moves = cfg.sync_min_motion * motion_extent(chains[order[0]], frame_hw)
+        moves = cfg.sync_min_motion * motion_extent(chains[order[0]], frame_hw, camera)
         partners = [
             i
             for i in order[1:]
             if len(first & set(chains[i].frames.tolist())) >= cfg.sync_overlap * len(chains[i].frames)
-            and motion_extent(chains[i], frame_hw) >= moves
+            and motion_extent(chains[i], frame_hw, camera) >= moves
         ]
         picked += partners[:1]
     boxes = np.full((len(picked), n, 4), np.nan, np.float32)
