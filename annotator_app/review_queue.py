@@ -62,13 +62,14 @@ def _keep(row: QueueRow, status: str) -> bool:
 def queue_rows(store: MaskStore, split: str | None = None, status: str = "all") -> list[QueueRow]:
     """Samples with their progress, in sample order, filtered by split (``None`` = any) and by one
     of :data:`QUEUE_FILTERS`. One grouped query over the store."""
-    sql = (
-        "SELECT s.sample_id, s.dataset, s.split, COUNT(f.frame_id), "
-        "COALESCE(SUM(m.status='accepted'),0), COALESCE(SUM(m.status='flagged'),0), "
-        "COALESCE(SUM(m.status='rejected'),0), COALESCE(SUM(m.status='unreviewed'),0), "
-        "COALESCE(SUM(f.frame_id IS NOT NULL AND m.mask_id IS NULL),0), l.owner "
-        "FROM samples s LEFT JOIN frames f ON f.sample_id=s.sample_id "
-        "LEFT JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
+    sql = (  # review_progress: per-sample counts the store's triggers keep (not a join over every frame)
+        "SELECT s.sample_id, s.dataset, s.split, COALESCE(SUM(p.n),0), "
+        "COALESCE(SUM(CASE WHEN p.status='accepted' THEN p.n END),0), "
+        "COALESCE(SUM(CASE WHEN p.status='flagged' THEN p.n END),0), "
+        "COALESCE(SUM(CASE WHEN p.status='rejected' THEN p.n END),0), "
+        "COALESCE(SUM(CASE WHEN p.status='unreviewed' THEN p.n END),0), "
+        "COALESCE(SUM(CASE WHEN p.status='none' THEN p.n END),0), l.owner "
+        "FROM samples s LEFT JOIN review_progress p ON p.sample_id=s.sample_id "
         "LEFT JOIN locks l ON l.sample_id=s.sample_id AND l.expires_at>? "
     )
     params: list[object] = [time.time()]
@@ -84,19 +85,22 @@ def next_flagged(
 ) -> tuple[str, int] | None:
     """The first flagged frame after ``(sample_id, frame_idx)`` in sample then frame order,
     wrapping around, skipping samples another user holds; ``None`` when there is none."""
+    # Samples in order, only those whose review_progress has flagged frames, then their frames in order:
+    # CROSS JOIN fixes that loop order, so the first hit ends the query without reading the rest.
     sql = (
-        "SELECT f.sample_id, f.idx FROM frames f JOIN masks m ON m.frame_id=f.frame_id "
-        "AND m.version=f.head_version JOIN samples s ON s.sample_id=f.sample_id "
-        "LEFT JOIN locks l ON l.sample_id=f.sample_id AND l.expires_at>? AND l.owner<>? "
+        "SELECT f.sample_id, f.idx FROM samples s CROSS JOIN review_progress p ON p.sample_id=s.sample_id "
+        "AND p.status='flagged' AND p.n>0 CROSS JOIN frames f ON f.sample_id=s.sample_id "
+        "JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
+        "LEFT JOIN locks l ON l.sample_id=s.sample_id AND l.expires_at>? AND l.owner<>? "
         "WHERE m.status='flagged' AND l.owner IS NULL "
     )
     params: list[object] = [time.time(), user]
     if split:
         sql, params = sql + "AND s.split=? ", [*params, split]
-    order = "ORDER BY f.sample_id, f.idx LIMIT 1"
+    order = "ORDER BY s.sample_id, f.idx LIMIT 1"
     if after is not None:
         rows = store.query(
-            sql + "AND (f.sample_id>? OR (f.sample_id=? AND f.idx>?)) " + order, [*params, after[0], after[0], after[1]]
+            sql + "AND s.sample_id>=? AND (s.sample_id>? OR f.idx>?) " + order, [*params, after[0], after[0], after[1]]
         )
         if rows:
             return rows[0][0], int(rows[0][1])

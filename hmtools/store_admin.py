@@ -134,9 +134,10 @@ def integrity_check(store: MaskStore, chunk: int = 20000) -> list[str]:
 
     Checks SQLite's own ``integrity_check`` and ``foreign_key_check``, that every frame's
     ``head_version`` exists and is its newest version, that versions are contiguous, that sample
-    frame counts match, and that every stored version's RLE is well formed, covers exactly its
-    frame's ``height * width`` pixels and agrees with its stored area and box. Masks are read in
-    chunks of ``chunk`` rows, so memory stays flat.
+    frame counts match, that ``review_progress`` agrees with the frames' newest statuses, and that
+    every stored version's RLE is well formed, covers exactly its frame's ``height * width`` pixels
+    and agrees with its stored area and box. Masks are read in chunks of ``chunk`` rows, so memory
+    stays flat.
     """
     problems = [f"sqlite: {r[0]}" for r in store.query("PRAGMA integrity_check") if r[0] != "ok"]
     problems += [
@@ -157,6 +158,18 @@ def integrity_check(store: MaskStore, chunk: int = 20000) -> list[str]:
     ):
         if n_frames != counted:
             problems.append(f"sample {sample_id}: expects {n_frames} frames, {counted} registered")
+    counted_by_status = {
+        (r[0], r[1]): r[2]
+        for r in store.query(
+            "SELECT f.sample_id, COALESCE(m.status, 'none'), COUNT(*) FROM frames f LEFT JOIN masks m "
+            "ON m.frame_id=f.frame_id AND m.version=f.head_version GROUP BY 1, 2"
+        )
+    }
+    kept = {(r[0], r[1]): r[2] for r in store.query("SELECT sample_id, status, n FROM review_progress WHERE n<>0")}
+    for sample_id, status in sorted(counted_by_status.keys() | kept.keys()):
+        n, k = counted_by_status.get((sample_id, status), 0), kept.get((sample_id, status), 0)
+        if n != k:
+            problems.append(f"sample {sample_id}: review_progress counts {k} frames {status}, the frames hold {n}")
     last = 0
     while True:
         batch = store.query(

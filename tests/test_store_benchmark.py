@@ -34,3 +34,21 @@ def test_benchmark_round_trip(tmp_path: Path) -> None:
     assert r["frames"] == 250 and r["store_exact_frames"] == 250 and r["store_integrity_problems"] == 0
     assert r["jpeg_iou_min"] > 0.95 and 0 < r["store_bytes"] < r["jpeg_bytes"]
     assert len(list((tmp_path / "bench" / "jpeg").rglob("*.jpg"))) == 250
+
+
+def test_scale_benchmark_runs_on_a_small_store(tmp_path: Path, capsys) -> None:
+    spec = importlib.util.spec_from_file_location("store_scale", BENCH.parent / "store_scale.py")
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    assert sum(scale.frame_counts(3000)) == 312_256
+    info = scale.build(tmp_path / "scale.db", 4)
+    assert info["frames"] == sum(scale.frame_counts(4)) and info["masks"] > info["frames"]
+    from hmtools.store import MaskStore
+
+    with MaskStore(tmp_path / "scale.db", create=False) as store:
+        bench = scale.Bench(store, repeat=1, explain=True)
+        bench.interactions()
+        bench.reports(export_samples=2)
+    names = [row[0] for row in bench.rows]
+    assert "queue refresh, filter 'all'" in names and "hmtools validate STORE (integrity_check)" in names
+    assert "FULL SCAN" not in capsys.readouterr().out.split("reports (run once)")[0]  # none per interaction

@@ -113,3 +113,103 @@ def test_not_sqlite_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="empty file"):
         MaskStore(empty, create=False)
     assert empty.read_bytes() == b""
+
+
+def progress_rows(store: MaskStore) -> dict[tuple[str, str], int]:
+    return {(s, st): n for s, st, n in store.query("SELECT sample_id, status, n FROM review_progress WHERE n<>0")}
+
+
+def counted_rows(store: MaskStore) -> dict[tuple[str, str], int]:
+    """The newest status of every frame counted per sample: what review_progress must always hold."""
+    rows = store.query(
+        "SELECT f.sample_id, COALESCE(m.status, 'none'), COUNT(*) FROM frames f LEFT JOIN masks m "
+        "ON m.frame_id=f.frame_id AND m.version=f.head_version GROUP BY 1, 2"
+    )
+    return {(s, st): n for s, st, n in rows}
+
+
+def reviewed_store(path: Path) -> MaskStore:
+    """Four samples: masks with every status (one flagged), one sample without masks."""
+    store = MaskStore(path)
+    store.add_samples(make_samples(4, 5))
+    for i in range(3):
+        writes = [
+            MaskWrite(mask=blob_mask(t), status="flagged" if (i, t) == (1, 3) else "unreviewed") for t in range(5)
+        ]
+        store.write_sample_masks(f"clip{i}/0", writes, author="b")
+    store.set_status({"clip0/0/00000.jpg": 1, "clip0/0/00001.jpg": 1}, "accepted", author="r")
+    store.set_status({"clip2/0/00004.jpg": 1}, "rejected", author="r")
+    store.put_mask("clip0/0/00001.jpg", MaskWrite(mask=blob_mask(9), source="human"), author="r", expected_version=2)
+    return store
+
+
+def test_version_2_store_gets_review_progress_from_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    reviewed_store(path).close()
+    with raw_connect(path) as raw:  # back to schema 2 exactly: what a store written by the previous hmtools holds
+        for trigger in ("progress_frame_insert", "progress_frame_delete", "progress_frame_update"):
+            raw.execute(f"DROP TRIGGER {trigger}")
+        raw.execute("DROP TABLE review_progress")
+        raw.execute("PRAGMA user_version = 2")
+    assert "review_progress" not in names(path, "table")
+    with MaskStore(path, create=False) as store:  # v2 -> v3 on open
+        assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+        assert {"progress_frame_insert", "progress_frame_delete", "progress_frame_update"} <= names(path, "trigger")
+        assert progress_rows(store) == counted_rows(store)
+        assert progress_rows(store)[("clip1/0", "flagged")] == 1 and progress_rows(store)[("clip3/0", "none")] == 5
+        store.set_status({"clip1/0/00003.jpg": 1}, "accepted", author="r")  # the triggers keep it from here on
+        assert progress_rows(store) == counted_rows(store) and ("clip1/0", "flagged") not in progress_rows(store)
+        assert integrity_check(store) == []
+
+
+def test_review_progress_follows_every_write_and_raw_sql(tmp_path: Path) -> None:
+    path = tmp_path / "masks.db"
+    with reviewed_store(path) as store:
+        assert progress_rows(store) == counted_rows(store)
+        store.add_samples(make_samples(4, 7)[3:])  # clip3/0 has no masks: re-registered with 7 frames instead of 5
+        store.add_samples(make_samples(1, 2, prefix="new"))
+        store.write_sample_masks("new0/0", [MaskWrite(mask=blob_mask(0), frame_idx=1)], author="b")
+        store.set_status({"clip2/0/00004.jpg": 2}, "flagged", author="r", reason="again")
+        assert progress_rows(store) == counted_rows(store)
+        assert progress_rows(store)[("clip3/0", "none")] == 7 and progress_rows(store)[("new0/0", "none")] == 1
+        with raw_connect(path) as raw:  # a writer behind hmtools' back is counted too
+            frame_id = raw.execute("SELECT frame_id FROM frames WHERE key='clip3/0/00000.jpg'").fetchone()[0]
+            raw.execute(
+                "INSERT INTO masks (frame_id, version, height, width, counts, area, bbox, source, status, author, created_at) "
+                "SELECT ?, 1, height, width, counts, area, bbox, 'human', 'accepted', 'raw', 0 FROM masks WHERE mask_id=1",
+                (frame_id,),
+            )
+            raw.execute("UPDATE frames SET head_version=1, height=24, width=32 WHERE frame_id=?", (frame_id,))
+        assert progress_rows(store) == counted_rows(store) and progress_rows(store)[("clip3/0", "none")] == 6
+        assert integrity_check(store) == []
+        with raw_connect(path) as raw:  # a count that no longer agrees is reported by validate
+            raw.execute("UPDATE review_progress SET n=n+1 WHERE sample_id='clip0/0' AND status='accepted'")
+        assert integrity_check(store) == ["sample clip0/0: review_progress counts 2 frames accepted, the frames hold 1"]
+
+
+def test_queue_and_next_flagged_read_review_progress_with_the_same_answers(tmp_path: Path) -> None:
+    from annotator_app.review_queue import next_flagged, queue_rows
+
+    store = reviewed_store(tmp_path / "masks.db")
+    store.set_status({"clip0/0/00004.jpg": 1, "clip2/0/00000.jpg": 1}, "flagged", author="r")
+    seen: list[str] = []
+    store._conn.set_trace_callback(seen.append)
+    rows = queue_rows(store)
+    assert [r.as_list()[:9] for r in rows] == [
+        ["clip0/0", "", "train", 5, 1, 1, 0, 3, 0],  # 00001.jpg was edited after its accept: unreviewed again
+        ["clip1/0", "", "train", 5, 0, 1, 0, 4, 0],
+        ["clip2/0", "", "train", 5, 0, 1, 1, 3, 0],
+        ["clip3/0", "", "train", 5, 0, 0, 0, 0, 5],
+    ]
+    assert [r.sample_id for r in queue_rows(store, status="has flagged")] == ["clip0/0", "clip1/0", "clip2/0"]
+    order = [("clip0/0", 4), ("clip1/0", 3), ("clip2/0", 0)]
+    assert next_flagged(store, None, "me") == order[0]
+    for here, there in zip(order, [*order[1:], order[0]], strict=True):  # in order, then wrapping around
+        assert next_flagged(store, here, "me") == there
+    assert next_flagged(store, ("clip1/0", 2), "me") == ("clip1/0", 3)
+    assert next_flagged(store, None, "me", split="test") is None
+    store._conn.set_trace_callback(None)
+    for sql in dict.fromkeys(s for s in seen if s.startswith("SELECT")):  # no pass over every frame or mask
+        plan = " | ".join(r[3] for r in store.query("EXPLAIN QUERY PLAN " + sql))
+        assert "SCAN f" not in plan and "SCAN m" not in plan, plan
+    store.close()
