@@ -49,6 +49,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text ({e.reason}); pass --config FILE of a YAML file") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -69,7 +73,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({str(e).splitlines()[0]}); quote it or fix it"
+            ) from e
     return out
 
 

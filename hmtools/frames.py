@@ -148,7 +148,7 @@ def _check_pattern(pattern: str) -> None:
 
 
 def extract_video_frames(
-    video: str | Path, out: str | Path, pattern: str = "%05d.jpg", start: int = 0, progress: bool = True
+    video: str | Path, out: str | Path, pattern: str = "%05d.jpg", start: int = 1, progress: bool = True
 ) -> int:
     """Decode every frame of a video into a frame folder (resumable, atomic per video).
 
@@ -157,7 +157,7 @@ def extract_video_frames(
         out: Frame folder to create. If it already exists and holds frames, the video counts as done
             and nothing is written.
         pattern: File name pattern with one integer field, e.g. ``"%05d.jpg"``, ``"img_%05d.jpg"``.
-        start: Number of the first frame file (1 matches ffmpeg's numbering).
+        start: Number of the first frame file (default 1, ffmpeg's numbering, which every dataset's files use).
         progress: Show a tqdm bar over frames.
 
     Returns:
@@ -165,7 +165,8 @@ def extract_video_frames(
 
     Raises:
         InputError: missing video or bad pattern.
-        DataFormatError: OpenCV cannot open the video or decodes no frame from it.
+        DataFormatError: OpenCV cannot open the video, decodes no frame from it, or decodes fewer frames
+            than its .avi/.mp4/.mov header declares (nothing is left at ``out``).
         HMToolsError: a frame could not be written (disk full, permissions); nothing is left at ``out``.
     """
     import cv2
@@ -174,7 +175,9 @@ def extract_video_frames(
     video, out = Path(video), Path(out)
     _check_pattern(pattern)
     if not video.is_file():
-        raise InputError(f"video {video} does not exist")
+        raise InputError(f"video {video} {'is a folder' if video.is_dir() else 'does not exist'}; pass a video file")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"frame folder {out} is a file; pass a folder (new or empty) for the frames")
     if out.is_dir() and any(out.iterdir()):
         log.info("%s already extracted, skipped", out)
         return 0
@@ -184,23 +187,42 @@ def extract_video_frames(
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)  # left by an interrupted run
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:  # a read-only folder, or a file where a folder is needed
+        raise InputError(f"cannot create frame folder {out}: {e.strerror or e}; pick a writable place") from e
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    fps = cap.get(cv2.CAP_PROP_FPS)
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    n = 0
+    n, repeated, first_ms, encoded = 0, 0, None, None
     try:
         with tqdm(total=total, desc=video.name, unit="frame", disable=not progress, leave=False) as bar:
             while True:
                 ok, frame = cap.read()
                 if not ok:
                     break
-                target = tmp / (pattern % (start + n))
-                if not cv2.imwrite(str(target), frame, params):
-                    raise HMToolsError(f"cannot write frame {target} (disk full or no permission?)")
+                # a constant frame rate as ffmpeg writes image sequences: a frame whose timestamp is more than
+                # one interval on (an AVI drop frame, a variable-rate stream) comes after repeats of the last
+                ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+                first_ms = ms if first_ms is None else first_ms
+                due = round((ms - first_ms) * fps / 1000.0) if fps > 0 else n
+                while encoded is not None and n < due:
+                    _write_frame(tmp / (pattern % (start + n)), encoded)
+                    n, repeated = n + 1, repeated + 1
+                    bar.update(1)
+                ok, buf = cv2.imencode(".jpg", frame, params)
+                if not ok:
+                    raise HMToolsError(f"cannot encode frame {n + start} of {video}")
+                encoded = buf.tobytes()
+                _write_frame(tmp / (pattern % (start + n)), encoded)
                 n += 1
                 bar.update(1)
         if n == 0:
             raise DataFormatError(f"decoded no frame from video {video}; the file is empty or its codec unsupported")
+        if repeated:
+            log.warning("%s: %d frames repeated at gaps in its timestamps (as ffmpeg does)", video, repeated)
+        if total is not None and n < total:
+            _short_video(video, n, total)
         if out.is_dir():
             out.rmdir()  # empty folder: replace it
         os.replace(tmp, out)
@@ -210,6 +232,35 @@ def extract_video_frames(
     finally:
         cap.release()
     return n
+
+
+def _write_frame(target: Path, encoded: bytes) -> None:
+    """Write one encoded frame; a failure (disk full, permissions) is an :class:`HMToolsError`."""
+    try:
+        target.write_bytes(encoded)
+    except OSError as e:
+        raise HMToolsError(f"cannot write frame {target} ({e.strerror or e}: disk full or no permission?)") from e
+
+
+_COUNTED_CONTAINERS = (".avi", ".mp4", ".m4v", ".mov")
+"""Containers that store the video stream's frame count (OpenCV estimates it from the duration for others)."""
+
+
+def _short_video(video: Path, n: int, total: int) -> None:
+    """Refuse a video that decoded to fewer frames than its container declares.
+
+    OpenCV stops at a truncated or corrupt frame: the files after that point are missing, and a rerun must
+    not take the folder for finished. (Gaps in the timestamps, such as AVI drop frames, are filled with
+    repeats as ffmpeg does and do not count as missing.) A count only estimated from the duration is not
+    trusted.
+    """
+    msg = (
+        f"decoded {n} of the {total} frames video {video} declares (a truncated or corrupt file), so the "
+        f"frames would not match the dataset's; re-download it or re-encode it"
+    )
+    if video.suffix.lower() in _COUNTED_CONTAINERS:
+        raise DataFormatError(msg)
+    log.warning("%s (count estimated from the duration; frames kept)", msg)
 
 
 def _dataset_videos(name: str, root: Path) -> tuple[list[tuple[Path, Path]], str, int]:

@@ -99,8 +99,12 @@ def build_detector(
         )
     else:
         raise InputError(f"unknown detector {spec!r}; valid names: {names}; or pass a weights file")
+    from PIL import Image
+
+    pil_open = Image.open
     try:
         model = YOLO(target)
+        classes = model.names  # a file of another format (any suffix) loads lazily and fails only here
     except (TypeError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError) as e:
         if not Path(target).is_file():
             raise
@@ -112,10 +116,12 @@ def build_detector(
         raise InputError(
             f"could not load detector {spec!r} ({e}); with no internet, download {target} elsewhere and pass --detector PATH"
         ) from e
+    finally:
+        Image.open = pil_open  # modules ultralytics imports while loading patch it again (see _yolo_class)
     if model.task != "detect":
         raise InputError(f"detector {spec} is a {model.task!r} model; pass a YOLO detection model")
     half = device.startswith("cuda")
-    return Detector(model, device, person_classes(model.names), conf, imgsz, half, BatchSize(batch_size))
+    return Detector(model, device, person_classes(classes), conf, imgsz, half, BatchSize(batch_size))
 
 
 def detect_people(detector: Detector, frames: Sequence[np.ndarray]) -> list[np.ndarray]:

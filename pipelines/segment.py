@@ -382,8 +382,9 @@ def build_segmenter(
         path = resolve_checkpoint(name, checkpoint, download=download)
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except (RuntimeError, EOFError, pickle.UnpicklingError, TypeError, AttributeError) as e:
+        except (RuntimeError, EOFError, pickle.UnpicklingError, TypeError, AttributeError, KeyError) as e:
             why = " ".join(str(e).split())[:160] or type(e).__name__  # a size mismatch lists every tensor
+            why = "not a torch checkpoint file" if isinstance(e, KeyError) else why  # a stray pickle opcode
             raise InputError(
                 f"SAM checkpoint {path} does not load as {name} ({why}); pass the {SEGMENTERS[name].filename} "
                 "file, or the --segmenter that matches the checkpoint"

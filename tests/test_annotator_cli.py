@@ -65,3 +65,21 @@ def test_bad_credentials_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="cannot read --auth-file"):
         parse_auth([], tmp_path / "missing.txt")
     check_bind("0.0.0.0", [("a", "b")])  # with credentials any address is allowed
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"), [(["--port", "0"], "--port"), (["--port", "70000"], "--port"), ([], "UTF-8")]
+)
+def test_bad_port_or_binary_auth_file_is_exit_2_before_serving(tmp_path, capsys, extra, says):
+    """A port gradio cannot bind, or an --auth-file of bytes: one line, exit 2, no traceback."""
+    from hmtools.cli import main
+
+    (tmp_path / "auth.bin").write_bytes(b"\xa6\xff\x00" * 8)
+    auth = [] if extra else ["--auth-file", str(tmp_path / "auth.bin")]
+    args = ["annotate", "--store", str(tmp_path / "x.db"), "--root", str(tmp_path), "--segmenter", "fake"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([*args, *extra, *auth])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and says in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auth.bin"]

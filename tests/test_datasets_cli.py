@@ -13,6 +13,7 @@ from _datasets_fixtures import (
     make_mtl_aqa,
     real_annotations_dir,
     run_cli,
+    write_video,
 )
 
 Capsys = pytest.CaptureFixture[str]
@@ -134,3 +135,20 @@ def test_samples_round_trip_through_json(tmp_path: Path) -> None:
         for s in load_dataset(name, tmp_path / sub).samples:
             data = json.loads(json.dumps(s.to_json()))
             assert Sample.from_json(data, s.frames) == s, s.sample_id
+
+
+def test_extract_frames_into_a_file_or_from_a_folder_exit_2_and_leave_nothing(tmp_path: Path, capsys: Capsys) -> None:
+    """--out that is a file, or lies under one, and a --video that is a folder: one line, exit 2, no traceback."""
+    write_video(tmp_path / "v.avi", 3)
+    (tmp_path / "notes.txt").write_text("x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    video = ["extract-frames", "--video", str(tmp_path / "v.avi"), "--out"]
+    for args, says in (
+        ([*video, str(tmp_path / "notes.txt")], "is a file"),
+        ([*video, str(tmp_path / "notes.txt" / "frames")], "cannot create frame folder"),
+        (["extract-frames", "--video", str(tmp_path), "--out", str(tmp_path / "o")], "is a folder"),
+    ):
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and says in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (tmp_path / "notes.txt").read_text() == "x"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,51 @@ def test_import_checks_mask_sizes_against_the_frame_folder_the_adapter_found(
     err = capsys.readouterr().err
     assert "differ in size from their frames" in err and "frame 48x64" in err
     assert not store.exists()
+
+
+def test_export_and_import_into_a_place_under_a_file_exit_2_and_touch_nothing(
+    fake_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out / --store under a file (the same check refuses a read-only folder): one line, exit 2, no traceback."""
+    with MaskStore(tmp_path / "a.db") as st:
+        fill_store(st, make_samples())
+    assert (
+        _run(["export", "--store", str(tmp_path / "a.db"), "--format", "coco", "--out", str(tmp_path / "x.json")]) == 0
+    )
+    (tmp_path / "notes.txt").write_text("x")
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    capsys.readouterr()
+    for fmt in ("coco", "fineparser"):
+        out = tmp_path / "notes.txt" / f"e_{fmt}"
+        assert _run(["export", "--store", str(tmp_path / "a.db"), "--format", fmt, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "is a file, not a folder" in err and err.count("\n") == 1, err
+    args = ["import", "--dataset", "aqa7", "--root", str(fake_dataset), "--format", "coco", "--masks"]
+    assert _run([*args, str(tmp_path / "x.json"), "--store", str(tmp_path / "notes.txt" / "b.db")]) == 2
+    err = capsys.readouterr().err
+    assert "--store" in err and "is a file, not a folder" in err and err.count("\n") == 1, err
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_export_and_import_into_a_read_only_folder_exit_2(
+    fake_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with MaskStore(tmp_path / "a.db") as st:
+        fill_store(st, make_samples())
+    assert (
+        _run(["export", "--store", str(tmp_path / "a.db"), "--format", "coco", "--out", str(tmp_path / "x.json")]) == 0
+    )
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        capsys.readouterr()
+        assert _run(["export", "--store", str(tmp_path / "a.db"), "--format", "hdf5", "--out", str(ro / "e.h5")]) == 2
+        args = ["import", "--dataset", "aqa7", "--root", str(fake_dataset), "--format", "coco"]
+        assert _run([*args, "--masks", str(tmp_path / "x.json"), "--store", str(ro / "b.db")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("is not writable") == 2 and err.count("\n") == 2, err
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o755)

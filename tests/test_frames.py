@@ -93,7 +93,7 @@ def test_extract_video_frames_naming_resume_and_atomicity(tmp_path: Path) -> Non
     out2 = tmp_path / "frames" / "002"
     write_frames(tmp_path / "frames" / "002.partial", ["00000.jpg", "junk.jpg"])
     assert extract_video_frames(video, out2, progress=False) == 5
-    assert list_frame_files(out2)[0] == "00000.jpg" and not (tmp_path / "frames" / "002.partial").exists()
+    assert list_frame_files(out2)[0] == "00001.jpg" and not (tmp_path / "frames" / "002.partial").exists()
     # an undecodable video leaves nothing behind
     bad = tmp_path / "bad.avi"
     bad.write_bytes(b"garbage" * 10)
@@ -123,7 +123,12 @@ def test_extract_frames_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     write_video(tmp_path / "v.mp4", 3)
     code, out, _ = run_cli(["extract-frames", "--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "o")], capsys)
     assert code == 0 and "3 frames written" in out
-    assert list_frame_files(tmp_path / "o") == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    # numbered from 1 like ffmpeg (every dataset's extraction): FineDiving's 00489.jpg is the video's 489th frame
+    assert list_frame_files(tmp_path / "o") == ["00001.jpg", "00002.jpg", "00003.jpg"]
+    run_cli(
+        ["extract-frames", "--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "z"), "--start", "0"], capsys
+    )
+    assert list_frame_files(tmp_path / "z")[0] == "00000.jpg"
     code, _, err = run_cli(["extract-frames", "--dataset", "aqa7", "--root", str(tmp_path)], capsys)
     assert code == 2 and "Actions" in err
     code, _, err = run_cli(["extract-frames", "--root", str(tmp_path)], capsys)
@@ -136,3 +141,64 @@ def test_extract_dataset_frames_mtl_aqa_whole_videos(tmp_path: Path) -> None:
     assert list_frame_files(tmp_path / "whole_videos_frames" / "01") == [f"{i:06d}.jpg" for i in range(1, 5)]
     with pytest.raises(InputError, match="whole_videos"):
         extract_dataset_frames("mtl-aqa", tmp_path / "whole_videos")
+
+
+def test_extract_refuses_a_video_that_decodes_short(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A truncated .avi (a cut-off download) decodes to fewer frames than its header declares: OpenCV just
+    stops. Renaming that into a "done" folder would skip it on every rerun and shift nothing back."""
+    full = tmp_path / "full.avi"
+    write_video(full, 10)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: int(len(data) * 0.9)])  # the header still says 10 frames
+    out = tmp_path / "frames" / "001"
+    with pytest.raises(DataFormatError, match=r"decoded \d of the 10 frames"):
+        extract_video_frames(cut, out, progress=False)
+    assert not out.exists() and not (tmp_path / "frames" / "001.partial").exists()
+    code, _, err = run_cli(["extract-frames", "--video", str(cut), "--out", str(out)], capsys)
+    assert code == 2 and err.count("hmtools: error:") == 1 and "truncated" in err and "Traceback" not in err
+    assert not out.exists()  # so a rerun tries again instead of skipping a short folder
+
+
+def _empty_avi_chunks(src: Path, dst: Path, drop: set[int]) -> None:
+    """Copy an OpenCV MJPG .avi with the frames in ``drop`` stored as zero-size chunks: an AVI "drop frame",
+    the way AVI marks variable frame timing (ffmpeg's default constant-rate output repeats a frame there)."""
+    import struct
+
+    b = src.read_bytes()
+
+    def chunks(off: int, end: int):
+        while off + 8 <= end:
+            size = struct.unpack("<I", b[off + 4 : off + 8])[0]
+            yield b[off : off + 4], off, size
+            off += 8 + size + (size & 1)
+
+    out, movi, idx, i = bytearray(b[:12]), bytearray(b"movi"), bytearray(), 0
+    for cid, off, size in chunks(12, len(b)):
+        if cid == b"LIST" and b[off + 8 : off + 12] == b"movi":
+            for c2, o2, s2 in chunks(off + 12, off + 8 + size):
+                data = b"" if c2 == b"00dc" and i in drop else b[o2 + 8 : o2 + 8 + s2]
+                i += c2 == b"00dc"
+                idx += c2 + struct.pack("<III", 0x10 if data else 0, len(movi), len(data))
+                movi += c2 + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
+            out += b"LIST" + struct.pack("<I", len(movi)) + movi
+        elif cid != b"idx1":
+            out += b[off : off + 8 + size + (size & 1)]
+    out += b"idx1" + struct.pack("<I", len(idx)) + idx
+    out[4:8] = struct.pack("<I", len(out) - 8)
+    dst.write_bytes(out)
+
+
+def test_drop_frames_are_repeated_as_ffmpeg_does_so_numbers_match(tmp_path: Path) -> None:
+    """OpenCV returns only the 9 real frames of a 10-frame AVI with one drop frame; ffmpeg (a constant frame
+    rate for image sequences) repeats the frame before the gap, so every later file keeps its number."""
+    write_video(tmp_path / "v.avi", 10)
+    _empty_avi_chunks(tmp_path / "v.avi", tmp_path / "copy.avi", set())
+    assert extract_video_frames(tmp_path / "copy.avi", tmp_path / "ok", progress=False) == 10  # rewrite is sound
+    _empty_avi_chunks(tmp_path / "v.avi", tmp_path / "vfr.avi", {3})
+    assert extract_video_frames(tmp_path / "vfr.avi", tmp_path / "o", progress=False) == 10
+    files = sorted((tmp_path / "o").iterdir())
+    assert [f.name for f in files] == [f"{i:05d}.jpg" for i in range(1, 11)]
+    assert files[3].read_bytes() == files[2].read_bytes()  # the drop frame repeats its predecessor
+    for i in (4, 9):  # later frames are the video's own, at their own numbers
+        assert np.array_equal(cv2.imread(str(files[i])), cv2.imread(str(tmp_path / "ok" / files[i].name)))

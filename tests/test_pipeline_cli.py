@@ -170,3 +170,70 @@ def test_preview_rejects_unknown_extension(tmp_path) -> None:
         ],
     )
     assert isinstance(res.exception, InputError) and ".mp4 or .gif" in str(res.exception)
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run ``hmtools ARGS`` through :func:`hmtools.cli.main`; ``(exit code, stderr)``. A traceback fails the test."""
+    from hmtools.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    return int(e.value.code or 0), capsys.readouterr().err
+
+
+def _one_line(code: int, err: str, says: str) -> None:
+    assert code == 2 and says in err and err.count("\n") == 1 and err.startswith("hmtools: error:"), err
+
+
+SAMPLE = REPO / "examples" / "aqa7_sample"
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--set", "frames.batch_size=[1,"], "not valid YAML"),
+        (["--config", "BINARY"], "is not UTF-8 text"),
+        (["--store", "UNDER_FILE"], "is a file, not a folder"),
+    ],
+)
+def test_build_masks_bad_override_config_or_store_place_exit_2(tmp_path, capsys, extra, says) -> None:
+    (tmp_path / "cfg.yaml").write_bytes(b"\xa6\x00\xff" * 10)
+    (tmp_path / "notes.txt").write_text("x")
+    subs = {"BINARY": str(tmp_path / "cfg.yaml"), "UNDER_FILE": str(tmp_path / "notes.txt" / "m.db")}
+    extra = [subs.get(a, a) for a in extra]
+    args = ["build-masks", "--dataset", "aqa7", "--root", str(SAMPLE), "--store", str(tmp_path / "m.db")]
+    _one_line(*_cli([*args, "--detector", "lite", "--segmenter", "lite", *extra], capsys), says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml", "notes.txt"]
+
+
+@pytest.mark.parametrize("which", ["detector", "sam"])
+def test_build_masks_weights_file_that_is_not_weights_exits_2(tmp_path, capsys, which) -> None:
+    """A text file as --detector (any suffix) or --sam-checkpoint: one line, exit 2, no store left."""
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics" if which == "detector" else "segment_anything") is None:
+        pytest.skip("needs ultralytics / segment_anything")  # not imported here: ultralytics patches PIL on import
+    (tmp_path / "weights.txt").write_text("hello world\n")
+    models = (
+        ["--detector", str(tmp_path / "weights.txt"), "--segmenter", "lite"]
+        if which == "detector"
+        else ["--detector", "lite", "--segmenter", "sam_vit_b", "--sam-checkpoint", str(tmp_path / "weights.txt")]
+    )
+    args = ["build-masks", "--dataset", "aqa7", "--root", str(SAMPLE), "--store", str(tmp_path / "m.db")]
+    code, err = _cli([*args, *models, "--samples", "diving/001", "--device", "cpu"], capsys)
+    err = "".join(line + "\n" for line in err.splitlines() if line.startswith("hmtools"))  # ultralytics warns too
+    _one_line(code, err, "cannot be loaded" if which == "detector" else "not a torch checkpoint file")
+    assert not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "max_frames", "says"), [("p.mp4", "0", "--max-frames"), ("n.txt/p.mp4", "4", "a file")]
+)
+def test_preview_bad_max_frames_or_out_place_exit_2_and_write_nothing(tmp_path, capsys, out, max_frames, says) -> None:
+    MaskStore(tmp_path / "m.db").close()
+    (tmp_path / "n.txt").write_text("x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = ["preview", "--store", str(tmp_path / "m.db"), "--root", str(tmp_path), "--sample", "x"]
+    _one_line(*_cli([*args, "--out", str(tmp_path / out), "--max-frames", max_frames], capsys), says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -232,7 +232,7 @@ def _read_state_dict(p: Path, what: str, option: str) -> dict[str, torch.Tensor]
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for bad pickles
-        raise InputError(f"{what} weights {p} could not be read as a state dict: {e}") from e
+        raise InputError(f"{what} weights {p} could not be read as a state dict ({type(e).__name__}: {e})") from e
 
 
 def warn_random_init() -> None:

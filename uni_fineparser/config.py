@@ -178,6 +178,10 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"train.val_fraction must be in [0, 1), got {t.val_fraction}")
     if t.batch_size < 1 or t.accumulate < 1 or t.voters < 1:
         raise ConfigError("train.batch_size, train.accumulate and train.voters must be >= 1")
+    if t.epochs < 1:
+        raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
+    if not t.lr > 0:
+        raise ConfigError(f"train.lr must be > 0, got {t.lr}")
 
 
 def diff_model_configs(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

@@ -38,8 +38,16 @@ def annotate(
 ) -> None:
     """Correct masks in a browser: SAM clicks, brush, propagation, review; every edit is saved at once."""
     from annotator_app.server import check_bind, parse_auth, serve
+    from hmtools.errors import InputError
 
-    credentials = parse_auth(auth or [], auth_file)
+    if port is not None and not 1 <= port <= 65535:
+        raise InputError(f"--port must be 1-65535, got {port}; leave it out to take the first free port from 7860")
+    try:
+        credentials = parse_auth(auth or [], auth_file)
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"--auth-file {auth_file} is not UTF-8 text ({e.reason}); pass a file of USER:PASS lines"
+        ) from e
     check_bind(host, credentials)
     serve(
         store,

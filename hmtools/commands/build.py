@@ -50,10 +50,12 @@ def build_masks(
     sets: Annotated[list[str] | None, Opt("--set", help="Override a config key: key=value (repeatable).")] = None,
 ) -> None:
     """Build automatic athlete masks for a dataset into a mask store (resumable; see docs/pipeline.md)."""
+    from hmtools.commands._checks import check_writable
     from hmtools.config import load_config
     from pipelines.config import BuildConfig
     from pipelines.job import run_build_masks
 
+    check_writable(store, "--store")
     flags = {
         "detect.model": detector,
         "segment.model": segmenter,
@@ -95,7 +97,12 @@ def preview(
     max_frames: Annotated[int, Opt("--max-frames", help="Frames on the contact sheet.")] = 16,
 ) -> None:
     """Write a sample's frames with mask overlay, athlete box and flag reasons as a video + contact sheet."""
+    from hmtools.commands._checks import check_writable
+    from hmtools.errors import InputError
     from pipelines.preview import write_preview
 
+    if max_frames < 1:
+        raise InputError(f"--max-frames must be >= 1, got {max_frames}")
+    check_writable(out, "--out")
     video, sheet = write_preview(store, root, sample, out, sheet_frames=max_frames)
     typer.echo(f"wrote {video} and {sheet}")

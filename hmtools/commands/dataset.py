@@ -83,7 +83,9 @@ def extract_frames(
     video: Annotated[Path | None, typer.Option("--video", help="One video file to extract.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Frame folder for --video.")] = None,
     pattern: Annotated[str, typer.Option("--pattern", help="File name pattern for --video frames.")] = "%05d.jpg",
-    start: Annotated[int, typer.Option("--start", help="Number of the first frame file for --video.")] = 0,
+    start: Annotated[
+        int, typer.Option("--start", help="Number of the first frame file for --video (1 as ffmpeg numbers them).")
+    ] = 1,
 ) -> None:
     """Decode videos into frame folders in the dataset's naming (resumable)."""
     from hmtools.errors import InputError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -27,8 +28,10 @@ def export(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Export the newest masks of a store, atomically, with a manifest (formats: docs/formats.md)."""
+    from hmtools.commands._checks import check_writable
     from hmtools.exchange import ExportOptions, Selection, export_store
 
+    check_writable(out, "--out")
     ids = None if samples is None else tuple(s for arg in samples for s in arg.split(",") if s)
     statuses = None if status is None else tuple(s.strip() for s in status.split(",") if s.strip())
     options = ExportOptions(image_format=image_format, overwrite=overwrite, progress=True)
@@ -54,10 +57,12 @@ def import_masks(
     ] = False,
 ) -> None:
     """Register a dataset's samples and attach masks to them by frame key, in one transaction."""
+    from hmtools.commands._checks import check_writable
     from hmtools.datasets import load_dataset
     from hmtools.exchange import import_masks as run_import
     from hmtools.store import MaskStore
 
+    check_writable(store, "--store")
     options = {"score_scale": score_scale} if dataset.replace("_", "-").lower() == "aqa7" else {}
     index = load_dataset(dataset, root, annotations, **options)
     existed = store.exists()
@@ -69,7 +74,8 @@ def import_masks(
     except BaseException:
         if not existed:  # a store this failed import created holds nothing: leave no file behind
             for leftover in (store, *(store.with_name(store.name + x) for x in ("-wal", "-shm", "-journal"))):
-                leftover.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only folder: keep the original error
+                    leftover.unlink(missing_ok=True)
         raise
     for line in report.lines():
         typer.echo(line)

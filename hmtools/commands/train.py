@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -32,13 +33,31 @@ def train(
     ] = False,
 ) -> None:
     """Train Uni-FineParser; writes checkpoints, metrics.json, predictions_test.csv and curves.png into --out."""
+    from hmtools.commands._checks import check_writable
+    from hmtools.errors import InputError
     from uni_fineparser.config import load_run_config
     from uni_fineparser.run import train_from_dataset
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     extra = ["train.allow_missing_masks=true"] if allow_missing_masks else []
     cfg = load_run_config(preset, config, [*(overrides or []), *extra])
-    summary = train_from_dataset(cfg, dataset, root, masks, out, annotations=annotations, device=device)
+    check_writable(out, "--out")
+    made = out  # the topmost folder this run creates
+    while not made.parent.exists() and made.parent != made.parent.parent:
+        made = made.parent
+    was_empty = out.is_dir() and not any(out.iterdir())
+    existed = out.exists()
+    try:
+        summary = train_from_dataset(cfg, dataset, root, masks, out, annotations=annotations, device=device)
+    except InputError:
+        # bad input found after --out was filled (masks, weights): leave no half-made run folder behind
+        if (was_empty or not existed) and not any((out / n).exists() for n in ("last.pt", "best.pt")):
+            for path in list(out.iterdir()) if existed else [made]:  # an empty --out given stays, empty
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
     typer.echo(json.dumps(summary.get("test", summary), sort_keys=True, default=str))
 
 
@@ -52,8 +71,11 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Evaluate a checkpoint: Spearman rho, R-l2 x100, AIoU@0.5/0.75, mask IoU."""
+    from hmtools.errors import InputError
     from uni_fineparser.run import evaluate_checkpoint
 
+    if voters is not None and voters < 1:
+        raise InputError(f"--voters must be >= 1, got {voters}")
     m = evaluate_checkpoint(checkpoint, split, device=device, voters=voters).metrics
     keys = ("rho", "rl2", "aiou_0.5", "aiou_0.75", "mask_iou", "n")
     report = {k: (None if isinstance(m[k], float) and math.isnan(m[k]) else m[k]) for k in keys}
@@ -74,7 +96,15 @@ def explain(
     device: DeviceOpt = "auto",
 ) -> None:
     """Render the mask attention, the predicted vs true step boundaries and the per-step scores of one sample."""
+    from hmtools.commands._checks import check_writable
+    from hmtools.errors import InputError
     from uni_fineparser.explain import explain_sample
 
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; pass a file name ending in .png (the contact sheet to write)")
+    for path, option in ((out, "--out"), (mp4, "--mp4")):
+        if path is not None:
+            check_writable(path, option)
     ex = explain_sample(checkpoint, sample, out, device=device, mp4=mp4)
-    typer.echo(f"wrote {out}" + (f" and {mp4}" if mp4 else "") + f": predicted {ex.pred:.2f}, true {ex.true:.2f}")
+    sheet = out if out.suffix else out.with_name(out.name + ".png")  # matplotlib adds .png to a bare name
+    typer.echo(f"wrote {sheet}" + (f" and {mp4}" if mp4 else "") + f": predicted {ex.pred:.2f}, true {ex.true:.2f}")
