@@ -48,3 +48,37 @@ def test_process_map_falls_back_to_threads_off_linux(monkeypatch: pytest.MonkeyP
 
 def test_one_worker_runs_inline() -> None:
     assert [pid for _, pid in ordered_process_map(_square_with_pid, range(3), workers=1)] == [os.getpid()] * 3
+
+
+HELD_LOCK_SCRIPT = """
+import sys, threading, time
+sys.path.insert(0, sys.argv[1])
+import _parallel_lock
+from hmtools.exchange.parallel import ordered_process_map
+
+def hold():
+    with _parallel_lock.LOCK:  # a thread of the caller's holds a lock while the workers start
+        time.sleep(30)
+
+if __name__ == "__main__":
+    threading.Thread(target=hold, daemon=True).start()
+    time.sleep(0.2)
+    print(sum(ordered_process_map(_parallel_lock.square_under_lock, range(8), workers=2)))
+"""
+
+
+def test_workers_never_inherit_a_lock_a_caller_thread_holds(tmp_path) -> None:
+    """A worker forked straight from the caller copies every lock its threads hold (OpenCV's or torch's
+    pools, a prefetch thread) and waits on them forever: workers come from a clean fork server."""
+    import subprocess
+
+    (tmp_path / "_parallel_lock.py").write_text(
+        "import threading\nLOCK = threading.Lock()\n\ndef square_under_lock(x):\n    with LOCK:\n        return x * x\n"
+    )
+    script = tmp_path / "run.py"
+    script.write_text(HELD_LOCK_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd(), *sys.path])}
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0 and out.stdout.strip() == str(sum(x * x for x in range(8))), out.stderr[-2000:]
