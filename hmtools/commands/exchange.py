@@ -57,8 +57,12 @@ def import_masks(
     ] = False,
 ) -> None:
     """Register a dataset's samples and attach masks to them by frame key, in one transaction."""
+    from tqdm import tqdm
+
     from hmtools.commands._checks import check_writable
     from hmtools.datasets import load_dataset
+
+    tqdm.monitor_interval = 0  # no monitor thread: with none running, the decode workers fork straight from here
     from hmtools.exchange import import_masks as run_import
     from hmtools.store import MaskStore
 
