@@ -168,7 +168,7 @@ def on_save_preview(ctx: AppContext, state: SessionState) -> Result:
                 ctx, state, state.preview, state.preview_scores, "propagated", state.preview_base
             )
         finally:
-            state.preview, state.preview_scores, state.preview_base = {}, {}, {}
+            state.clear_preview()
         return f"Saved {len(changes)} propagated frames."
 
     return run_action(ctx, state, action)
@@ -177,7 +177,7 @@ def on_save_preview(ctx: AppContext, state: SessionState) -> Result:
 def on_discard_preview(ctx: AppContext, state: SessionState) -> Result:
     """Drop the unsaved preview."""
     n = len(state.preview)
-    state.preview, state.preview_scores, state.preview_base = {}, {}, {}
+    state.clear_preview()
     return run_action(ctx, state, lambda: f"Discarded the preview of {n} frames.")
 
 

@@ -37,7 +37,8 @@ def open_sample(ctx: AppContext, state: SessionState, sample_id: str, frame_idx:
         state.undo, state.redo = [], []
     state.sample_id, state.keys = sample_id, list(sample.frames)
     state.frame_idx = max(0, min(frame_idx, len(state.keys) - 1))
-    state.preview, state.preview_scores, state.preview_base, state.clicks = {}, {}, {}, None
+    state.clear_preview()
+    state.clicks = None
     state.lock_until = lock.expires_at
     refresh(ctx, state)
 
@@ -61,7 +62,8 @@ def release(ctx: AppContext, state: SessionState) -> bool:
     _keep_preview(state)
     released = release_lock(ctx.store, state.sample_id, state.user)
     state.sample_id, state.keys, state.seen, state.statuses = None, [], [], []
-    state.preview, state.preview_scores, state.preview_base, state.clicks = {}, {}, {}, None
+    state.clear_preview()
+    state.clicks = None
     state.undo, state.redo, state.lock_until = [], [], 0.0
     return released
 

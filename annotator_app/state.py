@@ -94,6 +94,10 @@ class SessionState:
     display_scale: int = 1
     brush_for: tuple[str, int] | None = None
 
+    def clear_preview(self) -> None:
+        """Drop the unsaved propagation preview (its masks, scores and the versions it was made from)."""
+        self.preview, self.preview_scores, self.preview_base = {}, {}, {}
+
 
 class ArrayCache:
     """Thread-safe LRU of arrays keyed by ``(frame key, version)``, bounded in MB (rendered

@@ -109,12 +109,6 @@ def has_human_work(store: MaskStore, sample_id: str) -> bool:
     )
 
 
-def head_versions(store: MaskStore, sample_id: str) -> dict[int, int]:
-    """``{frame_idx: head version}`` of the sample's frames (0 = no mask yet)."""
-    rows = store.query("SELECT idx, head_version FROM frames WHERE sample_id=?", (sample_id,))
-    return {int(i): int(v) for i, v in rows}
-
-
 def has_imported_masks(store: MaskStore, sample_id: str) -> bool:
     """Whether any frame's head mask came from ``hmtools import`` (masks made elsewhere, e.g. by hand)."""
     return _any_head_mask(store, sample_id, "m.source='imported'")
@@ -188,7 +182,7 @@ def build_masks(
             try:
                 bar.set_postfix_str(s.sample_id, refresh=False)
                 writes = build_sample_masks(s, root, models, cfg, tick=bar.update)
-                heads = None if overwrite_human else head_versions(store, s.sample_id)
+                heads = None if overwrite_human else {f.idx: f.head_version for f in store.frames(s.sample_id)}
                 if not overwrite_human and human_block(store, s.sample_id):  # an annotator started meanwhile
                     summary.skipped_human.append(s.sample_id)
                     continue

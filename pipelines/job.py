@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from functools import reduce
 from pathlib import Path
 
+from hmtools.devices import resolve_device
 from hmtools.errors import InputError
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
@@ -14,7 +15,7 @@ from pipelines.build import BuildSummary, build_masks
 from pipelines.config import BuildConfig
 from pipelines.distributed import barrier, gather, process_group, rank_from_env
 from pipelines.merge import find_rank_stores, merge_stores, rank_store_path
-from pipelines.models import check_names, load_models, resolve_device
+from pipelines.models import check_names, load_models
 from pipelines.run import Models
 
 log = logging.getLogger(__name__)

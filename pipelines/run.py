@@ -63,13 +63,14 @@ class _Athlete:
 
 def detect_pass(
     sample: Sample, root: Path, models: Models, cfg: BuildConfig
-) -> tuple[list[np.ndarray], list[str | None], tuple[int, int], np.ndarray]:
+) -> tuple[list[np.ndarray], list[str | None], tuple[int, int], np.ndarray | None]:
     """Pass 1: per-frame detections, unreadable-frame reasons, the frame size ``(H, W)`` and the
-    camera path (``(T, 2)`` cumulative background shift, :class:`pipelines.camera.CameraPath`)."""
+    camera path (``(T, 2)`` cumulative background shift, :class:`pipelines.camera.CameraPath`; ``None``
+    without ``select.camera_motion``, which alone uses it)."""
     dets: list[np.ndarray] = []
     errors: list[str | None] = []
     hw: tuple[int, int] | None = None
-    camera = CameraPath()
+    camera = CameraPath() if cfg.select.camera_motion else None
     fc = cfg.frames
     for batch in iter_frame_batches(root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch):
         images, errs = list(batch.images), list(batch.errors)
@@ -84,13 +85,14 @@ def detect_pass(
                 )
         found = iter(models.detect([img for img in images if img is not None]))
         batch_dets = [next(found) if img is not None else np.zeros((0, 5), np.float32) for img in images]
-        for img, d in zip(images, batch_dets, strict=True):
-            camera.add(img, d)  # the background's shift, people left out
+        if camera is not None:
+            for img, d in zip(images, batch_dets, strict=True):
+                camera.add(img, d)  # the background's shift, people left out
         dets += batch_dets
         errors += errs
     if hw is None:
         raise HMToolsError(f"sample {sample.sample_id}: none of its {len(sample.frames)} frames could be read")
-    return dets, errors, hw, camera.path
+    return dets, errors, hw, None if camera is None else camera.path
 
 
 def build_sample_masks(

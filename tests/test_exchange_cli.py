@@ -189,15 +189,20 @@ def test_import_checks_mask_sizes_against_the_frame_folder_the_adapter_found(
     assert not store.exists()
 
 
-def test_export_and_import_into_a_place_under_a_file_exit_2_and_touch_nothing(
-    fake_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """--out / --store under a file (the same check refuses a read-only folder): one line, exit 2, no traceback."""
+def _store_and_coco_export(tmp_path: Path) -> None:
+    """``tmp_path/a.db`` with the sample masks, exported by the CLI to ``tmp_path/x.json``."""
     with MaskStore(tmp_path / "a.db") as st:
         fill_store(st, make_samples())
     assert (
         _run(["export", "--store", str(tmp_path / "a.db"), "--format", "coco", "--out", str(tmp_path / "x.json")]) == 0
     )
+
+
+def test_export_and_import_into_a_place_under_a_file_exit_2_and_touch_nothing(
+    fake_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out / --store under a file (the same check refuses a read-only folder): one line, exit 2, no traceback."""
+    _store_and_coco_export(tmp_path)
     (tmp_path / "notes.txt").write_text("x")
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     capsys.readouterr()
@@ -217,11 +222,7 @@ def test_export_and_import_into_a_place_under_a_file_exit_2_and_touch_nothing(
 def test_export_and_import_into_a_read_only_folder_exit_2(
     fake_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with MaskStore(tmp_path / "a.db") as st:
-        fill_store(st, make_samples())
-    assert (
-        _run(["export", "--store", str(tmp_path / "a.db"), "--format", "coco", "--out", str(tmp_path / "x.json")]) == 0
-    )
+    _store_and_coco_export(tmp_path)
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)

@@ -30,7 +30,7 @@ def _fake_gpus(monkeypatch, count: int) -> None:
 
 def test_bare_cuda_means_this_ranks_gpu(monkeypatch) -> None:
     """Under torchrun ``--device cuda`` must not put every rank's models on GPU 0."""
-    from pipelines.models import resolve_device
+    from hmtools.devices import resolve_device
 
     _fake_gpus(monkeypatch, 4)
     assert resolve_device("cuda", 2) == "cuda:2"
@@ -40,7 +40,7 @@ def test_bare_cuda_means_this_ranks_gpu(monkeypatch) -> None:
 
 
 def test_bad_or_absent_device_is_one_input_error(monkeypatch) -> None:
-    from pipelines.models import resolve_device
+    from hmtools.devices import resolve_device
 
     _fake_gpus(monkeypatch, 1)
     with pytest.raises(InputError, match="not a torch device"):

@@ -30,19 +30,27 @@ def test_store_masks_in_another_frame_order_are_refused(tmp_path):
         src.available(swapped)
 
 
+def _dataset(tmp_path):
+    """10 train / 2 test clips of 16 frames, masks in a store: ``(samples, mask source)``."""
+    samples, masks = make_dataset(tmp_path / "root", n_train=10, n_test=2, n_frames=16)
+    return samples, open_mask_source(make_store(tmp_path / "m.db", samples, masks))
+
+
+def _train(tmp_path, samples, store, *overrides: str) -> None:
+    """The tiny preset, a fifth of train for validation, into ``tmp_path / "out"`` (resuming from it)."""
+    cfg = load_run_config("tiny", overrides=["train.val_fraction=0.2", *overrides])
+    train(cfg, samples, store, tmp_path / "root", tmp_path / "out", device="cpu")
+
+
 @pytest.mark.parametrize("change", ["train.seed=7", "train.val_fraction=0.4", "train.score_norm=false"])
 def test_resume_refuses_a_changed_validation_split_or_score_scale(tmp_path, change):
     """Resuming with another seed / val_fraction / score_norm carved another validation split (samples
     already trained on chose best.pt) and regressed in other score units than the weights had learnt."""
-    samples, masks = make_dataset(tmp_path / "root", n_train=10, n_test=2, n_frames=16)
-    store = open_mask_source(make_store(tmp_path / "m.db", samples, masks))
-    base = ["train.val_fraction=0.2"]
-    cfg = load_run_config("tiny", overrides=[*base, "train.epochs=1"])
-    train(cfg, samples, store, tmp_path / "root", tmp_path / "out", device="cpu")
+    samples, store = _dataset(tmp_path)
+    _train(tmp_path, samples, store, "train.epochs=1")
     first = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
-    cfg2 = load_run_config("tiny", overrides=[*base, "train.epochs=2", change])
     with pytest.raises(ConfigError, match=change.split("=")[0].split(".")[1]):
-        train(cfg2, samples, store, tmp_path / "root", tmp_path / "out", device="cpu")
+        _train(tmp_path, samples, store, "train.epochs=2", change)
     after = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
     assert after["epoch"] == first["epoch"] == 1  # nothing trained on the wrong split
 
@@ -50,17 +58,8 @@ def test_resume_refuses_a_changed_validation_split_or_score_scale(tmp_path, chan
 def test_resume_never_replaces_a_better_best_checkpoint(tmp_path):
     """best.pt can be newer than last.pt (save_every > 1, or a crash between the two writes): a resumed
     run must compare against best.pt's own validation rho, not the older one in last.pt."""
-    samples, masks = make_dataset(tmp_path / "root", n_train=10, n_test=2, n_frames=16)
-    store = open_mask_source(make_store(tmp_path / "m.db", samples, masks))
-    base = ["train.val_fraction=0.2"]
-    train(
-        load_run_config("tiny", overrides=[*base, "train.epochs=1"]),
-        samples,
-        store,
-        tmp_path / "root",
-        tmp_path / "out",
-        device="cpu",
-    )
+    samples, store = _dataset(tmp_path)
+    _train(tmp_path, samples, store, "train.epochs=1")
     best_pt, last_pt = tmp_path / "out" / "best.pt", tmp_path / "out" / "last.pt"
     older = torch.load(last_pt, weights_only=True)
     older["best_metric"] = -1.0  # last.pt written before best.pt's epoch: it knows only a worse best
@@ -68,14 +67,7 @@ def test_resume_never_replaces_a_better_best_checkpoint(tmp_path):
     newer = torch.load(best_pt, weights_only=True)
     newer["best_metric"] = 1.0  # the best a rho can be: no later epoch may replace it
     torch.save(newer, best_pt)
-    train(
-        load_run_config("tiny", overrides=[*base, "train.epochs=3"]),
-        samples,
-        store,
-        tmp_path / "root",
-        tmp_path / "out",
-        device="cpu",
-    )
+    _train(tmp_path, samples, store, "train.epochs=3")
     kept = torch.load(best_pt, weights_only=True)
     assert (kept["best_metric"], kept["epoch"]) == (1.0, 1)
     assert torch.load(last_pt, weights_only=True)["epoch"] == 3

@@ -15,7 +15,17 @@ from uni_fineparser.cache import build_cache
 from uni_fineparser.config import load_run_config
 from uni_fineparser.data import ExemplarPool, PairDataset, carve_validation, frame_steps, group_of, load_view
 from uni_fineparser.mask_source import FolderMasks, StoreMasks, open_mask_source
-from uni_fineparser.transforms import paired_view, sample_indices
+from uni_fineparser.transforms import crop_box, paired_flip, sample_indices
+
+
+def paired_view(
+    frames: np.ndarray, masks: np.ndarray, size: int, rng: np.random.Generator | None, flip: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference the training path is checked against: crop (random or centre) whole frames
+    ``(T, h, w, 3)`` and masks ``(T, h, w)``, then maybe flip both (``load_view`` folds the crop into
+    the cache read instead)."""
+    y, x = crop_box(frames.shape[1], frames.shape[2], size, rng)
+    return paired_flip(frames[:, y : y + size, x : x + size], masks[:, y : y + size, x : x + size], rng, flip)
 
 
 def test_sample_indices_linspace_floor_and_shift():

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from hmtools.devices import resolve_device as resolve_device_name
 from hmtools.errors import InputError
 
 
@@ -35,22 +36,18 @@ class DistInfo:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; under torchrun ``cuda`` means ``cuda:LOCAL_RANK``.
+    """:func:`hmtools.devices.resolve_device` for training (``auto``, ``cpu``, ``cuda`` or ``cuda:N``;
+    under torchrun ``cuda`` means ``cuda:LOCAL_RANK``), made this process's current CUDA device.
 
     Raises:
-        InputError: CUDA asked for but not available, or an unknown name.
+        InputError: CUDA asked for but not there, or a name other than those.
     """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-        dev = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
-        torch.cuda.set_device(dev)
-        return dev
-    if name != "cpu":
+    dev = torch.device(resolve_device_name(name, local_rank))
+    if dev.type not in ("cpu", "cuda"):
         raise InputError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
-    return torch.device("cpu")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return dev
 
 
 def init_distributed(device: str) -> tuple[DistInfo, torch.device]:

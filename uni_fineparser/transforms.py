@@ -50,29 +50,3 @@ def paired_flip(
     f = cv2.flip(frames.reshape(t * h, w, 3), 1).reshape(frames.shape)
     m = cv2.flip(masks.view(np.uint8).reshape(t * h, w), 1).reshape(masks.shape).view(bool)
     return f, m
-
-
-def paired_view(
-    frames: np.ndarray,
-    masks: np.ndarray,
-    size: int,
-    rng: np.random.Generator | None,
-    flip: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Crop (random or centre) and maybe flip frames and masks identically.
-
-    The training data path does the same with the crop folded into the cache read
-    (``ClipCache.get(..., box)``, then :func:`paired_flip`), drawing the same random numbers.
-
-    Args:
-        frames: ``(T, h, w, 3)`` uint8.
-        masks: ``(T, h, w)`` bool.
-        size: Crop side in pixels.
-        rng: Random generator for training; ``None`` for evaluation (centre crop, no flip).
-        flip: Allow a horizontal flip (probability 0.5) when ``rng`` is given.
-
-    Returns:
-        Contiguous ``(T, size, size, 3)`` uint8 frames and ``(T, size, size)`` bool masks.
-    """
-    y, x = crop_box(frames.shape[1], frames.shape[2], size, rng)
-    return paired_flip(frames[:, y : y + size, x : x + size], masks[:, y : y + size, x : x + size], rng, flip)

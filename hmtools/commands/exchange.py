@@ -61,11 +61,10 @@ def import_masks(
 
     from hmtools.commands._checks import check_writable
     from hmtools.datasets import load_dataset
-
-    tqdm.monitor_interval = 0  # no monitor thread: with none running, the decode workers fork straight from here
     from hmtools.exchange import import_masks as run_import
     from hmtools.store import MaskStore
 
+    tqdm.monitor_interval = 0  # no monitor thread: with none running, the decode workers fork straight from here
     check_writable(store, "--store")
     options = {"score_scale": score_scale} if dataset.replace("_", "-").lower() == "aqa7" else {}
     index = load_dataset(dataset, root, annotations, **options)
