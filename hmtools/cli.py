@@ -4,6 +4,8 @@ Each command lives in a module of :mod:`hmtools.commands` as a plain function wh
 ``Annotated`` Typer options; this module only lists them. Heavy packages are imported inside the
 command bodies so ``hmtools --help`` stays fast. :class:`~hmtools.errors.HMToolsError` is caught
 once, here: one line on stderr, exit code 2 for bad input and 1 for failures while running.
+Click's usage errors (an unknown option, a missing or malformed value) get the same one line
+instead of Click's framed box; ``hmtools`` with no command prints the help and exits with 2.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from hmtools.errors import HMToolsError
 app = typer.Typer(
     name="hmtools",
     help="Human-centric foreground masks for action quality assessment: build, correct, export, train.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -43,8 +44,40 @@ app.command("explain")(_train.explain)
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exits the process with the command's exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:
+        app(args=["--help"], prog_name="hmtools", standalone_mode=False)
+        sys.exit(2)
     try:
-        app(args=argv, prog_name="hmtools", standalone_mode=True)
+        code = app(args=args, prog_name="hmtools", standalone_mode=False)
     except HMToolsError as e:
-        print(f"hmtools: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        _fail(str(e), e.exit_code)
+    except typer.Abort:
+        _fail("aborted", 130)
+    except _click_errors() as e:
+        _fail(_usage_line(e), e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """Click's error classes: Typer's own (it vendors Click from 0.2x on) and Click's, if present."""
+    errors: list[type[Exception]] = [typer.TyperException]
+    try:
+        import click
+    except ImportError:
+        return tuple(errors)
+    return (*errors, click.ClickException)
+
+
+def _usage_line(e: Exception) -> str:
+    """One line for a usage error: what was wrong, in which command, where to read the options."""
+    message = " ".join(e.format_message().split()).rstrip(".")
+    ctx = getattr(e, "ctx", None)
+    if ctx is None:
+        return message
+    return f"{ctx.command_path}: {message} (see '{ctx.command_path} --help')"
+
+
+def _fail(message: str, exit_code: int) -> None:
+    print(f"hmtools: error: {message}", file=sys.stderr)
+    sys.exit(exit_code)

@@ -349,3 +349,30 @@ def test_a_folder_given_as_store_is_named_as_such(aqa7_root: Path, tmp_path: Pat
         assert code == 2, args
         assert "is a folder" in _one_line(err), args
     assert list(export.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["build-masks", "--bogus"], "No such option: --bogus"),
+        (["stats"], "Missing option '--store'"),
+        (["build-masks", "--dataset", "aqa7", "--root", "r", "--store", "s", "--batch-size", "abc"], "--batch-size"),
+        (["nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    line = _one_line(err)
+    assert line.startswith("hmtools: error: ") and expected in line
+    assert "╭" not in err and "Usage:" not in err  # not Click's framed box
+    if args[0] != "nosuch":
+        assert f"see 'hmtools {args[0]} --help'" in line
+
+
+def test_no_command_prints_the_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli([], capsys)
+    assert code == 2
+    assert "build-masks" in out and "annotate" in out
