@@ -45,7 +45,9 @@ class SelectConfig:
     min_affinity: float = 0.2
     max_age: int = 8
     min_track_len: int = 3
-    min_rel_height: float = 0.06
+    min_rel_height: float = 0.06  # a candidate on size alone; smaller chains must travel (below)
+    small_min_rel_height: float = 0.015  # no candidate below this; between the two only when travelling
+    small_min_travel: float = 2.0  # in the chain's own median box heights (5th-95th percentile path)
     max_gap: int = 20
     stitch_dist: float = 1.5
     sync_overlap: float = 0.5
@@ -112,4 +114,4 @@ def result_config(cfg: BuildConfig, weights: dict[str, str]) -> dict[str, Any]:
     body.pop("frames")
     for key in ("checkpoint", "sdpa", "fold_rel_pos", "compile"):
         body["segment"].pop(key)
-    return {"config": body, "weights": dict(sorted(weights.items())), "pipeline_version": 2}
+    return {"config": body, "weights": dict(sorted(weights.items())), "pipeline_version": 3}

@@ -230,7 +230,7 @@ def _finish_frame(
 ) -> tuple[MaskWrite, np.ndarray]:
     """Repair and flag one frame's athlete masks in order; returns its write and union mask."""
     union = np.zeros(hw, bool)
-    reasons: list[str] = [] if filled else ["no athlete found in the clip"]
+    reasons: list[str] = list(sel.review) if filled else ["no athlete found in the clip"]
     scores, tracks = [], []
     for k, (boxes, kind) in enumerate(filled):
         st = athletes[k]

@@ -14,11 +14,17 @@
    (extent of the centre's path, 5th-95th percentile, relative to the frame, relative to the
    most moving chain), ``shape`` (spread of the box aspect ratio: twists and somersaults change
    it; standing judges do not), ``persistence`` (share of frames seen) and ``confidence``.
-   Chains shorter than ``min_track_len`` observations or whose median height is under
-   ``min_rel_height`` of the frame (crowd, far-away officials) are not candidates.
+   Chains shorter than ``min_track_len`` observations are not candidates. A chain whose median
+   height is at least ``min_rel_height`` of the frame is one on its size alone; a smaller one
+   (down to ``small_min_rel_height``) only if its centre travels at least ``small_min_travel``
+   of its own heights, in scene coordinates: the crowd and far-away officials stay put, a skier
+   in a wide 320x240 shot or a 10 m diver filmed from afar crosses the frame.
 4. **Pick** the best-scoring chain; synchronized events add the best other chain that shares
    at least ``sync_overlap`` of its frames with the first and moves at least ``sync_min_motion``
-   as far (synchronized divers fly together; a judge beside them does not).
+   as far (synchronized divers fly together; a judge beside them does not). When a chosen
+   athlete is under ``min_rel_height`` the choice rests on motion alone, so the selection asks
+   for a review (:data:`SMALL_ATHLETE`; the run loop flags every frame of the sample with it);
+   so does a synchronized event where only one athlete is found (:data:`SYNC_PARTNER_MISSING`).
 
 Scores and weights live in :class:`pipelines.config.SelectConfig`.
 """
@@ -31,6 +37,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipelines.config import SelectConfig
+
+SMALL_ATHLETE = "athlete small in frame (check the choice)"  # flag reason: chosen under min_rel_height
+SYNC_PARTNER_MISSING = "synchronized event but one athlete found"  # flag reason: the partner is not chosen
 
 
 @dataclass
@@ -59,6 +68,9 @@ class Selection:
         det_idx: ``(K, T)`` int index into that frame's detections, -1 where not detected.
         scores: ``(K,)`` selection score of each chosen chain.
         candidates: Number of candidate tracks considered.
+        notes: What went wrong, in words (no athlete found, a synchronized partner missing).
+        review: Flag reasons (fixed phrases, e.g. :data:`SMALL_ATHLETE`) that every frame of the
+            sample gets, so a person checks the choice.
     """
 
     boxes: np.ndarray
@@ -66,6 +78,7 @@ class Selection:
     scores: np.ndarray
     candidates: int
     notes: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -146,7 +159,11 @@ def score_tracks(
     camera: np.ndarray | None = None,
 ) -> np.ndarray:
     """Selection score of each track (higher = more likely the judged athlete); -inf for non-candidates.
-    ``camera``: see :func:`motion_extent`."""
+
+    A candidate has ``min_track_len`` observations (or the whole clip) and a median height of at
+    least ``min_rel_height`` of the frame, or of at least ``small_min_rel_height`` when its centre
+    :func:`travels <travel>` ``small_min_travel`` of its heights. ``camera``: see :func:`motion_extent`.
+    """
     h, w = frame_hw
     feats = np.zeros((len(tracks), 5))
     ok = np.zeros(len(tracks), bool)
@@ -160,7 +177,9 @@ def score_tracks(
             len(tr.frames) / max(n_frames, 1),
             float(np.mean(tr.conf)),
         ]
-        ok[i] = len(tr.frames) >= min(cfg.min_track_len, n_frames) and feats[i, 0] >= cfg.min_rel_height
+        big = feats[i, 0] >= cfg.min_rel_height
+        small_mover = feats[i, 0] >= cfg.small_min_rel_height and travel(tr, camera) >= cfg.small_min_travel
+        ok[i] = len(tr.frames) >= min(cfg.min_track_len, n_frames) and (big or small_mover)
     if not ok.any():
         return np.full(len(tracks), -np.inf)
     norm = feats.copy()
@@ -183,6 +202,13 @@ def motion_extent(track: Track, frame_hw: tuple[int, int], camera: np.ndarray | 
         c = c - camera[track.frames]
     extent = (np.percentile(c, 95, axis=0) - np.percentile(c, 5, axis=0)) / np.array([frame_hw[1], frame_hw[0]])
     return float(np.max(extent))
+
+
+def travel(track: Track, camera: np.ndarray | None = None) -> float:
+    """How far the track's centre travels in its own median box heights: the 5th-95th percentile
+    extent in pixels, larger axis, in scene coordinates with ``camera`` (see :func:`motion_extent`)."""
+    height = float(np.median(track.boxes[:, 3] - track.boxes[:, 1]))
+    return motion_extent(track, (1, 1), camera) / max(height, 1.0)  # a (1, 1) frame: the extent in pixels
 
 
 def _heading(chain: Sequence[Track], gap: int, span: int = 5) -> np.ndarray:
@@ -276,4 +302,10 @@ def select_athletes(
     notes = [] if picked else ["no person track qualifies as the athlete"]
     if synchronized and len(picked) < 2:
         notes.append("synchronized event but only one athlete found")
-    return Selection(boxes, det_idx, scores[picked], int(np.isfinite(scores).sum()), notes)
+    small = [
+        i for i in picked if np.median(chains[i].boxes[:, 3] - chains[i].boxes[:, 1]) / frame_hw[0] < cfg.min_rel_height
+    ]
+    review = [SMALL_ATHLETE] if small else []  # chosen on motion alone: a person checks it
+    if synchronized and len(picked) == 1:  # the second diver has no mask on any frame: a person adds it
+        review.append(SYNC_PARTNER_MISSING)
+    return Selection(boxes, det_idx, scores[picked], int(np.isfinite(scores).sum()), notes, review)

@@ -10,7 +10,8 @@ from hmtools.schema import Sample
 from pipelines.config import BuildConfig, FramesConfig
 from pipelines.frames_in import iter_frame_batches, read_frame
 from pipelines.run import Models, build_sample_masks
-from tests._pipeline_fixtures import BlobDetector, ColourSegmenter, write_clip
+from pipelines.select import SMALL_ATHLETE
+from tests._pipeline_fixtures import BlobDetector, ColourSegmenter, blob_frame, write_clip
 
 CFG = BuildConfig(frames=FramesConfig(batch_size=4, workers=2, prefetch=1))
 
@@ -174,3 +175,24 @@ def test_a_synchronous_segmenter_decodes_each_batch_once_in_order(tmp_path) -> N
 
     log = _run_logged(tmp_path, Synchronous([]))
     assert log == ["embed 4", "decode 4", "embed 4", "decode 4", "done 4", "embed 4", "decode 4", "done 4", "done 4"]
+
+
+def test_a_small_athlete_is_segmented_and_every_frame_flagged_for_review(tmp_path) -> None:
+    # a wide 320x240 shot: a ~10 px skier (under select.min_rel_height) crosses the frame past two
+    # still 24 px spectators; the skier is chosen, and the whole sample is flagged for a human to check
+    import cv2
+
+    n, spectators = 16, [(30, 200, 40, 224), (270, 196, 280, 220)]
+    keys = []
+    for i in range(n):
+        x, y = 20 + 17 * i, 60 + 6 * i
+        keys.append(f"ski_big_air-out/001/img_{i + 1:05d}.jpg")
+        (tmp_path / keys[-1]).parent.mkdir(parents=True, exist_ok=True)
+        img = blob_frame(240, 320, np.array([x, y, x + 6, y + 10]), spectators, seed=i)
+        cv2.imwrite(str(tmp_path / keys[-1]), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    s = _sample(keys, "ski_big_air/001", "ski_big_air")
+    writes = build_sample_masks(s, tmp_path, Models(BlobDetector(), ColourSegmenter()), CFG)
+    for i, (key, w) in enumerate(zip(keys, writes, strict=True)):
+        mask, truth = decode_rle(w.rle), _truth(tmp_path, key)
+        assert (mask & truth).sum() / max((mask | truth).sum(), 1) > 0.5, i
+        assert w.status == "flagged" and SMALL_ATHLETE in w.reason.split("; ")

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.config import RepairConfig, SelectConfig
 from pipelines.repair import DETECTED, INTERPOLATED, MISSING, fill_gaps
-from pipelines.select import box_iou, select_athletes
+from pipelines.select import SMALL_ATHLETE, box_iou, select_athletes
 
 CFG = SelectConfig()
 HW = (256, 455)
@@ -210,3 +210,60 @@ def test_a_camera_that_follows_the_diver(compensated) -> None:
     sel = select_athletes(detections((diver, 0.6), *others), HW, CFG, camera=camera if compensated else None)
     # in the image the bystanders travel further than the followed diver: only scene motion tells them apart
     assert (who(sel.boxes[0], [diver]) == [0] * T) is compensated
+
+
+# Small athletes: AQA-7's wide ski / snowboard big air shots at 320x240, and far-away 10 m divers.
+AQA7_HW = (240, 320)
+SPECTATORS = [(40, 190, 53, 222), (250, 185, 263, 216), (290, 195, 302, 226)]  # ~30 px, still, in the finish area
+
+
+def big_air() -> np.ndarray:
+    """A ~10 px skier (4% of 240 px) down the in-run, off the kicker, spinning through the air, landing."""
+    s = np.linspace(0, 1, T)
+    cx, cy = 20 + 270 * s, np.interp(s, [0, 0.35, 0.55, 0.85, 1], [50, 120, 80, 150, 160])
+    rot = np.abs(np.sin(4 * np.pi * np.clip((s - 0.35) / 0.5, 0, 1)))  # spins change the box shape
+    w, h = 6 + 6 * rot, 11 - 4 * rot
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1).astype(np.float32)
+
+
+def test_a_tiny_skier_crossing_a_wide_shot_beats_larger_still_spectators() -> None:
+    # the skier is under min_rel_height: once not a candidate at all, so a spectator was chosen
+    skier = missed(big_air(), [12, 13, 30, 31, 32])  # small people flicker in and out of the detector
+    assert np.nanmedian(skier[:, 3] - skier[:, 1]) / AQA7_HW[0] < CFG.min_rel_height
+    people = [(still(b, i), 0.9) for i, b in enumerate(SPECTATORS)]
+    sel = select_athletes(detections((skier, 0.45), *people), AQA7_HW, CFG)
+    assert sel.boxes.shape[0] == 1
+    ids = who(sel.boxes[0], [skier])
+    assert [ids[t] for t in range(T) if not np.isnan(skier[t, 0])] == [0] * (T - 5)
+    assert sel.review == [SMALL_ATHLETE]  # every frame of the sample gets flagged for a human to check
+
+
+def test_a_tiny_skier_alone_is_chosen_not_no_athlete() -> None:
+    # nobody reaches min_rel_height: the clip used to get no athlete; a few still specks stay out
+    specks = [(still((x, 200, x + 5, 208), 9 + x), 0.5) for x in (30, 150, 280)]
+    skier = big_air()
+    sel = select_athletes(detections((skier, 0.45), *specks), AQA7_HW, CFG)
+    assert sel.boxes.shape[0] == 1 and who(sel.boxes[0], [skier]) == [0] * T
+    assert sel.review == [SMALL_ATHLETE]
+
+
+def test_still_small_people_alone_still_give_no_athlete() -> None:
+    specks = [(still((x, 100, x + 6, 112), x), 0.6) for x in (30, 150, 280)]
+    sel = select_athletes(detections(*specks), AQA7_HW, CFG)
+    assert sel.boxes.shape[0] == 0 and sel.notes and sel.review == []
+
+
+def test_a_small_walker_and_a_small_crowd_never_take_a_normal_dive() -> None:
+    # small people that move (a walker along the far stands, a flickering crowd whose tracks hop
+    # between neighbours) become candidates too; the diver, framed by the camera, still wins
+    walker = np.full((T, 4), np.nan, np.float32)
+    for t in range(T):
+        x = 10 + 7 * t
+        walker[t] = [x, 30, x + 6, 42]  # 12 px: under min_rel_height, crossing the whole frame
+    crowd = [(b, c) for b, c in _crowd(20, 11, 0.3)]
+    for b, _ in crowd:
+        b[:, 3] -= 4  # 12 px tall: under min_rel_height
+    diver, j = dive(), still(BIG_JUDGE)
+    sel = select_athletes(detections((diver, 0.5), (j, 0.95), (walker, 0.8), *crowd), HW, CFG)
+    assert who(sel.boxes[0], [diver]) == [0] * T
+    assert sel.review == []

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipelines.config import SelectConfig
-from pipelines.select import box_iou, link_tracks, select_athletes
+from pipelines.select import SMALL_ATHLETE, SYNC_PARTNER_MISSING, box_iou, link_tracks, select_athletes
 from tests._pipeline_fixtures import H, W, scene
 
 CFG = SelectConfig()
@@ -35,7 +35,7 @@ def test_picks_the_moving_athlete_among_distractors(kw) -> None:
 
 
 def test_a_crowd_alone_gives_no_athlete() -> None:
-    # only the crowd is left: its boxes are all below min_rel_height, so nobody is chosen
+    # only the crowd is left: its boxes are all below min_rel_height and stay put, so nobody is chosen
     dets, _ = scene(crowd=True)
     dets = [d[(d[:, 3] - d[:, 1]) < 60] for d in dets]
     sel = select_athletes(dets, (H, W), CFG)
@@ -95,3 +95,31 @@ def test_synchronized_never_takes_a_judge_as_the_partner() -> None:
     dets, _ = scene(judges=True, waiting=True)
     sel = select_athletes(dets, (H, W), CFG, synchronized=True)
     assert sel.boxes.shape[0] == 1 and "only one athlete" in sel.notes[0]
+    assert sel.review == [SYNC_PARTNER_MISSING]  # every frame gets flagged: a person adds the partner
+    assert select_athletes(dets, (H, W), CFG).review == []  # one athlete is all an individual event needs
+
+
+def test_a_far_away_10m_diver_below_min_rel_height_beats_the_close_judges() -> None:
+    # filmed from far away: a 20 px diver (under 3% of 720 px) falls past two 280 px judges
+    dets, truth = scene(judges=True)
+    small = truth[0].copy()
+    c, half = (small[:, :2] + small[:, 2:]) / 2, (small[:, 2:] - small[:, :2]) / 2 * 0.14
+    small = np.c_[c - half, c + half]
+    assert np.median(small[:, 3] - small[:, 1]) / H < CFG.min_rel_height
+    dets = [
+        np.r_[d[np.abs(d[:, 4] - 0.85) > 1e-6], np.r_[small[t], 0.5][None]].astype(np.float32)
+        for t, d in enumerate(dets)
+    ]
+    sel = select_athletes(dets, (H, W), CFG)
+    assert sel.boxes.shape[0] == 1
+    assert _hit_rate(sel.boxes[0], small) == 1.0
+    assert sel.review == [SMALL_ATHLETE]
+
+
+def test_a_normal_dive_is_not_flagged_and_small_movers_do_not_win() -> None:
+    dets, truth = scene(judges=True, crowd=True, waiting=True)
+    for t, d in enumerate(dets):  # a 20 px spectator walking along the far stands
+        dets[t] = np.r_[d, [[40 + 30 * t, 60, 50 + 30 * t, 80, 0.8]]].astype(np.float32)
+    sel = select_athletes(dets, (H, W), CFG)
+    assert _hit_rate(sel.boxes[0], truth[0]) == 1.0
+    assert sel.review == []
