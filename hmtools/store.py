@@ -4,7 +4,8 @@ export reads.
 Every change to a frame's mask (a new mask, or a new review status) appends a *version*; the
 frame's ``head_version`` points at the newest. Writes that name the version they were based on
 are compare-and-set: if someone else wrote in between, :class:`StaleVersionError` is raised and
-nothing is written. History is never deleted. Each public write is one transaction.
+nothing is written. History is never deleted. Each public write is one transaction. Commands that
+only read open it with ``MaskStore(path, read_only=True)``, which never changes the file.
 
 Typical use::
 
@@ -26,9 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hmtools.errors import DataFormatError, InputError
+from hmtools.errors import InputError
 from hmtools.schema import Sample
-from hmtools.store_schema import check_store, migrate
+from hmtools.store_open import connect
 from hmtools.store_types import (
     MASK_COLUMNS,
     FrameRow,
@@ -47,23 +48,6 @@ from hmtools.store_write import (
 )
 
 
-def _set_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
-    """Switch to WAL, retrying while another process holds the lock that the switch needs.
-
-    SQLite does not call its busy handler for this switch, so two processes opening a new store at
-    the same moment could otherwise fail with "database is locked".
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 class MaskStore:
     """A connection to one store file; safe to share between threads of one process.
 
@@ -76,10 +60,17 @@ class MaskStore:
         path: str | os.PathLike[str],
         *,
         create: bool = True,
+        read_only: bool = False,
         busy_timeout_s: float = 60.0,
         streaming: bool = False,
     ):
         """Open (and with ``create``, create) the store at ``path``; an older schema is upgraded.
+
+        ``read_only=True`` (implies ``create=False``) is for commands that only read: the file is
+        never written, may sit in a read-only folder or on read-only media, and gets no
+        ``-wal``/``-shm`` files beside it that outlive the store; a store of an older schema is read
+        through an upgraded private copy and stays as it is (:mod:`hmtools.store_open`). Writes
+        then raise :class:`InputError`.
 
         By default the connection memory-maps up to 256 MiB of the file and caches 32 MiB of
         pages, for repeated reads (the annotator, build-masks). ``streaming=True`` is for one pass
@@ -92,6 +83,8 @@ class MaskStore:
             DataFormatError: the file is not an hmtools mask store (not SQLite, or another program's).
         """
         self.path = Path(path)
+        self.read_only = read_only
+        create = create and not read_only
         if self.path.is_dir():
             raise InputError(
                 f"--store {self.path} is a folder (an export?), not a mask store file; "
@@ -104,32 +97,9 @@ class MaskStore:
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        try:
-            self._conn = sqlite3.connect(
-                str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as e:
-            raise InputError(f"cannot open mask store {self.path}: {e}") from e
-        try:
-            check_store(self._conn, self.path, create=create)  # before any write; fails on non-SQLite
-            _set_wal(self._conn, busy_timeout_s)
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            # mmap reads pages without a syscall each; negative cache_size = KiB of page cache
-            self._conn.execute(f"PRAGMA mmap_size={0 if streaming else 256 << 20}")
-            self._conn.execute(f"PRAGMA cache_size={-2048 if streaming else -32768}")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            migrate(self._conn, self.path, create=create)
-        except sqlite3.OperationalError as e:  # permissions, a read-only folder, a lock held too long
-            self._conn.close()
-            raise InputError(
-                f"cannot open mask store {self.path}: {e}; its folder must be writable (WAL keeps -wal/-shm files there)"
-            ) from e
-        except sqlite3.DatabaseError as e:
-            self._conn.close()
-            raise DataFormatError(f"{self.path} is not an hmtools mask store (SQLite said: {e})") from e
-        except BaseException:
-            self._conn.close()
-            raise
+        self._conn = connect(
+            self.path, create=create, read_only=read_only, busy_timeout_s=busy_timeout_s, streaming=streaming
+        )
 
     # -- connection plumbing -------------------------------------------------------------
     def close(self) -> None:
@@ -150,7 +120,12 @@ class MaskStore:
         Inside another ``transaction()`` of the same store it is a savepoint, so callers can group
         several public writes (e.g. a whole import) into one transaction. Writers of other processes
         wait for each other (up to ``busy_timeout_s``); readers never wait and see the last commit.
+
+        Raises:
+            InputError: the store was opened with ``read_only=True``.
         """
+        if self.read_only:
+            raise InputError(f"mask store {self.path} was opened read-only; open it with MaskStore(path) to write")
         with self._lock:
             nested = self._conn.in_transaction
             self._conn.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")

@@ -2,9 +2,10 @@
 
 The schema version lives in ``PRAGMA user_version`` and the file is tagged with
 ``PRAGMA application_id`` = :data:`APPLICATION_ID`. Each entry of :data:`MIGRATIONS` moves a
-store from version ``i`` to ``i + 1``; opening a store applies the missing ones in one
-transaction (:func:`migrate`). A store newer than this code is refused (upgrade hmtools), and so
-is an SQLite file that belongs to another program.
+store from version ``i`` to ``i + 1``; opening a store for writing applies the missing ones in
+one transaction (:func:`migrate`), while a read-only open upgrades a private copy instead
+(:mod:`hmtools.store_open`). A store newer than this code is refused (upgrade hmtools), and so is
+an SQLite file that belongs to another program.
 """
 
 from __future__ import annotations

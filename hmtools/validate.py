@@ -30,7 +30,7 @@ def validate_path(path: Path, root: Path | None = None) -> list[str]:
         from hmtools.store import MaskStore
         from hmtools.store_admin import integrity_check
 
-        with MaskStore(path, create=False) as store:
+        with MaskStore(path, read_only=True) as store:
             return integrity_check(store) + ([] if root is None else _store_frame_sizes(store, root))
     from hmtools.exchange.validate_export import validate_export
 

@@ -78,7 +78,7 @@ def write_preview(
     kind = out.suffix.lower()
     if kind not in (".mp4", ".gif"):
         raise InputError(f"--out must end in .mp4 or .gif, got {out.name!r}")
-    with MaskStore(store_path, create=False) as store:
+    with MaskStore(store_path, read_only=True) as store:
         rows = list(iter_current(store, [store.get_sample(sample_id).sample_id]))
     if not rows:
         raise InputError(f"sample {sample_id} has no frames to preview")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _store_fixtures import blob_mask, child_env, make_samples, raw_connect
+from PIL import Image
 
 from hmtools.cli import main
 from hmtools.masks import encode_rle
@@ -117,3 +120,73 @@ def test_real_cli_process(store_path: Path, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and bad.stdout == ""
     assert len(bad.stderr.strip().splitlines()) == 1 and "is not an hmtools mask store" in bad.stderr
+
+
+def test_read_only_commands_leave_an_older_store_as_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from test_store_migrations import file_state, files_beside, older_store
+
+    path = older_store(tmp_path / "store" / "masks.db", 2)
+    before = file_state(path)
+    root = tmp_path / "frames"
+    for t in range(5):
+        (root / "clip1/0").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((24, 32, 3), 40 * t, np.uint8)).save(root / f"clip1/0/{t:05d}.jpg")
+    p = str(path)
+    outputs = {
+        "stats": ["stats", "--store", p, "--json"],
+        "validate": ["validate", p],
+        "export": ["export", "--store", p, "--format", "coco", "--out", str(tmp_path / "m.json")],
+        "preview": [
+            "preview",
+            "--store",
+            p,
+            "--root",
+            str(root),
+            "--sample",
+            "clip1/0",
+            "--out",
+            str(tmp_path / "p.gif"),
+        ],
+    }
+    for name, argv in outputs.items():
+        caplog.clear()
+        code, out, err = run_cli(argv, capsys)
+        assert code == 0, err
+        assert file_state(path) == before and files_beside(path) == {"masks.db"}, name
+        notes = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(notes) == 1 and "store schema 2" in notes[0] and "upgrade it in place" in notes[0], name
+        outputs[name] = out
+    real = subprocess.run(  # outside pytest's log capture the note is one line on stderr
+        [sys.executable, "-m", "hmtools", "stats", "--store", p],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+    )
+    assert real.returncode == 0 and real.stdout.startswith("samples 4  frames 20  with mask 15")
+    assert len(real.stderr.strip().splitlines()) == 1 and "written by an older hmtools" in real.stderr
+    assert file_state(path) == before and files_beside(path) == {"masks.db"}
+    report = json.loads(outputs["stats"])
+    assert (report["samples"], report["frames"], report["frames_with_mask"]) == (4, 20, 15)
+    assert report["by_status"] == {"unreviewed": 12, "flagged": 1, "accepted": 1, "rejected": 1}
+    assert report["by_source"] == {"auto": 14, "propagated": 0, "human": 1, "imported": 0}
+    assert outputs["validate"].strip() == f"{path}: ok"
+    assert "15 masks" in outputs["export"] and len(json.loads((tmp_path / "m.json").read_text())["annotations"]) == 15
+    assert (tmp_path / "p.gif").is_file() and (tmp_path / "p_sheet.png").is_file()
+
+
+def test_read_only_commands_create_no_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "store" / "missing.db")
+    (tmp_path / "store").mkdir()
+    for argv in (
+        ["stats", "--store", missing],
+        ["validate", missing],
+        ["export", "--store", missing, "--format", "hdf5", "--out", str(tmp_path / "m.h5")],
+        ["preview", "--store", missing, "--root", str(tmp_path), "--sample", "a/1", "--out", str(tmp_path / "p.gif")],
+    ):
+        code, _, err = run_cli(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("hmtools: error: ")
+        assert "missing.db" in err
+        assert list((tmp_path / "store").iterdir()) == []

@@ -56,7 +56,7 @@ class StoreMasks:
         from hmtools.store import MaskStore
 
         self.path = path
-        self.store = MaskStore(path, create=False)
+        self.store = MaskStore(path, read_only=True)
         self.description = f"mask store {path}"
 
     def _records(self, sample: Sample) -> list[MaskRecord | None]:

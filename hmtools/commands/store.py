@@ -19,7 +19,7 @@ def stats(
     from hmtools.store import MaskStore
     from hmtools.store_admin import store_stats
 
-    with MaskStore(store, create=False) as st:
+    with MaskStore(store, read_only=True) as st:
         report = store_stats(st)
     if as_json:
         typer.echo(json.dumps(report, sort_keys=True))

@@ -120,7 +120,7 @@ def export_store(
     folder = fmt in FOLDER_FORMATS
     counts = Counts()
     info = {"description": "hmtools mask export", "format": fmt, "version": __version__}
-    with MaskStore(store_path, create=False, streaming=True) as store, snapshot(store):
+    with MaskStore(store_path, read_only=True, streaming=True) as store, snapshot(store):
         sample_ids = resolve_selection(store, selection)
         with atomic_output(Path(out), folder=folder, overwrite=options.overwrite) as tmp:
             stream = iter_sample_masks(store, sample_ids, selection.statuses, counts)
