@@ -92,6 +92,30 @@ def test_ytvis_exports_one_annotation_per_athlete_track(tmp_path: Path) -> None:
         assert left is None or not decode_rle(left)[:, W // 2 :].any()
 
 
+def test_ytvis_lone_track_is_the_whole_mask_not_cut_to_its_prompt_box(tmp_path: Path) -> None:
+    """build-masks stores one athlete as ``[{"track": 0, "bbox": prompt box, "counts": None}]``; the
+    segmenter's mask reaches past that box (a hand, a foot), and those pixels belong to the athlete."""
+    from hmtools.store_types import MaskWrite
+
+    samples = make_samples(n_samples=1, n_frames=2)
+    mask = np.zeros((H, W), bool)
+    mask[4:20, 6:18] = True
+    path = tmp_path / "one.db"
+    with MaskStore(path) as st:
+        st.add_samples(samples)
+        box = {"track": 0, "bbox": [6.0, 4.0, 12.0, 20.0], "counts": None}  # the mask is wider than the box
+        st.write_sample_masks(
+            samples[0].sample_id,
+            [MaskWrite(mask=mask, source="auto", frame_idx=i, tracks=[box]) for i in range(2)],
+            author="test",
+        )
+    export_store(path, "ytvis", tmp_path / "vis.json")
+    (ann,) = json.loads((tmp_path / "vis.json").read_text())["annotations"]
+    assert ann["track"] == 0
+    for seg in ann["segmentations"]:
+        assert np.array_equal(decode_rle(seg), mask)
+
+
 def test_hdf5_reads_with_plain_h5py(store_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "masks.h5"
     export_store(store_path, "hdf5", out)

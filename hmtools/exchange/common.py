@@ -191,8 +191,10 @@ def rle_from_fortran(mask: Any) -> RLE:
 def track_rles(rec: MaskRecord) -> dict[int, RLE]:
     """Per-athlete masks of a frame as full-frame compressed RLE, ``{track id: rle}``.
 
-    A track with ``counts`` holds its own full-frame RLE; one without is the part of the union
-    mask inside its ``bbox``. With no tracks the union is track 0. Empty masks give ``{}``.
+    A track with ``counts`` holds its own full-frame RLE. A lone track without (build-masks found
+    one athlete) is the whole union: its mask may reach past the detector's box, which is only the
+    prompt. One of several tracks without ``counts`` is the part of the union inside its ``bbox``.
+    With no tracks the union is track 0. Empty masks give ``{}``.
     """
     import numpy as np
     from pycocotools import mask as coco_mask
@@ -201,6 +203,8 @@ def track_rles(rec: MaskRecord) -> dict[int, RLE]:
         return {}
     if not rec.tracks:
         return {0: rec.rle}
+    if len(rec.tracks) == 1 and rec.tracks[0].get("counts") is None:
+        return {int(rec.tracks[0]["track"]): rec.rle}
     height, width = (int(v) for v in rec.rle["size"])
     union = {"size": [height, width], "counts": rec.rle["counts"].encode("ascii")}
     out: dict[int, RLE] = {}

@@ -16,7 +16,8 @@ Layout written (top-level keys sorted):
 
 Tracks: the store keeps a per-frame union mask of the judged athletes and, optionally,
 per-athlete ``tracks`` ``[{"track", "bbox", "counts"}]``. A track with ``counts`` is exported
-with its own RLE; one without is the part of the union inside its box. A frame without tracks
+with its own RLE; a lone track without is the whole union (the box is only the detector's prompt);
+one of several without is the part of the union inside its box. A frame without tracks
 counts as track 0 = the union mask, so a store without tracks gives one track per video.
 """
 
