@@ -82,3 +82,33 @@ def test_workers_never_inherit_a_lock_a_caller_thread_holds(tmp_path) -> None:
         [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=60, env=env
     )
     assert out.returncode == 0 and out.stdout.strip() == str(sum(x * x for x in range(8))), out.stderr[-2000:]
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def test_tqdm_monitor_alone_still_forks_workers_from_the_caller(tmp_path) -> None:
+    """An export leaves tqdm's monitor thread running; a later import in the same unguarded script
+    must not start a fork server, which would rerun the script in every worker (BrokenProcessPool)."""
+    import subprocess
+
+    from tqdm import tqdm
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import os\nfrom tqdm import tqdm\nfrom hmtools.exchange.parallel import ordered_process_map\n"
+        "from test_exchange_parallel import _pid\n"
+        "for _ in tqdm(range(3), disable=True):  # any bar leaves tqdm's monitor thread running\n"
+        "    pass\n"
+        "print('top level ran', flush=True)  # no __main__ guard: a fork server would run this again\n"
+        "print(len(set(ordered_process_map(_pid, range(8), workers=2)) - {os.getpid()}))\n"
+    )
+    here = os.path.dirname(__file__)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.getcwd(), *sys.path])}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.split()
+    assert out.stdout.count("top level ran") == 1 and int(lines[-1]) >= 1, out.stdout
+    with tqdm(total=1, disable=True):  # here too: the monitor does not count as a lock holder
+        assert not [t for t in parallel._threads_that_may_hold_locks() if type(t).__name__ == "TMonitor"]

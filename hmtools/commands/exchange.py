@@ -57,14 +57,11 @@ def import_masks(
     ] = False,
 ) -> None:
     """Register a dataset's samples and attach masks to them by frame key, in one transaction."""
-    from tqdm import tqdm
-
     from hmtools.commands._checks import check_writable
     from hmtools.datasets import load_dataset
     from hmtools.exchange import import_masks as run_import
     from hmtools.store import MaskStore
 
-    tqdm.monitor_interval = 0  # no monitor thread: with none running, the decode workers fork straight from here
     check_writable(store, "--store")
     options = {"score_scale": score_scale} if dataset.replace("_", "-").lower() == "aqa7" else {}
     index = load_dataset(dataset, root, annotations, **options)

@@ -46,7 +46,7 @@ def ordered_process_map(fn: Callable[[T], R], items: Iterable[T], workers: int, 
     """:func:`ordered_map` in ``workers`` processes on Linux (threads elsewhere: Windows has no
     ``fork``, and on macOS forking after system frameworks have started is unsafe).
 
-    When the caller runs other Python threads, the workers fork from a fork server (a fresh process
+    When the caller runs other Python threads (tqdm's monitor aside), the workers fork from a fork server (a fresh process
     with NumPy, OpenCV and ``fn``'s module preloaded), not from the caller: forking copies the locks
     those threads hold, which no thread will release in the child, and it hangs (the caller's script
     then needs the usual ``if __name__ == "__main__":`` guard). A caller alone forks them directly
@@ -61,17 +61,27 @@ def ordered_process_map(fn: Callable[[T], R], items: Iterable[T], workers: int, 
     if not sys.platform.startswith("linux"):
         yield from ordered_map(fn, items, workers, window)
         return
-    # A fork copies the locks other threads of the caller hold (a prefetch thread, tqdm's monitor, a
-    # logging handler), and a child that needs one waits forever: with other threads running, the workers
+    # A fork copies the locks other threads of the caller hold (a prefetch thread, a logging
+    # handler), and a child that needs one waits forever: with other threads running, the workers
     # fork from a fork server instead (a fresh process with the work's modules preloaded). Alone, the
     # caller forks them directly, which is 20-30% faster for an import (measured: benchmarks/export_throughput.py).
-    if threading.active_count() == 1:
+    if not _threads_that_may_hold_locks():
         context = multiprocessing.get_context("fork")
     else:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["numpy", "cv2", fn.__module__])
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread_per_worker) as pool:
         yield from _drain(pool, fn, items, window)
+
+
+def _threads_that_may_hold_locks() -> list[threading.Thread]:
+    """The caller's other threads, but tqdm's monitor: it only ever takes tqdm's own lock, which the
+    workers never use, and any progress bar (even a disabled one, in an export before an import)
+    starts it and leaves it running for the life of the process."""
+    monitor = sys.modules.get("tqdm._monitor")
+    harmless = (monitor.TMonitor,) if monitor is not None else ()
+    me = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not me and not isinstance(t, harmless)]
 
 
 def _one_thread_per_worker() -> None:
