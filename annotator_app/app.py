@@ -35,6 +35,11 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 with gr.Row():
                     split = gr.Dropdown(["all", "train", "test"], value="all", label="Split")
                     status = gr.Dropdown(list(QUEUE_FILTERS), value="all", label="Samples")
+                reason = gr.Textbox(
+                    label="Flag reason contains (queue and Next flagged)",
+                    elem_id="hm-reason",
+                    placeholder="e.g. small in frame, one athlete found",
+                )
                 summary = gr.Markdown(elem_id="hm-summary")
                 table = gr.Dataframe(headers=list(QUEUE_COLUMNS), interactive=False, elem_id="hm-queue", max_height=360)
                 refresh = gr.Button("Refresh queue", size="sm")
@@ -78,6 +83,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 with gr.Row():
                     mode = gr.Radio(list(MODES), value="positive", label="Click mode", elem_id="hm-mode")
                     toggle = gr.Button("Toggle +/− (t)", elem_id="hm-toggle", size="sm")
+                    add = gr.Checkbox(value=False, label="Add to mask (another person)", elem_id="hm-add")
                     clear = gr.Button("Clear clicks (c)", elem_id="hm-clear", size="sm")
                     opacity = gr.Slider(0, 1, value=0.45, step=0.05, label="Mask opacity", elem_id="hm-opacity")
                     onion = gr.Checkbox(value=True, label="Onion skin (prev blue / next yellow)", elem_id="hm-onion")
@@ -112,8 +118,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
         outs = [state, image, info, message, slider, film, strip, save_prev, discard, mode]
 
-        def load_queue(sp: str, st: str) -> tuple[list[list[Any]], str]:
-            return h.queue_table(ctx, sp, st)
+        def load_queue(sp: str, st: str, why: str) -> tuple[list[list[Any]], str]:
+            return h.queue_table(ctx, sp, st, why)
 
         def wire(
             event: Callable[..., Any],
@@ -139,11 +145,11 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
             dep = event(run, [state, *inputs], outs, show_progress="minimal")
             if queue:  # the action changed review progress or locks: refresh the queue too
-                dep.then(load_queue, [split, status], [table, summary], show_progress="hidden")
+                dep.then(load_queue, [split, status, reason], [table, summary], show_progress="hidden")
             return dep
 
-        for ev in (demo.load, refresh.click, split.change, status.change):
-            ev(load_queue, [split, status], [table, summary])
+        for ev in (demo.load, refresh.click, split.change, status.change, reason.submit, reason.blur):
+            ev(load_queue, [split, status, reason], [table, summary])
 
         def pick_row(evt: gr.SelectData) -> str:
             return str(evt.row_value[0])
@@ -153,7 +159,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         wire(open_btn.click, lambda c, s, sid: h.on_open(c, s, sid), [sample_id], queue=True)
         wire(sample_id.submit, lambda c, s, sid: h.on_open(c, s, sid), [sample_id], queue=True)
         wire(release_btn.click, h.on_release, queue=True)
-        wire(next_flag.click, h.on_next_flagged, [split], queue=True)
+        wire(next_flag.click, h.on_next_flagged, [split, reason], queue=True)
         wire(prev_btn.click, lambda c, s: h.on_step(c, s, -1))
         wire(next_btn.click, lambda c, s: h.on_step(c, s, 1))
         wire(slider.release, lambda c, s, v: h.on_goto(c, s, int(v) - 1), [slider])
@@ -162,6 +168,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         wire(strip.select, lambda c, s, e: h.on_strip_click(c, s, e.index[0]), select=True)
         wire(mode.input, h.on_mode, [mode])
         wire(toggle.click, h.on_toggle_mode)
+        wire(add.input, h.on_add, [add])
         wire(clear.click, h.on_clear_clicks)
         wire(opacity.release, h.on_display, [opacity, onion])
         wire(onion.input, h.on_display, [opacity, onion])

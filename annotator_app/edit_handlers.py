@@ -27,7 +27,8 @@ ERASE_COLOR = "#ff0000"
 def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result:
     """A click at pixel (x, y) of the main view (frame pixels times ``state.display_scale``): add a
     point (or a box corner) and re-run SAM on this frame with every prompt given here so far; the
-    answer is saved as a new ``human`` version."""
+    answer (in add mode: united with the mask the frame had before these clicks) is saved as a new
+    ``human`` version."""
     x, y = float(int(x) // state.display_scale), float(int(y) // state.display_scale)
 
     def action() -> str:
@@ -36,7 +37,7 @@ def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result
         if state.preview:
             raise InputError("save or discard the propagation preview first")
         if state.clicks is None or state.clicks.frame_idx != i:
-            state.clicks = Clicks(i)
+            state.clicks = Clicks(i, base=state.seen[i])
         c = state.clicks
         if state.mode == "box":
             if c.box_start is None:
@@ -55,12 +56,25 @@ def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result
         )
         key = state.keys[i]
         pred = ctx.backend.predict(key, frame_loader(ctx, key), prompt)
-        change = session.save_mask(ctx, state, i, pred.mask, score=pred.score)
-        ctx.masks.put((key, change.head), pred.mask)
+        mask, added = pred.mask, ""
+        if state.add and c.base:  # SAM segments the clicked person only; the mask from before the clicks is kept
+            mask = pred.mask | _mask_at(ctx, key, c.base)
+            added = f", {int(pred.mask.sum())} px from the clicks added to the earlier mask"
+        change = session.save_mask(ctx, state, i, mask, score=pred.score)
+        ctx.masks.put((key, change.head), mask)
         c.logits = pred.logits
-        return f"Saved version {change.head} ({int(pred.mask.sum())} px, SAM score {pred.score:.2f})."
+        return f"Saved version {change.head} ({int(mask.sum())} px{added}, SAM score {pred.score:.2f})."
 
     return run_action(ctx, state, action)
+
+
+def _mask_at(ctx: AppContext, key: str, version: int) -> np.ndarray:
+    """Frame ``key``'s mask at ``version`` (``(H, W)`` bool), decoded once per version."""
+    mask = ctx.masks.get((key, version))
+    if mask is None:
+        mask = next(r for r in ctx.store.history(key) if r.version == version).mask()
+        ctx.masks.put((key, version), mask)
+    return mask
 
 
 def brush_value(ctx: AppContext, state: SessionState) -> tuple[SessionState, dict[str, Any] | None]:
@@ -145,6 +159,8 @@ def on_propagate(ctx: AppContext, state: SessionState, direction: int, n: int) -
             raise InputError("no frame in that direction")
         keys = [state.keys[j] for j in targets]
         masks, scores, note = propagate(ctx.backend, keys, [frame_loader(ctx, k) for k in keys], start)
+        if not masks:
+            return f"Nothing propagated: {note}."
         for pos, m in masks.items():
             state.preview[targets[pos]] = m
             state.preview_scores[targets[pos]] = scores[pos]

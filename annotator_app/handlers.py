@@ -68,9 +68,10 @@ def set_user(ctx: AppContext, state: SessionState, username: str | None) -> Sess
 
 
 # -- queue and samples ---------------------------------------------------------------------
-def queue_table(ctx: AppContext, split: str, status: str) -> tuple[list[list[Any]], str]:
-    """Rows for the queue table (:data:`QUEUE_COLUMNS`) and a one-line progress summary."""
-    rows = queue_rows(ctx.store, None if split in ("", "all") else split, status)
+def queue_table(ctx: AppContext, split: str, status: str, reason: str = "") -> tuple[list[list[Any]], str]:
+    """Rows for the queue table (:data:`QUEUE_COLUMNS`) and a one-line progress summary; ``reason``
+    (when not blank) keeps the samples with a flagged frame whose flag reason contains it."""
+    rows = queue_rows(ctx.store, None if split in ("", "all") else split, status, reason)
     total = {c: sum(getattr(r, c) for r in rows) for c in ("frames", "accepted", "flagged", "rejected", "unreviewed")}
     summary = (
         f"{len(rows)} samples · {total['frames']} frames: {total['accepted']} accepted · "
@@ -90,14 +91,15 @@ def on_open(ctx: AppContext, state: SessionState, sample_id: str, frame_idx: int
     return run_action(ctx, state, action)
 
 
-def on_next_flagged(ctx: AppContext, state: SessionState, split: str = "all") -> Result:
-    """Jump to the next flagged frame across the dataset (opening its sample)."""
+def on_next_flagged(ctx: AppContext, state: SessionState, split: str = "all", reason: str = "") -> Result:
+    """Jump to the next flagged frame across the dataset (opening its sample); ``reason`` (when not
+    blank) keeps the frames whose flag reason contains it."""
 
     def action() -> str:
         after = None if state.sample_id is None else (state.sample_id, state.frame_idx)
-        found = next_flagged(ctx.store, after, state.user, None if split in ("", "all") else split)
+        found = next_flagged(ctx.store, after, state.user, None if split in ("", "all") else split, reason)
         if found is None:
-            return "No flagged frame left."
+            return "No flagged frame left" + (f' with reason "{reason.strip()}".' if reason.strip() else ".")
         if found[0] != state.sample_id:
             session.open_sample(ctx, state, found[0], found[1])
         _arrive(ctx, state, found[1])
@@ -158,6 +160,14 @@ def on_mode(ctx: AppContext, state: SessionState, mode: str) -> Result:
     if state.clicks is not None:
         state.clicks.box_start = None
     return run_action(ctx, state, lambda: f"Click mode: {state.mode}.")
+
+
+def on_add(ctx: AppContext, state: SessionState, add: bool) -> Result:
+    """Choose whether clicks add a person to the frame's mask (their answer united with the mask
+    the frame had before the clicks) or replace the mask."""
+    state.add = bool(add)
+    what = "add a person to the mask (the mask from before the clicks is kept)" if state.add else "replace the mask"
+    return run_action(ctx, state, lambda: f"Clicks now {what}.")
 
 
 def on_toggle_mode(ctx: AppContext, state: SessionState) -> Result:

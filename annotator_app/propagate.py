@@ -51,17 +51,20 @@ def propagate(
 
     Returns:
         ``({position in keys: (H, W) bool mask}, {position: SAM score}, note)``; the chain stops
-        early (``note`` says where) when the object is lost (mask under ``min_area`` pixels).
+        early (``note`` says where) when the object is lost: its mask under ``min_area`` pixels, or
+        under half the start mask's area when that is smaller (a small athlete far away).
     """
     masks: dict[int, np.ndarray] = {}
     scores: dict[int, float] = {}
     backend.prefetch(list(zip(keys, loaders, strict=True)))
-    if int(start_mask.sum()) < min_area:
-        return masks, scores, "nothing to propagate: the mask is empty"
+    area = int(start_mask.sum())
+    if area == 0:
+        return masks, scores, "the mask is empty"
+    lost_below = min(min_area, (area + 1) // 2)
     current = start_mask
     for pos, (key, load) in enumerate(zip(keys, loaders, strict=True)):
         pred = backend.predict(key, load, prompt_from_mask(current))
-        if int(pred.mask.sum()) < min_area:
+        if int(pred.mask.sum()) < lost_below:
             return masks, scores, f"stopped at {key}: the athlete was lost"
         masks[pos], scores[pos] = pred.mask, pred.score
         current = pred.mask

@@ -59,9 +59,18 @@ def _keep(row: QueueRow, status: str) -> bool:
             return True
 
 
-def queue_rows(store: MaskStore, split: str | None = None, status: str = "all") -> list[QueueRow]:
-    """Samples with their progress, in sample order, filtered by split (``None`` = any) and by one
-    of :data:`QUEUE_FILTERS`. One grouped query over the store."""
+FLAGGED_WITH = (
+    "EXISTS (SELECT 1 FROM frames rf JOIN masks rm ON rm.frame_id=rf.frame_id AND rm.version=rf.head_version "
+    "WHERE rf.sample_id=s.sample_id AND rm.status='flagged' AND instr(lower(rm.reason), ?)>0) "
+)
+"""SQL condition: sample ``s`` has a flagged frame whose reason contains the (lower-case) parameter."""
+
+
+def queue_rows(store: MaskStore, split: str | None = None, status: str = "all", reason: str = "") -> list[QueueRow]:
+    """Samples with their progress, in sample order, filtered by split (``None`` = any), by one
+    of :data:`QUEUE_FILTERS` and, when ``reason`` is not blank, to those with a flagged frame whose
+    flag reason contains it (case-insensitive; e.g. ``"small in frame"``). One grouped query over
+    the store."""
     sql = (  # review_progress: per-sample counts the store's triggers keep (not a join over every frame)
         "SELECT s.sample_id, s.dataset, s.split, COALESCE(SUM(p.n),0), "
         "COALESCE(SUM(CASE WHEN p.status='accepted' THEN p.n END),0), "
@@ -73,18 +82,24 @@ def queue_rows(store: MaskStore, split: str | None = None, status: str = "all") 
         "LEFT JOIN locks l ON l.sample_id=s.sample_id AND l.expires_at>? "
     )
     params: list[object] = [time.time()]
+    where = []
     if split:
-        sql, params = sql + "WHERE s.split=? ", [*params, split]
+        where, params = ["s.split=? "], [*params, split]
+    if reason.strip():
+        where, params = [*where, FLAGGED_WITH], [*params, reason.strip().lower()]
+    if where:
+        sql += "WHERE " + "AND ".join(where)
     rows = store.query(sql + "GROUP BY s.sample_id ORDER BY s.sample_id", params)
     out = [QueueRow(*r[:9], locked_by=r[9] or "") for r in rows]
     return [r for r in out if _keep(r, status)]
 
 
 def next_flagged(
-    store: MaskStore, after: tuple[str, int] | None, user: str, split: str | None = None
+    store: MaskStore, after: tuple[str, int] | None, user: str, split: str | None = None, reason: str = ""
 ) -> tuple[str, int] | None:
     """The first flagged frame after ``(sample_id, frame_idx)`` in sample then frame order,
-    wrapping around, skipping samples another user holds; ``None`` when there is none."""
+    wrapping around, skipping samples another user holds and, when ``reason`` is not blank, frames
+    whose flag reason does not contain it (case-insensitive); ``None`` when there is none."""
     # Samples in order, only those whose review_progress has flagged frames, then their frames in order:
     # CROSS JOIN fixes that loop order, so the first hit ends the query without reading the rest.
     sql = (
@@ -97,6 +112,8 @@ def next_flagged(
     params: list[object] = [time.time(), user]
     if split:
         sql, params = sql + "AND s.split=? ", [*params, split]
+    if reason.strip():
+        sql, params = sql + "AND instr(lower(m.reason), ?)>0 ", [*params, reason.strip().lower()]
     order = "ORDER BY s.sample_id, f.idx LIMIT 1"
     if after is not None:
         rows = store.query(

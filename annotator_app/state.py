@@ -27,6 +27,8 @@ class Clicks:
         box: XYXY box prompt in frame pixels, or ``None``.
         box_start: First corner of a box being drawn, or ``None``.
         logits: ``(256, 256)`` low-res logits of the last prediction (fed back to SAM), or ``None``.
+        base: Version of the frame's mask when these clicks began (0 = none): in add mode the
+            clicks' answer is saved united with that mask.
     """
 
     frame_idx: int
@@ -35,6 +37,7 @@ class Clicks:
     box: tuple[float, float, float, float] | None = None
     box_start: tuple[float, float] | None = None
     logits: np.ndarray | None = None
+    base: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class SessionState:
         statuses: Per frame, the review status seen (``"none"`` without a mask).
         frame_idx: Frame on screen.
         mode: One of :data:`MODES`.
+        add: Clicks add a person to the frame's mask (their answer united with the mask the frame
+            had before the clicks) instead of replacing it.
         opacity: Mask overlay opacity in [0, 1].
         onion: Show the previous/next frames' outlines.
         clicks: Prompts on the frame on screen.
@@ -82,6 +87,7 @@ class SessionState:
     statuses: list[str] = field(default_factory=list)
     frame_idx: int = 0
     mode: str = "positive"
+    add: bool = False
     opacity: float = 0.45
     onion: bool = True
     clicks: Clicks | None = None

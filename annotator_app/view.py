@@ -98,7 +98,7 @@ def _info(ctx: AppContext, state: SessionState, rec: MaskRecord | None) -> str:
         else "not locked"
     )
     lines.append(
-        f"user {state.user} · {lock} · mode **{state.mode}** · undo {len(state.undo)} · redo {len(state.redo)}"
+        f"user {state.user} · {lock} · mode **{state.mode}**{' (add to mask)' if state.add else ''} · undo {len(state.undo)} · redo {len(state.redo)}"
     )
     return "  \n".join(lines)
 

@@ -22,23 +22,55 @@ class TinyDataset:
     truth: dict[str, np.ndarray]  # frame key -> true athlete mask (H, W) bool
 
 
-def athlete_mask(t: int, h: int, w: int) -> np.ndarray:
-    """A diver-like shape (body ellipse + head disk) that moves right and down with ``t``."""
+def person_mask(cx: float, cy: float, h: int, w: int, scale: float = 1.0) -> np.ndarray:
+    """A diver-like shape (body ellipse + head disk) with its body centred at (cx, cy) pixels,
+    ``scale`` times the default size (a fifth of the frame height tall); ``(H, W)`` bool."""
     yy, xx = np.mgrid[0:h, 0:w]
-    cx, cy = w * (0.3 + 0.05 * t), h * (0.35 + 0.03 * t)
-    body = ((xx - cx) / (0.07 * w)) ** 2 + ((yy - cy) / (0.2 * h)) ** 2 <= 1
-    head = (xx - cx) ** 2 + (yy - (cy - 0.26 * h)) ** 2 <= (0.06 * min(h, w)) ** 2
+    body = ((xx - cx) / (0.07 * w * scale)) ** 2 + ((yy - cy) / (0.2 * h * scale)) ** 2 <= 1
+    head = (xx - cx) ** 2 + (yy - (cy - 0.26 * h * scale)) ** 2 <= (0.06 * min(h, w) * scale) ** 2
     return body | head
 
 
-def frame_image(t: int, h: int, w: int) -> np.ndarray:
-    """A pool-blue gradient with the athlete in skin tone, ``(H, W, 3)`` uint8."""
+def athlete_mask(t: int, h: int, w: int) -> np.ndarray:
+    """The athlete of :func:`make_dataset`'s clips: moves right and down with ``t``."""
+    return person_mask(w * (0.3 + 0.05 * t), h * (0.35 + 0.03 * t), h, w)
+
+
+def painted(people: list[np.ndarray], h: int, w: int) -> np.ndarray:
+    """A pool-blue gradient with ``people`` (``(H, W)`` bool masks) in skin tone, ``(H, W, 3)`` uint8."""
     img = np.zeros((h, w, 3), np.uint8)
     img[..., 2] = np.linspace(120, 220, h, dtype=np.uint8)[:, None]
     img[..., 1] = np.linspace(60, 140, w, dtype=np.uint8)[None, :]
     img[..., 0] = 30
-    img[athlete_mask(t, h, w)] = (225, 170, 130)
+    for m in people:
+        img[m] = (225, 170, 130)
     return img
+
+
+def frame_image(t: int, h: int, w: int) -> np.ndarray:
+    """Frame ``t`` of :func:`make_dataset`'s clips, ``(H, W, 3)`` uint8."""
+    return painted([athlete_mask(t, h, w)], h, w)
+
+
+def add_flagged_sample(
+    ds: TinyDataset, sample_id: str, people: list[list[np.ndarray]], chosen: int, reason: str, dataset: str = "aqa7"
+) -> list[str]:
+    """Add a sample as build-masks leaves a whole-sample flag: frame ``t`` shows the persons
+    ``people[t]`` (``(H, W)`` bool each); every frame's auto mask is person ``chosen`` only, flagged
+    with ``reason``. Returns the frame keys."""
+    h, w = people[0][0].shape
+    keys = []
+    for t, persons in enumerate(people):
+        key = f"{sample_id}/img_{t + 1:05d}.jpg"
+        (ds.root / key).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(painted(persons, h, w)).save(ds.root / key, quality=95)
+        keys.append(key)
+    writes = [MaskWrite(mask=p[chosen], score=0.9, status="flagged", reason=reason) for p in people]
+    with MaskStore(ds.store_path) as store:
+        store.add_samples([Sample(sample_id, dataset, tuple(keys), "train", score=70.0)])
+        store.set_frame_sizes({k: (h, w) for k in keys})
+        store.write_sample_masks(sample_id, writes, author="build-masks")
+    return keys
 
 
 def make_dataset(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _annotator_fixtures import make_dataset
+from _annotator_fixtures import add_flagged_sample, make_dataset, person_mask
 from conftest import REPO
 
 from hmtools.store import MaskStore
@@ -226,6 +226,36 @@ def test_lock_for_others_and_stale_save_refused(env):
     bob.click("#hm-open")
     expect(bob.locator("#hm-message")).to_contain_text(f"Opened {sid}")
     bob.context.close()
+
+
+def test_flag_reason_filter_and_adding_the_synchronized_partner(env):
+    ds, server, browser, shots = env
+    h, w = SIZE
+    pairs = [[person_mask(0.25 * w, h * (0.4 + 0.04 * t), h, w), person_mask(0.7 * w, h * (0.4 + 0.04 * t), h, w)]
+             for t in range(4)]  # fmt: skip
+    keys = add_flagged_sample(ds, "sync/001", pairs, 0, "synchronized event but one athlete found")
+    page = _login(browser, server, "alice")
+    page.wait_for_selector("#hm-reason")
+    page.locator("#hm-reason input, #hm-reason textarea").first.fill("one athlete")
+    page.locator("#hm-reason input, #hm-reason textarea").first.press("Enter")
+    queue = page.locator("#hm-queue")
+    expect(queue).to_contain_text("sync/001")
+    expect(queue).not_to_contain_text("diving/001")
+    page.click("#hm-next-flagged")
+    expect(page.locator("#hm-info")).to_contain_text("flag reason: synchronized event but one athlete found")
+    expect(page.locator("#hm-info")).to_contain_text("frame 1/4")
+
+    page.locator("#hm-add input[type=checkbox]").check()
+    expect(page.locator("#hm-info")).to_contain_text("(add to mask)")
+    y = int(h * 0.4)
+    _click_frame(page, int(0.7 * w), y)  # one positive click on the partner
+    expect(page.locator("#hm-message")).to_contain_text("added to the earlier mask")
+    m = _head(ds.store_path, keys[0]).mask()
+    assert m[pairs[0][0]].all() and m[y, int(0.7 * w)]  # the first diver kept, the partner added
+    page.click("#hm-accept-sample")
+    expect(page.locator("#hm-message")).to_contain_text("Marked 4 frames accepted")
+    expect(queue).not_to_contain_text("sync/001")  # no flagged frame with that reason is left
+    page.context.close()
 
 
 def test_wrong_password_refused(env):
