@@ -88,9 +88,12 @@ def serve(
     from annotator_app.backend import build_backend
     from annotator_app.frames import FrameSource
     from annotator_app.state import AppContext
+    from hmtools.frame_root import store_frame_root
     from hmtools.store import MaskStore
 
     mask_store = MaskStore(store, create=False)
+    if root.is_dir():  # the dataset root or its frame folder: the keys are relative to the latter
+        root = store_frame_root(mask_store, root)
     frames = FrameSource(root)
     backend = build_backend(segmenter, checkpoint, device, cache_mb)
     ctx = AppContext(store=mask_store, frames=frames, backend=backend, lock_ttl_s=lock_ttl_s, default_user=user)

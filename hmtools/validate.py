@@ -43,9 +43,12 @@ def _is_sqlite(path: Path) -> bool:
 
 
 def _store_frame_sizes(store: MaskStore, root: Path) -> list[str]:
-    """One line per frame of the store whose image under ``root`` is missing or of another size."""
+    """One line per frame of the store whose image under ``root`` is missing or of another size.
+    ``root`` may also be a folder that holds the frame folder (:func:`~hmtools.frame_root.store_frame_root`)."""
     from hmtools.exchange.sink import read_image_size
+    from hmtools.frame_root import store_frame_root
 
+    root = store_frame_root(store, root)
     problems = []
     for sample_id in store.sample_ids():
         for frame in store.frames(sample_id):

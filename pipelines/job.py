@@ -81,7 +81,7 @@ def run_build_masks(
     samples = pick_samples(index.samples, sample_ids, limit)
     return run_sharded(
         samples,
-        root,
+        index.root,  # the frame folder the adapter found: frame keys are relative to it, not to --root
         store_path,
         cfg,
         load_models,

@@ -11,7 +11,10 @@ import typer
 
 def annotate(
     store: Annotated[Path, typer.Option("--store", help="Mask store file (SQLite) to correct.")],
-    root: Annotated[Path, typer.Option("--root", help="Dataset root the store's frame keys are relative to.")],
+    root: Annotated[
+        Path,
+        typer.Option("--root", help="Dataset root, or the frame folder inside it, that the store's frames come from."),
+    ],
     host: Annotated[
         str, typer.Option("--host", help="Address to bind. Anything but loopback requires --auth or --auth-file.")
     ] = "127.0.0.1",

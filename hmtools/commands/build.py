@@ -91,7 +91,7 @@ def build_masks(
 
 def preview(
     store: Annotated[Path, Opt("--store", help="Mask store file.")],
-    root: Annotated[Path, Opt("--root", help="Dataset root folder.")],
+    root: Annotated[Path, Opt("--root", help="Dataset root folder (or the frame folder inside it).")],
     sample: Annotated[str, Opt("--sample", help="Sample id.")],
     out: Annotated[Path, Opt("--out", help="Output .mp4 or .gif; a .png contact sheet is written beside it.")],
     max_frames: Annotated[int, Opt("--max-frames", help="Frames on the contact sheet.")] = 16,

@@ -33,7 +33,9 @@ def stats(
 
 def validate(
     path: Annotated[Path, typer.Argument(help="A mask store file or an export (file or folder).")],
-    root: Annotated[Path | None, typer.Option("--root", help="Dataset root, to check frame sizes.")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Dataset root (or its frame folder), to check frame sizes.")
+    ] = None,
 ) -> None:
     """Check a store or an export; one line per problem, exit 1 when there is any."""
     from hmtools.validate import validate_path
