@@ -162,7 +162,10 @@ def test_truncated_and_hand_edited_coco_fail_cleanly(setup, tmp_path: Path) -> N
     resized.write_text(json.dumps(data))
     garbage = tmp_path / "garbage.json"
     garbage.write_bytes(b"\xff\xfe not json")
+    empty = tmp_path / "empty.json"  # what an export whose --status matched no frame holds
+    empty.write_text(json.dumps({**json.loads(text), "images": [], "annotations": []}))
     cases = [
+        (empty, "lists no images .'images' is missing or empty."),
         (truncated, "truncated|not valid JSON"),
         (edited, "do not cover"),
         (resized, "RLE is"),

@@ -97,7 +97,10 @@ def read_coco_images(path: Path) -> dict[int, tuple[str, int, int]]:
             raise DataFormatError(f"{path}: image id {image_id} appears twice; the COCO file is corrupt")
         images[image_id] = (name, *size)
     if not images:
-        raise DataFormatError(f"{path} has no 'images'; expected a COCO instance-segmentation file")
+        raise DataFormatError(
+            f"{path} lists no images ('images' is missing or empty), so there is nothing to import; expected a "
+            "COCO instance-segmentation file with images (an export whose --status or --samples matched no frame is empty)"
+        )
     return images
 
 
