@@ -1,9 +1,13 @@
 """Propagate a corrected mask to neighbouring frames by re-prompting SAM frame by frame.
 
-From the corrected mask on frame t, frame t±1 is prompted with the mask's box (padded) and one
-positive point at the deepest interior pixel of each large connected part (both divers of a
-synchronised dive get a point), then t±2 from that answer, and so on. The result is a preview: the
-caller shows it and saves it only when the annotator says so.
+The start mask is split into persons (:func:`split_persons`: both divers of a synchronised dive are
+two persons, a detached hand stays with its diver) and each person is followed by its own chain, as
+build-masks segments each athlete with its own box: from person p's mask on frame t, frame t±1 is
+prompted with that mask's box (padded) and one positive point at the deepest interior pixel of each
+of its large connected parts, then t±2 from that answer, and so on. The persons' answers are united
+per frame. One box around two divers would span the gap between them, and SAM then fills the gap or
+drops a diver. The result is a preview: the caller shows it and saves it only when the annotator
+says so.
 """
 
 from __future__ import annotations
@@ -40,6 +44,35 @@ def prompt_from_mask(mask: np.ndarray, pad: float = 0.08, max_parts: int = 2) ->
     )
 
 
+def split_persons(mask: np.ndarray, min_share: float = 0.3) -> list[np.ndarray]:
+    """Split ``mask`` (``(H, W)`` bool) into the persons it shows, ordered left to right.
+
+    A connected part (8-connected) of at least ``min_share`` of the largest part's area is a
+    person; every smaller part (a detached hand or foot) joins the person nearest to it. Returns
+    one ``(H, W)`` bool mask per person, together covering ``mask``; ``[]`` for an empty mask.
+    """
+    parts, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return []
+    sizes = np.bincount(parts.ravel())[1:]
+    big = [p + 1 for p in range(n) if sizes[p] >= min_share * sizes.max()]
+    if len(big) == 1:
+        return [mask.copy()]
+    owner = np.zeros(n + 1, np.int64)  # part label -> label of the person it belongs to
+    owner[big] = big
+    big_pixels = np.isin(parts, big)
+    # for every pixel, the nearest pixel of a person, and that person's label
+    dist, (iy, ix) = ndimage.distance_transform_edt(~big_pixels, return_indices=True)
+    nearest = parts[iy, ix]
+    for p in range(1, n + 1):
+        if owner[p] == 0:
+            sel = parts == p
+            owner[p] = nearest[sel][int(np.argmin(dist[sel]))]
+    persons = [np.isin(parts, np.flatnonzero(owner == b)) for b in big]
+    persons.sort(key=lambda m: float(np.nonzero(m)[1].mean()))
+    return persons
+
+
 def propagate(
     backend: SegmentBackend,
     keys: Sequence[str],
@@ -49,23 +82,31 @@ def propagate(
 ) -> tuple[dict[int, np.ndarray], dict[int, float], str]:
     """Run the chain over ``keys`` (the frames in propagation order) starting from ``start_mask``.
 
+    Each person of :func:`split_persons` is prompted on each frame from its own answer on the
+    previous frame (all its prompts go to the frame's one cached embedding); the frame's mask is
+    the union of the persons' answers and its score the lowest of theirs.
+
     Returns:
         ``({position in keys: (H, W) bool mask}, {position: SAM score}, note)``; the chain stops
-        early (``note`` says where) when the object is lost: its mask under ``min_area`` pixels, or
-        under half the start mask's area when that is smaller (a small athlete far away).
+        early (``note`` says where, and which athlete counted from the left when there are several)
+        when a person is lost: its answer under ``min_area`` pixels, or under half that person's
+        start area when that is smaller (a small athlete far away).
     """
     masks: dict[int, np.ndarray] = {}
     scores: dict[int, float] = {}
     backend.prefetch(list(zip(keys, loaders, strict=True)))
-    area = int(start_mask.sum())
-    if area == 0:
+    persons = split_persons(start_mask)
+    if not persons:
         return masks, scores, "the mask is empty"
-    lost_below = min(min_area, (area + 1) // 2)
-    current = start_mask
+    lost_below = [min(min_area, (int(m.sum()) + 1) // 2) for m in persons]
+    current = persons
     for pos, (key, load) in enumerate(zip(keys, loaders, strict=True)):
-        pred = backend.predict(key, load, prompt_from_mask(current))
-        if int(pred.mask.sum()) < lost_below:
-            return masks, scores, f"stopped at {key}: the athlete was lost"
-        masks[pos], scores[pos] = pred.mask, pred.score
-        current = pred.mask
+        preds = [backend.predict(key, load, prompt_from_mask(m)) for m in current]
+        for i, (pred, below) in enumerate(zip(preds, lost_below, strict=True)):
+            if int(pred.mask.sum()) < below:
+                who = "the athlete" if len(persons) == 1 else f"athlete {i + 1} of {len(persons)} (from the left)"
+                return masks, scores, f"stopped at {key}: {who} was lost"
+        current = [pred.mask for pred in preds]
+        masks[pos] = np.logical_or.reduce(current)
+        scores[pos] = min(pred.score for pred in preds)
     return masks, scores, ""
