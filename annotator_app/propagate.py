@@ -73,6 +73,25 @@ def split_persons(mask: np.ndarray, min_share: float = 0.3) -> list[np.ndarray]:
     return persons
 
 
+def _person_prompt(persons: Sequence[np.ndarray], i: int) -> Prompt:
+    """:func:`prompt_from_mask` of person ``i``, plus a negative point at the deepest pixel of every
+    other person that lies inside its box (two divers close together: neither chain may drift onto
+    the other, as build-masks puts negatives on neighbours)."""
+    prompt = prompt_from_mask(persons[i])
+    x1, y1, x2, y2 = prompt.box
+    negatives = []
+    for j, other in enumerate(persons):
+        if j != i and other.any():
+            y, x = np.unravel_index(int(np.argmax(ndimage.distance_transform_edt(other))), other.shape)
+            if x1 <= x < x2 and y1 <= y < y2:
+                negatives.append((float(x), float(y)))
+    if not negatives:
+        return prompt
+    points = np.concatenate([prompt.points, np.asarray(negatives, np.float32)])
+    labels = np.concatenate([prompt.labels, np.zeros(len(negatives), np.int32)])
+    return Prompt(points=points, labels=labels, box=prompt.box, mask_input=None)
+
+
 def propagate(
     backend: SegmentBackend,
     keys: Sequence[str],
@@ -83,7 +102,8 @@ def propagate(
     """Run the chain over ``keys`` (the frames in propagation order) starting from ``start_mask``.
 
     Each person of :func:`split_persons` is prompted on each frame from its own answer on the
-    previous frame (all its prompts go to the frame's one cached embedding); the frame's mask is
+    previous frame, with negative points on the other persons inside its box (all the prompts go
+    to the frame's one cached embedding); the frame's mask is
     the union of the persons' answers and its score the lowest of theirs.
 
     Returns:
@@ -101,7 +121,7 @@ def propagate(
     lost_below = [min(min_area, (int(m.sum()) + 1) // 2) for m in persons]
     current = persons
     for pos, (key, load) in enumerate(zip(keys, loaders, strict=True)):
-        preds = [backend.predict(key, load, prompt_from_mask(m)) for m in current]
+        preds = [backend.predict(key, load, _person_prompt(current, i)) for i in range(len(current))]
         for i, (pred, below) in enumerate(zip(preds, lost_below, strict=True)):
             if int(pred.mask.sum()) < below:
                 who = "the athlete" if len(persons) == 1 else f"athlete {i + 1} of {len(persons)} (from the left)"

@@ -169,3 +169,30 @@ def test_two_prompts_per_frame_embed_each_frame_once_in_the_sam_adapter():
     backend.close()
     assert note == "" and len(masks) == 4 and seg.embeds == 4 and backend.embed_calls == 4
     assert all(ndimage.label(m)[1] == 2 for m in masks.values())
+
+
+def test_a_person_never_drifts_onto_a_close_partner() -> None:
+    """The left diver's arm reaches over the right diver, so the left box holds the right diver's
+    centre. A negative point there keeps the left chain off the right diver (the fake's wide disks
+    would otherwise cover both)."""
+    h, w = 96, 128
+    left = np.zeros((h, w), bool)
+    left[20:80, 30:45] = True
+    left[20:25, 45:90] = True  # the arm, above the partner
+    right = np.zeros((h, w), bool)
+    right[40:80, 60:80] = True
+    start = left | right
+    assert len(split_persons(start)) == 2
+    fake = RecordingFake()
+    fake.radius = 0.3  # an answer reaches well past its own diver
+    keys = [f"close/img_{t:05d}.jpg" for t in range(3)]
+    propagate(fake, keys, [lambda: painted([left, right], h, w)] * 3, start)
+    first_left = fake.prompts[0][1]
+    neg = first_left.points[first_left.labels == 0]
+    assert len(neg) == 1 and 60 <= neg[0][0] < 80 and 40 <= neg[0][1] < 80, first_left
+    first_right = fake.prompts[1][1]
+    assert (first_right.labels == 1).all()  # the left diver's centre is outside the right box
+    far = RecordingFake()  # divers far apart: no negatives, the prompts are as before
+    keys, loaders = clip(2)
+    propagate(far, keys, loaders, np.logical_or.reduce(divers(0)))
+    assert all((p.labels == 1).all() for _, p in far.prompts)
