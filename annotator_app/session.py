@@ -3,7 +3,8 @@ statuses as new versions (compare-and-set on the version the user saw), undo and
 
 Nothing here keeps work only in memory: every edit is a new store version before the function
 returns, so a server restart loses nothing. Undo writes an older version's content again as a new
-version; history is never deleted.
+version (its ``tracks`` included); history is never deleted. A new mask on a frame whose version
+had per-athlete ``tracks`` is split among them (:func:`hmtools.tracks.split_tracks`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 from annotator_app.state import AppContext, Change, SessionState
 from hmtools.errors import InputError, LockedError, StaleVersionError
 from hmtools.store_admin import acquire_lock, lock_holder, release_lock
-from hmtools.store_types import MaskWrite
+from hmtools.store_types import MaskRecord, MaskWrite
+from hmtools.tracks import split_tracks
 
 
 def open_sample(ctx: AppContext, state: SessionState, sample_id: str, frame_idx: int = 0) -> None:
@@ -103,12 +105,14 @@ def save_mask(
     score: float | None = None,
 ) -> Change:
     """Write ``mask`` (``(H, W)`` bool) as a new version of frame ``idx`` (status unreviewed),
-    expecting the version the user saw, and record it for undo as its own group.
+    expecting the version the user saw, and record it for undo as its own group. Tracks of the
+    version the user saw are carried over, split along the new mask (see :func:`_tracks`).
 
     Raises:
         StaleVersionError: the frame changed since the user saw it (nothing written).
     """
-    change = _put(ctx, state, idx, MaskWrite(mask=mask, source=source, score=score))
+    tracks = _tracks(ctx.store.current_mask(state.keys[idx]), state.seen[idx], mask)
+    change = _put(ctx, state, idx, MaskWrite(mask=mask, source=source, score=score, tracks=tracks))
     state.undo.append([change])
     state.redo.clear()
     return change
@@ -123,11 +127,18 @@ def save_masks(
     expected: dict[int, int] | None = None,
 ) -> list[Change]:
     """Write several frames' masks as one undo group, in one transaction: if any frame is no longer
-    at its expected version (default: the version the user saw), nothing is written."""
+    at its expected version (default: the version the user saw), nothing is written. Each frame's
+    tracks are split along its new mask as in :func:`save_mask`."""
     base = {i: state.seen[i] if expected is None else expected[i] for i in masks}
     _check_fresh(ctx, state, list(masks), base)
     order = sorted(masks)
-    writes = [MaskWrite(mask=masks[i], source=source, score=scores.get(i), frame_idx=i) for i in order]
+    heads = ctx.store.current_masks(state.sample_id or "")
+    writes = [
+        MaskWrite(
+            mask=masks[i], source=source, score=scores.get(i), tracks=_tracks(heads[i], base[i], masks[i]), frame_idx=i
+        )
+        for i in order
+    ]
     ctx.store.write_sample_masks(state.sample_id or "", writes, author=state.user, expected_versions=base)
     changes = [Change(i, state.keys[i], base[i], base[i] + 1) for i in order]  # compare-and-set: one step up
     for c in changes:
@@ -202,6 +213,16 @@ def _replay(
             stack[:] = [[_rebase(e, c.key, c.restore, c.head + 1) for e in g] for g in stack]
     target.append(done)
     return done
+
+
+def _tracks(head: MaskRecord | None, version: int, mask: np.ndarray) -> list[dict] | None:
+    """Per-athlete tracks of a human edit ``mask`` (``(H, W)`` bool) replacing ``version`` of a frame
+    whose head is ``head``: the edit split along that version's tracks (:func:`split_tracks`), or
+    ``None`` when it has none. A head at another version, or a mask of another size, is left to
+    the store to refuse."""
+    if head is None or head.version != version or not head.tracks or list(mask.shape) != list(head.rle["size"]):
+        return None
+    return split_tracks(head.tracks, head.rle, mask)
 
 
 def _rebase(e: Change, key: str, old_head: int, new_head: int) -> Change:

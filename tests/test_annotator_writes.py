@@ -164,3 +164,80 @@ def test_brush_strokes_refused_for_a_pending_preview_can_be_saved_later(ctx, tmp
     assert "Saved brush edit as version 2" in view.message
     assert ctx.store.current_mask(state.keys[1]).mask()[0:10, 0:10].all()
     assert not eh.brush_kept(ctx, state)  # saved: the editor reloads with the new version
+
+
+def _two_divers(ctx, sample="diving/001", frames=(0, 1, 2)):
+    """Give ``frames`` of ``sample`` a build-masks version with two athletes (synchronized diving):
+    per-athlete ``tracks`` with their own RLE. Returns the two divers' ``(H, W)`` bool masks."""
+    from _annotator_fixtures import person_mask
+
+    from hmtools.masks import encode_rle
+    from hmtools.store_types import MaskWrite
+
+    a, b = person_mask(0.3 * 128, 48, 96, 128, 0.8), person_mask(0.7 * 128, 48, 96, 128, 0.8)
+    tracks = [
+        {"track": k, "bbox": [1.0, 1.0, 2.0, 2.0], "counts": encode_rle(m)["counts"]} for k, m in enumerate((a, b))
+    ]
+    writes = [MaskWrite(mask=a | b, score=0.9, tracks=tracks, frame_idx=i) for i in frames]
+    ctx.store.write_sample_masks(sample, writes, author="build-masks")
+    return a, b
+
+
+def _ytvis_tracks(ctx, tmp_path, key):
+    """``{track: (H, W) bool}`` of frame ``key`` in a YouTube-VIS export of the store."""
+    import json
+
+    from hmtools.exchange import export_store
+    from hmtools.masks import decode_rle
+
+    out = tmp_path / f"vis{len(list(tmp_path.glob('vis*.json')))}.json"
+    export_store(ctx.store.path, "ytvis", out)
+    data = json.loads(out.read_text())
+    video = next(v for v in data["videos"] if key in v["file_names"])
+    i = video["file_names"].index(key)
+    anns = [a for a in data["annotations"] if a["video_id"] == video["id"]]
+    return {a["track"]: decode_rle(a["segmentations"][i]) for a in anns if a["segmentations"][i] is not None}
+
+
+def _check_tracks(ctx, tmp_path, key):
+    """The export of ``key`` has both athletes' tracks, and they make up its stored mask."""
+    parts = _ytvis_tracks(ctx, tmp_path, key)
+    assert sorted(parts) == [0, 1]
+    assert np.array_equal(parts[0] | parts[1], ctx.store.current_mask(key).mask())
+    return parts
+
+
+def test_a_brush_edit_of_a_two_diver_frame_keeps_both_tracks(ctx, tmp_path):
+    a, b = _two_divers(ctx)
+    state, _ = _open(ctx, idx=0)
+    state, value = eh.brush_value(ctx, state)
+    layer = np.zeros((96, 128, 4), np.uint8)
+    layer[44:50, 98:110] = (0, 255, 0, 255)  # diver B's arm, painted to the right of B
+    layer[30:40, 25:52] = (255, 0, 0, 255)  # part of diver A erased
+    state, view = eh.on_brush_apply(ctx, state, {**value, "layers": [layer]})
+    assert "Saved brush edit" in view.message
+    arm, erased = layer[..., 1] > 0, layer[..., 0] > 0
+    parts = _check_tracks(ctx, tmp_path, state.keys[0])
+    assert np.array_equal(parts[0], a & ~erased)
+    assert np.array_equal(parts[1], (b | arm) & ~erased)
+
+
+def test_clicks_propagation_and_undo_on_two_diver_frames_keep_both_tracks(ctx, tmp_path):
+    a, b = _two_divers(ctx)
+    state, _ = _open(ctx, idx=0)
+    state, _ = h.on_add(ctx, state, True)
+    state, view = eh.on_click(ctx, state, 12, 48)  # a hand left of diver A, added to the mask
+    assert "Saved version" in view.message
+    key = state.keys[0]
+    parts = _check_tracks(ctx, tmp_path, key)
+    assert np.array_equal(parts[1], b) and (parts[0] & ~a).any()
+    state, _ = eh.on_propagate(ctx, state, 1, 2)
+    state, view = eh.on_save_preview(ctx, state)
+    assert "Saved 2 propagated frames" in view.message
+    for k in state.keys[1:3]:
+        _check_tracks(ctx, tmp_path, k)
+    state, _ = eh.on_undo(ctx, state)  # back to the build-masks tracks
+    state, _ = eh.on_undo(ctx, state)
+    assert np.array_equal(_check_tracks(ctx, tmp_path, key)[0], a)
+    state, _ = eh.on_redo(ctx, state)  # the click again
+    assert (_check_tracks(ctx, tmp_path, key)[0] & ~a).any()
