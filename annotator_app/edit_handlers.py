@@ -18,6 +18,7 @@ from annotator_app.propagate import propagate
 from annotator_app.render import render_frame
 from annotator_app.state import AppContext, Clicks, SessionState
 from hmtools.errors import InputError
+from hmtools.tracks import track_masks
 
 ADD_COLOR = "#00ff00"
 ERASE_COLOR = "#ff0000"
@@ -154,11 +155,13 @@ def on_propagate(ctx: AppContext, state: SessionState, direction: int, n: int) -
         start = state.preview.get(i, None if rec is None else rec.mask())
         if start is None:
             raise InputError("this frame has no mask to propagate")
+        # the saved version's per-athlete tracks tell touching divers apart (a preview has none)
+        persons = track_masks(rec.tracks, rec.rle) if i not in state.preview and rec and rec.tracks else None
         targets = [j for j in (i + direction * k for k in range(1, int(n) + 1)) if 0 <= j < len(state.keys)]
         if not targets:
             raise InputError("no frame in that direction")
         keys = [state.keys[j] for j in targets]
-        masks, scores, note = propagate(ctx.backend, keys, [frame_loader(ctx, k) for k in keys], start)
+        masks, scores, note = propagate(ctx.backend, keys, [frame_loader(ctx, k) for k in keys], start, persons=persons)
         if not masks:
             return f"Nothing propagated: {note}."
         for pos, m in masks.items():

@@ -98,10 +98,12 @@ def propagate(
     loaders: Sequence[Callable[[], np.ndarray]],
     start_mask: np.ndarray,
     min_area: int = 16,
+    persons: Sequence[np.ndarray] | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, float], str]:
     """Run the chain over ``keys`` (the frames in propagation order) starting from ``start_mask``.
 
-    Each person of :func:`split_persons` is prompted on each frame from its own answer on the
+    Each person (``persons``, e.g. the frame's per-athlete tracks, which tell two divers apart even
+    where they touch; by default :func:`split_persons` of ``start_mask``) is prompted on each frame from its own answer on the
     previous frame, with negative points on the other persons inside its box (all the prompts go
     to the frame's one cached embedding); the frame's mask is
     the union of the persons' answers and its score the lowest of theirs.
@@ -115,7 +117,11 @@ def propagate(
     masks: dict[int, np.ndarray] = {}
     scores: dict[int, float] = {}
     backend.prefetch(list(zip(keys, loaders, strict=True)))
-    persons = split_persons(start_mask)
+    given = [p for p in persons or [] if p.any()]
+    if len(given) >= 2:
+        persons = sorted(given, key=lambda m: float(np.nonzero(m)[1].mean()))  # left to right, as split_persons
+    else:
+        persons = split_persons(start_mask)
     if not persons:
         return masks, scores, "the mask is empty"
     lost_below = [min(min_area, (int(m.sum()) + 1) // 2) for m in persons]

@@ -73,6 +73,15 @@ def _with(track: dict[str, Any], mask: np.ndarray, *, counts: bool) -> dict[str,
     return out
 
 
+def track_masks(tracks: list[dict[str, Any]], union: RLE) -> list[np.ndarray]:
+    """Each track's ``(H, W)`` bool mask, read as the exports read it: its own ``counts``; a lone
+    track without is the whole ``union`` (COCO RLE of the frame); one of several without is the
+    union inside its ``bbox``. ``[]`` for no tracks."""
+    if len(tracks) == 1 and tracks[0].get("counts") is None:
+        return [decode_rle(dict(union))]
+    return _previous_masks(tracks, union, tuple(int(v) for v in union["size"]))
+
+
 def _previous_masks(tracks: list[dict[str, Any]], union: RLE, size: tuple[int, ...]) -> list[np.ndarray]:
     """Each track's previous ``(H, W)`` bool mask, read as the exports read it."""
     out: list[np.ndarray] = []

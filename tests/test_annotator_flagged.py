@@ -141,3 +141,28 @@ def test_propagating_an_empty_mask_says_so(ctx, ds):
     state, _ = _open(ctx, "ski/001", idx=2)
     state, view = eh.on_propagate(ctx, state, 1, 3)
     assert "Nothing propagated: the mask is empty." in view.message and not state.preview
+
+
+def test_touching_divers_are_propagated_as_the_two_tracks_the_frame_stores(ctx, ds):
+    """Two synchronized divers whose masks touch are one connected part; the frame's per-athlete
+    tracks (build-masks wrote one RLE per diver) still tell them apart, so each is followed alone."""
+    from hmtools.masks import encode_rle, mask_to_box
+
+    def pair(t):
+        y = H * (0.45 + 0.03 * t)
+        return [person_mask(0.45 * W, y, H, W), person_mask(0.58 * W, y, H, W)]  # bodies overlap: one part
+
+    keys = add_flagged_sample(ds, "sync/001", [pair(t) for t in range(N)], 0, "low score")
+    a, b = pair(1)
+    tracks = [
+        {"track": k, "bbox": list(mask_to_box(m)), "counts": encode_rle(m)["counts"]} for k, m in enumerate((a, b))
+    ]
+    ctx.store.put_mask(keys[1], MaskWrite(mask=a | b, tracks=tracks), author="build-masks", expected_version=1)
+    state, _ = _open(ctx, "sync/001", idx=1)
+    calls = ctx.backend.predict_calls
+    state, view = eh.on_propagate(ctx, state, 1, 2)
+    assert ctx.backend.predict_calls - calls == 4, view.message  # two persons on each of two frames
+    state, _ = _open(ctx, "sync/001", idx=3)  # its saved mask has no tracks: one connected part, one chain
+    calls = ctx.backend.predict_calls
+    eh.on_propagate(ctx, state, 1, 2)
+    assert ctx.backend.predict_calls - calls == 2
