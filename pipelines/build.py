@@ -132,6 +132,7 @@ def build_masks(
     cfg: BuildConfig,
     *,
     force: bool = False,
+    keep_built: bool = False,
     overwrite_human: bool = False,
     progress: bool = True,
     desc: str = "build-masks",
@@ -145,6 +146,8 @@ def build_masks(
         models: Loaded backends.
         cfg: Build configuration.
         force: Rebuild samples already built with this configuration.
+        keep_built: Skip every sample already built, whatever configuration (or hmtools version)
+            built it: only samples never built are built (finishing a run after an upgrade).
         overwrite_human: Also rebuild samples with human edits, reviews or imported masks.
         progress: Show a tqdm bar (frames, frames/s).
         desc: Progress bar label.
@@ -162,7 +165,8 @@ def build_masks(
     summary = BuildSummary(samples=len(samples), config_hash=chash)
     todo = []
     for s in samples:
-        if not force and store.build_config(s.sample_id) == chash:
+        built = store.build_config(s.sample_id)
+        if (not force and built == chash) or (keep_built and built is not None):
             summary.skipped_done += 1
         elif not overwrite_human and human_block(store, s.sample_id):
             summary.skipped_human.append(s.sample_id)

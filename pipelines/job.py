@@ -53,6 +53,7 @@ def run_build_masks(
     sample_ids: Sequence[str] | None = None,
     limit: int | None = None,
     force: bool = False,
+    keep_built: bool = False,
     overwrite_human: bool = False,
     progress: bool = True,
     rank_stores: bool = False,
@@ -64,8 +65,11 @@ def run_build_masks(
     machines); ``merge`` then copies those into ``store_path`` instead of building.
 
     Raises:
-        InputError: bad dataset, sample id or model name; ``merge`` without rank stores (exit 2).
+        InputError: bad dataset, sample id or model name; ``merge`` without rank stores; ``force``
+            with ``keep_built`` (exit 2).
     """
+    if force and keep_built:
+        raise InputError("--force rebuilds built samples and --keep-built skips them; pass one of the two")
     from hmtools.datasets import load_dataset
 
     if merge:
@@ -86,6 +90,7 @@ def run_build_masks(
         cfg,
         load_models,
         force=force,
+        keep_built=keep_built,
         overwrite_human=overwrite_human,
         progress=progress,
         rank_stores=rank_stores,
@@ -116,6 +121,7 @@ def run_sharded(
     models_factory: Callable[[BuildConfig, str], Models],
     *,
     force: bool = False,
+    keep_built: bool = False,
     overwrite_human: bool = False,
     progress: bool = True,
     rank_stores: bool = False,
@@ -148,6 +154,7 @@ def run_sharded(
                 models,
                 cfg,
                 force=force,
+                keep_built=keep_built,
                 overwrite_human=overwrite_human,
                 progress=progress,
                 desc=desc,

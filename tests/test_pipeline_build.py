@@ -62,6 +62,26 @@ def test_rerun_skips_force_redoes_and_human_edits_are_kept(tmp_path) -> None:
         assert integrity_check(store) == []
 
 
+def test_keep_built_builds_only_samples_never_built(tmp_path, capsys) -> None:
+    """After an upgrade (another configuration hash), --keep-built finishes a run without rebuilding
+    what is done; --force with it is refused."""
+    from hmtools.cli import main
+
+    samples = _dataset(tmp_path, 3)
+    models = Models(BlobDetector(), ColourSegmenter(), {"fake": "1"})
+    with MaskStore(tmp_path / "m.db") as store:
+        build_masks(samples[:2], tmp_path, store, models, CFG, progress=False)
+        newer = BuildConfig(device="cpu", frames=CFG.frames, flags=type(CFG.flags)(min_score=0.5))
+        s = build_masks(samples, tmp_path, store, models, newer, keep_built=True, progress=False)
+        assert (s.built, s.skipped_done) == (1, 2)
+        assert all(n == 1 for _, n, _ in _versions(store))  # nothing rebuilt
+        assert store.build_config(samples[2].sample_id) == s.config_hash != store.build_config(samples[0].sample_id)
+    with pytest.raises(SystemExit) as e:
+        main(["build-masks", "--dataset", "aqa7", "--root", str(tmp_path), "--store", str(tmp_path / "m.db"),
+              "--detector", "lite", "--segmenter", "lite", "--force", "--keep-built"])  # fmt: skip
+    assert e.value.code == 2 and "--keep-built" in capsys.readouterr().err
+
+
 def test_kill_minus_nine_then_resume(tmp_path) -> None:
     n = 6
     _dataset(tmp_path, n, frames=6)

@@ -36,6 +36,10 @@ def build_masks(
     ] = None,
     limit: Annotated[int | None, Opt("--limit", help="Only the first N samples.")] = None,
     force: Annotated[bool, Opt("--force", help="Rebuild samples already built with this configuration.")] = False,
+    keep_built: Annotated[
+        bool,
+        Opt("--keep-built", help="Skip samples built with any configuration or hmtools version; build only new ones."),
+    ] = False,
     overwrite_human: Annotated[
         bool, Opt("--overwrite-human", help="Also rebuild samples with human edits/reviews or imported masks.")
     ] = False,
@@ -78,6 +82,7 @@ def build_masks(
         sample_ids=samples,
         limit=limit,
         force=force,
+        keep_built=keep_built,
         overwrite_human=overwrite_human,
         rank_stores=rank_stores,
         merge=merge,
