@@ -335,3 +335,16 @@ def test_overwrite_interrupted_while_removing_the_old_folder_leaves_a_whole_expo
     problems = validate_path(out)  # the new export, whole (all three samples); the store has one hole
     assert problems == [f"{out}: 1 frames of the exported samples have no mask file (manifest)"]
     assert json.loads((out / "manifest.json").read_text())["counts"]["samples"] == 3
+
+
+@pytest.mark.parametrize("fmt", ["coco", "hdf5", "fineparser"])
+@pytest.mark.parametrize("where", ["the store", "its folder", "a folder above"])
+def test_overwrite_never_replaces_the_store_or_a_folder_holding_it(tmp_path: Path, fmt: str, where: str) -> None:
+    store_path = tmp_path / "data" / "run" / "masks.db"
+    with MaskStore(store_path) as st:
+        fill_store(st, make_samples(n_samples=1))
+    before = store_path.read_bytes()
+    out = {"the store": store_path, "its folder": store_path.parent, "a folder above": tmp_path / "data"}[where]
+    with pytest.raises(InputError, match="an export there would replace it"):
+        export_store(store_path, fmt, out, options=ExportOptions(overwrite=True))
+    assert store_path.read_bytes() == before

@@ -106,7 +106,8 @@ def export_store(
         options: Format options (default: :class:`ExportOptions`).
 
     Raises:
-        InputError: unknown format or option, missing store, or ``out`` exists without overwrite.
+        InputError: unknown format or option, missing store, ``out`` exists without overwrite, or
+            ``out`` is the store itself or a folder holding it (an overwrite would delete the store).
         DataFormatError: the store holds a mask whose size disagrees with its frame.
     """
     from hmtools import __version__
@@ -117,6 +118,7 @@ def export_store(
         raise InputError(f"unknown export format {fmt!r}; valid formats: {', '.join(EXPORTERS)}")
     if options.image_format not in ("jpg", "png"):
         raise InputError(f"--image-format must be jpg or png; got {options.image_format!r}")
+    _check_out_spares_store(Path(out), Path(store_path))
     folder = fmt in FOLDER_FORMATS
     counts = Counts()
     info = {"description": "hmtools mask export", "format": fmt, "version": __version__}
@@ -137,3 +139,14 @@ def export_store(
             }
             write_manifest(tmp, body, folder=folder)
     return ExportResult(Path(out), fmt, counts)
+
+
+def _check_out_spares_store(out: Path, store_path: Path) -> None:
+    """Refuse an output path that is the store or a folder above it: writing there (and, with
+    ``--overwrite``, setting the old output aside and deleting it) would destroy the store."""
+    store, target = store_path.resolve(), out.resolve()
+    if target == store or target in store.parents:
+        raise InputError(
+            f"--out {out} {'is the mask store' if target == store else 'holds the mask store ' + str(store_path)}; "
+            "an export there would replace it: pass a new file or folder for --out"
+        )
