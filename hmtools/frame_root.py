@@ -9,6 +9,7 @@ dataset root (FineDiving's ``FINADiving_MTL_256s/``, MTL-AQA's ``whole_videos_fr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,12 +18,14 @@ if TYPE_CHECKING:
     from hmtools.store import MaskStore
 
 MAX_FOLDERS = 4000
-"""Folders looked into at most (one and two levels below the root) before giving up."""
+"""Folders looked into at most (one and two levels below the root together) before giving up."""
 
 
 def find_frame_root(root: Path, keys: Iterable[str], probes: int = 8) -> Path:
-    """The folder that holds the frames named by ``keys``: ``root`` itself, or the first folder
-    one or two levels inside it (in name order) that holds any of the first ``probes`` keys.
+    """The folder that holds the frames named by ``keys``: ``root`` itself, else the first folder one
+    level inside it (in name order) that holds any of the first ``probes`` keys, else the first such
+    folder two levels inside it. A shallower folder wins, as in the dataset adapters' lists of frame
+    folders (MTL-AQA's ``whole_videos_frames/`` before ``new/new_total_frames_256s/``).
 
     Args:
         root: The folder a user passed as ``--root``.
@@ -30,34 +33,51 @@ def find_frame_root(root: Path, keys: Iterable[str], probes: int = 8) -> Path:
         probes: How many keys are tried in each folder.
 
     Returns:
-        That folder, or ``root`` when none holds a probed key (the caller then reports the missing
-        frames relative to ``root``, as the user passed it).
+        That folder, or ``root`` when none of the first :data:`MAX_FOLDERS` folders holds a probed key
+        (the caller then reports the missing frames relative to ``root``, as the user passed it).
     """
     probe = [k for _, k in zip(range(probes), keys, strict=False)]
     if not probe or not root.is_dir() or _holds(root, probe):
         return root
-    looked = 0
-    for child in _subfolders(root):
-        if _holds(child, probe):
-            return child
-        for grandchild in _subfolders(child):
-            looked += 1
-            if looked > MAX_FOLDERS:
-                return root
-            if _holds(grandchild, probe):
-                return grandchild
+    level, budget = [root], MAX_FOLDERS
+    for _ in range(2):  # one level down, then two
+        level = _subfolders(level, budget)
+        budget -= len(level)
+        found = next((folder for folder in level if _holds(folder, probe)), None)
+        if found is not None:
+            return found
     return root
 
 
 def _holds(folder: Path, keys: list[str]) -> bool:
-    return any((folder / key).is_file() for key in keys)
+    for key in keys:
+        try:
+            if (folder / key).is_file():
+                return True
+        except OSError:  # an unreadable folder, a name too long: not there
+            continue
+    return False
 
 
-def _subfolders(folder: Path) -> list[Path]:
+def _subfolders(folders: list[Path], limit: int) -> list[Path]:
+    """The folders inside ``folders`` (those of each in name order), at most ``limit`` of them."""
+    found: list[Path] = []
+    for folder in folders:
+        if len(found) >= limit:
+            break
+        try:
+            with os.scandir(folder) as entries:  # no stat per entry: a frame folder lists fast
+                found += [folder / name for name in sorted(e.name for e in entries if _is_dir(e))]
+        except OSError:  # unreadable: nothing to find there
+            continue
+    return found[:limit]
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
     try:
-        return sorted(p for p in folder.iterdir() if p.is_dir())
-    except OSError:  # unreadable: nothing to find there
-        return []
+        return entry.is_dir()
+    except OSError:  # a link to somewhere unreadable
+        return False
 
 
 def store_frame_root(store: MaskStore, root: Path) -> Path:

@@ -86,10 +86,11 @@ def _read_only_uri(path: Path) -> str:
       behind, SQLite removes the ones it made when the connection closes, as with any reader, and
       writers of other processes go on beside it.
     """
-    uri = path.absolute().as_uri()
-    if Path(f"{path}-wal").exists():
+    real = path.resolve()  # SQLite follows a symlinked store file: its -wal/-shm are beside the target
+    uri = real.as_uri()
+    if Path(f"{real}-wal").exists():
         return uri + "?mode=ro"
-    if not (os.access(path, os.W_OK) and os.access(path.absolute().parent, os.W_OK)):
+    if not (os.access(real, os.W_OK) and os.access(real.parent, os.W_OK)):
         return uri + "?mode=ro&immutable=1"
     return uri + "?mode=rw"
 
@@ -111,6 +112,16 @@ def _read_current_schema(conn: sqlite3.Connection, path: Path) -> sqlite3.Connec
         conn.backup(copy)
         conn.close()
         migrate(copy, path, create=False)
+    except sqlite3.OperationalError as e:
+        copy.close()
+        if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_FULL:
+            raise
+        raise InputError(  # the temporary folder is full: not the store's folder, as connect() would say
+            f"cannot read mask store {path} (store schema {version}, older than this hmtools' {SCHEMA_VERSION}) "
+            f"through an upgraded temporary copy: {e}; the copy needs about {max(1, path.stat().st_size >> 20)} MiB free "
+            "in SQLite's temporary folder ($SQLITE_TMPDIR, else $TMPDIR, else /var/tmp): set SQLITE_TMPDIR to a "
+            "folder with room"
+        ) from e
     except BaseException:
         copy.close()
         raise

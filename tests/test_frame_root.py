@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -78,3 +79,52 @@ def test_build_preview_and_validate_take_the_folder_above_the_frames(
     assert code == 0 and out.stat().st_size > 1000, err
     code, stdout, err = run_cli(["validate", str(store), "--root", str(root)], capsys)
     assert code == 0 and "no readable frame" not in stdout + err, stdout + err
+
+
+def test_a_shallower_frame_folder_wins_as_in_the_adapters(tmp_path: Path) -> None:
+    """FineDiving's adapter takes ``FINADiving_MTL_256s/`` before ``Dataset/FineDiving/``; the folder
+    one level down was passed over for the one two levels down inside ``Dataset/`` (first in name order)."""
+    keys = ["01/1/00001.jpg"]
+    for frames in ("Dataset/FineDiving", "FINADiving_MTL_256s"):
+        write_frames(tmp_path / frames / "01" / "1", ["00001.jpg"])
+    assert find_frame_root(tmp_path, keys) == tmp_path / "FINADiving_MTL_256s"
+    for frames in ("new/new_total_frames_256s", "whole_videos_frames"):  # MTL-AQA, same names in both
+        write_frames(tmp_path / "mtl" / frames / "01", ["000001.jpg"])
+    assert find_frame_root(tmp_path / "mtl", ["01/000001.jpg"]) == tmp_path / "mtl" / "whole_videos_frames"
+
+
+def test_the_scan_is_bounded_on_both_levels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hmtools.frame_root.MAX_FOLDERS", 5)
+    for i in range(8):
+        (tmp_path / "many" / f"d{i}").mkdir(parents=True)
+    write_frames(tmp_path / "many" / "z_frames" / "01", ["000001.jpg"])
+    assert find_frame_root(tmp_path / "many", ["01/000001.jpg"]) == tmp_path / "many"  # the 9th folder: not looked at
+    monkeypatch.setattr("hmtools.frame_root.MAX_FOLDERS", 9)
+    assert find_frame_root(tmp_path / "many", ["01/000001.jpg"]) == tmp_path / "many" / "z_frames"
+    write_frames(tmp_path / "deep" / "z" / "frames" / "01", ["000001.jpg"])
+    for i in range(3):
+        (tmp_path / "deep" / f"d{i}").mkdir()
+    monkeypatch.setattr("hmtools.frame_root.MAX_FOLDERS", 4)  # d0, d1, d2, z: none left for z/frames
+    assert find_frame_root(tmp_path / "deep", ["01/000001.jpg"]) == tmp_path / "deep"
+    monkeypatch.setattr("hmtools.frame_root.MAX_FOLDERS", 5)
+    assert find_frame_root(tmp_path / "deep", ["01/000001.jpg"]) == tmp_path / "deep" / "z" / "frames"
+
+
+def test_keys_that_cannot_be_looked_up_are_not_there(tmp_path: Path) -> None:
+    """A name too long for the file system raised OSError (ENAMETOOLONG) instead of not matching."""
+    write_frames(tmp_path / "ds" / "frames" / "01", ["000001.jpg"])
+    keys = ["x" * 300 + "/1.jpg", "nul\0/1.jpg", "01/000001.jpg"]
+    assert find_frame_root(tmp_path / "ds", keys) == tmp_path / "ds" / "frames"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_unreadable_folders_are_passed_over(tmp_path: Path) -> None:
+    """A folder without search permission inside --root raised PermissionError from ``is_file``."""
+    (tmp_path / "a_locked" / "01").mkdir(parents=True)
+    write_frames(tmp_path / "b" / "frames" / "01", ["000001.jpg"])
+    (tmp_path / "a_locked").chmod(0o000)
+    try:
+        assert find_frame_root(tmp_path, ["01/000001.jpg"]) == tmp_path / "b" / "frames"
+        assert find_frame_root(tmp_path / "a_locked", ["01/000001.jpg"]) == tmp_path / "a_locked"
+    finally:
+        (tmp_path / "a_locked").chmod(0o755)

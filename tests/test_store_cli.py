@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,61 @@ def test_read_only_commands_create_no_store(tmp_path: Path, capsys: pytest.Captu
         assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("hmtools: error: ")
         assert "missing.db" in err
         assert list((tmp_path / "store").iterdir()) == []
+
+
+def test_a_symlinked_store_is_read_with_the_wal_beside_its_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite follows a symlinked store file to the -wal beside its target; the -wal was looked for
+    beside the link, so a crashed writer's -wal was checkpointed into the file and deleted (or, for a
+    read-only file, ignored under ``immutable=1``: its commits went unseen)."""
+    import shutil
+    from contextlib import closing
+
+    from test_store_migrations import file_state, files_beside, reviewed_store
+
+    reviewed_store(tmp_path / "w" / "masks.db").close()
+    crashed = tmp_path / "crashed" / "masks.db"
+    crashed.parent.mkdir()
+    with closing(raw_connect(tmp_path / "w" / "masks.db")) as writer:
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("UPDATE samples SET split='test' WHERE sample_id='clip0/0'")
+        for suffix in ("", "-wal", "-shm"):  # what a writer killed now leaves: its commit only in the -wal
+            shutil.copy(f"{writer.execute('PRAGMA database_list').fetchone()[2]}{suffix}", f"{crashed}{suffix}")
+    link = tmp_path / "link" / "masks.db"
+    link.parent.mkdir()
+    link.symlink_to(crashed)
+    before, wal = file_state(crashed), Path(f"{crashed}-wal").read_bytes()
+    code, out, err = run_cli(["stats", "--store", str(link), "--json"], capsys)
+    assert code == 0 and json.loads(out)["samples"] == 4, err
+    assert file_state(crashed) == before and Path(f"{crashed}-wal").read_bytes() == wal
+    assert files_beside(crashed) == {"masks.db", "masks.db-wal", "masks.db-shm"} and files_beside(link) == {"masks.db"}
+    if os.geteuid() != 0:  # a read-only target was opened immutable=1, which ignores the -wal
+        crashed.chmod(0o444)
+    with MaskStore(link, read_only=True) as store:  # the commit in the -wal is read
+        assert store.query("SELECT split FROM samples WHERE sample_id='clip0/0'") == [("test",)]
+    assert file_state(crashed) == before and Path(f"{crashed}-wal").read_bytes() == wal
+
+
+def test_no_room_for_the_upgraded_copy_says_where_it_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older store is read through a copy in SQLite's temporary folder; when that is full the
+    error told the user to copy the store to a writable folder, which does not help."""
+    import sqlite3
+
+    from test_store_migrations import older_store
+
+    path = older_store(tmp_path / "masks.db", 2)
+    connect = sqlite3.connect
+
+    def small_temp(database: str, *args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(database, *args, **kwargs)
+        if database == "":  # the private temporary copy: room for 5 pages only
+            conn.execute("PRAGMA max_page_count=5")
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", small_temp)
+    code, out, err = run_cli(["stats", "--store", str(path)], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "database or disk is full" in err and "SQLITE_TMPDIR" in err and "writable folder" not in err
