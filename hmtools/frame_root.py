@@ -37,19 +37,21 @@ def find_frame_root(root: Path, keys: Iterable[str], probes: int = 8) -> Path:
         (the caller then reports the missing frames relative to ``root``, as the user passed it).
     """
     probe = [k for _, k in zip(range(probes), keys, strict=False)]
-    if not probe or not root.is_dir() or _holds(root, probe):
+    if not probe or not root.is_dir() or holds_frames(root, probe):
         return root
     level, budget = [root], MAX_FOLDERS
     for _ in range(2):  # one level down, then two
         level = _subfolders(level, budget)
         budget -= len(level)
-        found = next((folder for folder in level if _holds(folder, probe)), None)
+        found = next((folder for folder in level if holds_frames(folder, probe)), None)
         if found is not None:
             return found
     return root
 
 
-def _holds(folder: Path, keys: list[str]) -> bool:
+def holds_frames(folder: Path, keys: Iterable[str]) -> bool:
+    """Whether ``folder`` holds any of the frame files ``keys``; an unreadable folder or a key the
+    file system cannot look up (a name too long) counts as not there, never as an error."""
     for key in keys:
         try:
             if (folder / key).is_file():

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from hmtools.errors import InputError
-from hmtools.frame_root import find_frame_root
+from hmtools.frame_root import find_frame_root, holds_frames
 from hmtools.store import MaskStore
 from hmtools.store_admin import iter_current
 from hmtools.store_types import MaskRecord
@@ -86,7 +86,7 @@ def write_preview(
     if not root.is_dir():
         raise InputError(f"--root {root} is not a folder; pass the dataset root the store's frame keys are relative to")
     root = find_frame_root(root, (frame.key for _, frame, _ in rows))
-    if not any((root / frame.key).is_file() for _, frame, _ in rows):
+    if not holds_frames(root, (frame.key for _, frame, _ in rows)):
         raise InputError(
             f"none of sample {sample_id}'s {len(rows)} frames is under --root {root} (e.g. {rows[0][1].key}); "
             "pass the dataset root the store's frame keys are relative to"
