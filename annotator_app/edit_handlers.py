@@ -17,7 +17,7 @@ from annotator_app.handlers import Result, frame_loader, run_action
 from annotator_app.propagate import propagate
 from annotator_app.render import render_frame
 from annotator_app.state import AppContext, Clicks, SessionState
-from hmtools.errors import InputError
+from hmtools.errors import DataFormatError, InputError
 from hmtools.tracks import track_masks
 
 ADD_COLOR = "#00ff00"
@@ -37,8 +37,8 @@ def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result
         i = state.frame_idx
         if state.preview:
             raise InputError("save or discard the propagation preview first")
-        if state.clicks is None or state.clicks.frame_idx != i:
-            state.clicks = Clicks(i, base=state.seen[i])
+        if state.clicks is None or state.clicks.frame_idx != i or state.clicks.head != state.seen[i]:
+            state.clicks = Clicks(i, base=state.seen[i], head=state.seen[i])
         c = state.clicks
         if state.mode == "box":
             if c.box_start is None:
@@ -63,7 +63,7 @@ def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result
             added = f", {int(pred.mask.sum())} px from the clicks added to the earlier mask"
         change = session.save_mask(ctx, state, i, mask, score=pred.score)
         ctx.masks.put((key, change.head), mask)
-        c.logits = pred.logits
+        c.logits, c.head = pred.logits, change.head
         return f"Saved version {change.head} ({int(mask.sum())} px{added}, SAM score {pred.score:.2f})."
 
     return run_action(ctx, state, action)
@@ -156,7 +156,12 @@ def on_propagate(ctx: AppContext, state: SessionState, direction: int, n: int) -
         if start is None:
             raise InputError("this frame has no mask to propagate")
         # the saved version's per-athlete tracks tell touching divers apart (a preview has none)
-        persons = track_masks(rec.tracks, rec.rle) if i not in state.preview and rec and rec.tracks else None
+        persons = None
+        if i not in state.preview and rec and rec.tracks:
+            try:
+                persons = track_masks(rec.tracks, rec.rle)
+            except DataFormatError:  # unreadable tracks (an RLE of another size): split the mask itself
+                pass
         targets = [j for j in (i + direction * k for k in range(1, int(n) + 1)) if 0 <= j < len(state.keys)]
         if not targets:
             raise InputError("no frame in that direction")

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from annotator_app.state import AppContext, Change, SessionState
-from hmtools.errors import InputError, LockedError, StaleVersionError
+from hmtools.errors import DataFormatError, InputError, LockedError, StaleVersionError
 from hmtools.store_admin import acquire_lock, lock_holder, release_lock
 from hmtools.store_types import MaskRecord, MaskWrite
 from hmtools.tracks import split_tracks
@@ -219,10 +219,14 @@ def _tracks(head: MaskRecord | None, version: int, mask: np.ndarray) -> list[dic
     """Per-athlete tracks of a human edit ``mask`` (``(H, W)`` bool) replacing ``version`` of a frame
     whose head is ``head``: the edit split along that version's tracks (:func:`split_tracks`), or
     ``None`` when it has none. A head at another version, or a mask of another size, is left to
-    the store to refuse."""
+    the store to refuse; tracks that cannot be read (an RLE of another size) give ``None``, so the
+    edit still saves (as the union alone)."""
     if head is None or head.version != version or not head.tracks or list(mask.shape) != list(head.rle["size"]):
         return None
-    return split_tracks(head.tracks, head.rle, mask)
+    try:
+        return split_tracks(head.tracks, head.rle, mask)
+    except DataFormatError:
+        return None
 
 
 def _rebase(e: Change, key: str, old_head: int, new_head: int) -> Change:

@@ -12,8 +12,9 @@ SHORTCUTS = (
     ("Shift+Z / Ctrl+Y", "redo", "hm-redo"),
     ("f", "next flagged frame", "hm-next-flagged"),
     ("c", "clear clicks on this frame", "hm-clear"),
+    ("g", "toggle Add to mask (another person)", "hm-add"),
 )
-"""(keys, action, id of the button clicked)."""
+"""(keys, action, id of the button, or checkbox, clicked)."""
 
 
 def shortcuts_markdown() -> str:
@@ -23,13 +24,13 @@ def shortcuts_markdown() -> str:
 
 
 def shortcuts_head() -> str:
-    """A ``<script>`` for ``launch(head=...)``: keys outside text fields click the buttons."""
+    """A ``<script>`` for ``launch(head=...)``: keys outside text fields click the buttons (and the checkbox)."""
     return """<script>
 (() => {
   const press = (id) => {
     const el = document.getElementById(id);
     if (!el) return false;
-    const btn = el.tagName === "BUTTON" ? el : el.querySelector("button");
+    const btn = el.tagName === "BUTTON" ? el : el.querySelector("button, input[type=checkbox]");
     if (btn) { btn.click(); return true; }
     return false;
   };
@@ -51,6 +52,7 @@ def shortcuts_head() -> str:
     else if (k === "Z") id = "hm-redo";
     else if (k === "f") id = "hm-next-flagged";
     else if (k === "c") id = "hm-clear";
+    else if (k === "g") id = "hm-add";
     if (id && press(id)) e.preventDefault();
   });
 })();

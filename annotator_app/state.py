@@ -29,6 +29,8 @@ class Clicks:
         logits: ``(256, 256)`` low-res logits of the last prediction (fed back to SAM), or ``None``.
         base: Version of the frame's mask when these clicks began (0 = none): in add mode the
             clicks' answer is saved united with that mask.
+        head: Version this series last saved (``base`` before its first save). A frame found at
+            another version was changed outside the series (another tab, a review): clicks start afresh.
     """
 
     frame_idx: int
@@ -38,6 +40,7 @@ class Clicks:
     box_start: tuple[float, float] | None = None
     logits: np.ndarray | None = None
     base: int = 0
+    head: int = 0
 
 
 @dataclass(frozen=True)

@@ -245,7 +245,8 @@ def test_flag_reason_filter_and_adding_the_synchronized_partner(env):
     expect(page.locator("#hm-info")).to_contain_text("flag reason: synchronized event but one athlete found")
     expect(page.locator("#hm-info")).to_contain_text("frame 1/4")
 
-    page.locator("#hm-add input[type=checkbox]").check()
+    page.locator("body").press("g")  # keyboard: tick Add to mask
+    expect(page.locator("#hm-add input[type=checkbox]")).to_be_checked()
     expect(page.locator("#hm-info")).to_contain_text("(add to mask)")
     y = int(h * 0.4)
     _click_frame(page, int(0.7 * w), y)  # one positive click on the partner

@@ -241,3 +241,48 @@ def test_clicks_propagation_and_undo_on_two_diver_frames_keep_both_tracks(ctx, t
     assert np.array_equal(_check_tracks(ctx, tmp_path, key)[0], a)
     state, _ = eh.on_redo(ctx, state)  # the click again
     assert (_check_tracks(ctx, tmp_path, key)[0] & ~a).any()
+
+
+def test_an_add_click_after_another_tab_saved_adds_to_what_is_on_screen(ctx):
+    """Add mode unites the clicks' answer with the mask from before the series; when another tab
+    saved the frame in between (and this tab's view then showed it, e.g. after 't'), the series
+    starts afresh instead of uniting with its old base and dropping the other tab's edit."""
+    a, _ = _open(ctx)
+    b, _ = _open(ctx)
+    a, _ = h.on_add(ctx, a, True)
+    a, _ = eh.on_click(ctx, a, 100, 10)
+    b, _ = h.on_goto(ctx, b, 0)  # tab b sees version 2 and paints a block
+    b, value = eh.brush_value(ctx, b)
+    layer = np.zeros((96, 128, 4), np.uint8)
+    layer[80:95, 0:20] = (0, 255, 0, 255)
+    b, view = eh.on_brush_apply(ctx, b, {**value, "layers": [layer]})
+    assert "version 3" in view.message
+    a, _ = h.on_toggle_mode(ctx, a)  # tab a's view now shows version 3
+    a, _ = h.on_toggle_mode(ctx, a)
+    a, view = eh.on_click(ctx, a, 110, 10)
+    assert "Saved version 4" in view.message
+    m = ctx.store.current_mask(a.keys[0]).mask()
+    assert m[80:95, 0:20].all() and m[10, 110]
+
+
+def test_edits_of_a_frame_whose_tracks_cannot_be_read_still_save_and_propagate(ctx):
+    """A track RLE of another size than the frame (a malformed import) must not make the frame
+    uneditable: the edit is saved as the union alone, and propagation splits the mask itself."""
+    from hmtools.masks import encode_rle
+    from hmtools.store_types import MaskWrite
+
+    state, _ = _open(ctx, idx=1)
+    key = state.keys[1]
+    rec = ctx.store.current_mask(key)
+    wrong = [
+        {"track": k, "bbox": [0.0, 0.0, 5.0, 5.0], "counts": encode_rle(np.ones((10, 10), bool))["counts"]}
+        for k in (0, 1)
+    ]
+    ctx.store.put_mask(key, MaskWrite(mask=rec.mask(), tracks=wrong), author="import", expected_version=rec.version)
+    state, _ = h.on_goto(ctx, state, 1)
+    state, view = eh.on_propagate(ctx, state, 1, 2)
+    assert "Preview of 2" in view.message, view.message
+    state, _ = eh.on_discard_preview(ctx, state)
+    state, view = eh.on_click(ctx, state, 40, 40)
+    assert "Saved version 3" in view.message, view.message
+    assert ctx.store.current_mask(key).tracks is None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hmtools.masks import decode_rle, encode_rle
-from hmtools.tracks import split_tracks
+from hmtools.tracks import _nearest, split_tracks
 
 H, W = 40, 60
 
@@ -101,3 +101,22 @@ def test_one_track_keeps_its_id_and_is_the_whole_union() -> None:
 def test_a_mask_of_another_size_is_refused() -> None:
     with pytest.raises(ValueError, match="size"):
         split_tracks(_tracks(A, B), encode_rle(A | B), np.zeros((H + 1, W), bool))
+
+
+def test_new_pixels_go_to_the_exactly_nearest_track_ties_to_the_earlier() -> None:
+    """Against brute force on scattered references: exact squared distances, so ties (e.g. 37 px² from
+    two tracks, seen from crops of different sizes) go to the earlier track, as the docstring says."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(5, 80, 2))
+        refs = [rng.random((h, w)) < rng.choice([0.0, 0.01, 0.05]) for _ in range(rng.integers(2, 4))]
+        free = (rng.random((h, w)) < 0.1) & ~np.logical_or.reduce(refs)
+        if not free.any():
+            continue
+        fy, fx = np.nonzero(free)
+        d2 = np.full((len(refs), len(fy)), np.inf)
+        for k, r in enumerate(refs):
+            ry, rx = np.nonzero(r)
+            if len(ry):
+                d2[k] = ((fy[:, None] - ry) ** 2 + (fx[:, None] - rx) ** 2).min(axis=1)
+        assert np.array_equal(_nearest(refs, free), np.argmin(d2, axis=0))
