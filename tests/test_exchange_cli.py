@@ -79,6 +79,29 @@ def test_export_then_import_through_the_cli(
     assert all((back[k] is None) == (m is None) and (m is None or (back[k] == m).all()) for k, m in masks.items())
 
 
+def test_ytvis_export_then_import_through_the_cli_keeps_tracks(
+    fake_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with MaskStore(tmp_path / "a.db") as st:
+        fill_store(st, make_samples(), tracks=True)
+        masks = current(st)
+    vis = str(tmp_path / "v.json")
+    assert _run(["export", "--store", str(tmp_path / "a.db"), "--format", "ytvis", "--out", vis]) == 0
+    args = ["import", "--dataset", "aqa7", "--root", str(fake_dataset), "--store", str(tmp_path / "b.db")]
+    assert _run([*args, "--format", "ytvis", "--masks", vis]) == 0
+    assert "imported 17 masks (1 empty)" in capsys.readouterr().out
+    with MaskStore(tmp_path / "b.db") as st:
+        back = current(st)
+        two = [r for sid in st.sample_ids() for r in st.current_masks(sid) if r and r.tracks and len(r.tracks) == 2]
+    assert all((back[k] is None) == (m is None) and (m is None or (back[k] == m).all()) for k, m in masks.items())
+    assert len(two) >= 10
+    (tmp_path / "bad.json").write_text(json.dumps({"videos": [{"id": 1, "file_names": []}]}))
+    assert _run([*args[:-1], str(tmp_path / "c.db"), "--format", "ytvis", "--masks", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hmtools: error:") and "a video needs id, file_names, width and height" in err
+    assert err.count("\n") == 1 and not (tmp_path / "c.db").exists()
+
+
 def test_cli_bad_input_exits_2_with_one_line(
     fake_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -40,6 +40,7 @@ def _snapshot(store_path: Path) -> tuple[list[str], list[tuple[object, ...]]]:
     ("fmt", "name", "image_format", "exact"),
     [
         ("coco", "c.json", "jpg", True),
+        ("ytvis", "y.json", "jpg", True),
         ("hdf5", "m.h5", "jpg", True),
         ("fineparser", "fp", "png", True),
         ("fineparser", "fp", "jpg", False),
@@ -67,7 +68,7 @@ def test_round_trip_gives_the_same_masks(
     assert {r.source for r in recs} == {"imported"}
     for r in recs:  # area and box the readers hand over (encoder-computed) agree with the stored RLE
         assert (r.area, r.bbox) == rle_area_box(r.rle), r.frame_key
-    if fmt in ("coco", "hdf5"):  # provenance the format carries comes back
+    if fmt in ("coco", "ytvis", "hdf5"):  # provenance the format carries comes back
         assert {r.status for r in recs} == {"unreviewed", "accepted", "flagged"}
 
 
@@ -234,7 +235,7 @@ def test_bad_arguments_raise_input_errors(setup, tmp_path: Path) -> None:  # typ
     _, root, _ = setup
     with MaskStore(tmp_path / "new.db") as st:
         with pytest.raises(InputError, match="unknown import format"):
-            import_masks(st, make_samples(), "ytvis", tmp_path, root=root)
+            import_masks(st, make_samples(), "voc", tmp_path, root=root)
         with pytest.raises(InputError, match="does not exist"):
             import_masks(st, make_samples(), "coco", tmp_path / "none.json", root=root)
         with pytest.raises(InputError, match="not a folder"):

@@ -47,7 +47,7 @@ def import_masks(
     dataset: DatasetOpt,
     root: RootOpt,
     store: StoreOpt,
-    fmt: Annotated[str, typer.Option("--format", help="fineparser (mask folder), coco or hdf5.")],
+    fmt: Annotated[str, typer.Option("--format", help="fineparser (mask folder), coco, ytvis or hdf5.")],
     masks: Annotated[Path, typer.Option("--masks", help="The mask folder or file to import.")],
     annotations: AnnotationsOpt = None,
     score_scale: ScaleOpt = "auto",

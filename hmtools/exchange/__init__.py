@@ -2,8 +2,8 @@
 
 * :func:`export_store` writes COCO, YouTube-VIS, HDF5 or a FineParser mask folder (formats in
   ``docs/formats.md``), streaming one sample at a time, atomically, with a manifest.
-* :func:`import_masks` attaches FineParser folders, COCO files or HDF5 exports to a dataset's
-  samples in one store transaction.
+* :func:`import_masks` attaches FineParser folders, COCO or YouTube-VIS files or HDF5 exports to
+  a dataset's samples in one store transaction.
 * :func:`validate_export` lists the problems of an export.
 """
 

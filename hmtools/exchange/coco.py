@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hmtools.errors import DataFormatError
-from hmtools.exchange.common import CATEGORY, SampleMasks, provenance, sample_meta
+from hmtools.exchange.common import CATEGORY, SampleMasks, provenance, read_provenance, sample_meta, segmentation_rle
 from hmtools.exchange.jsonio import SpooledArray, iter_array, write_object
 from hmtools.masks import xyxy_to_xywh
 
@@ -116,10 +116,6 @@ def iter_coco_annotations(
         DataFormatError: an annotation names an unknown image, its segmentation is malformed, or
             its RLE size disagrees with its image's size.
     """
-    from pycocotools import mask as coco_mask
-
-    from hmtools.masks import rle_length
-
     for ann in iter_array(path, "annotations"):
         if not isinstance(ann, dict) or "image_id" not in ann or "segmentation" not in ann:
             raise DataFormatError(f"{path}: an annotation needs image_id and segmentation; found {ann!r:.120}")
@@ -127,38 +123,8 @@ def iter_coco_annotations(
         if image_id not in images:
             raise DataFormatError(f"{path}: annotation {ann.get('id')} names image {image_id!r}, not in 'images'")
         name, height, width = images[image_id]
-        seg = ann["segmentation"]
         try:
-            if isinstance(seg, list):
-                rle = coco_mask.merge(coco_mask.frPyObjects(seg, height, width))
-            elif isinstance(seg.get("counts"), list):
-                rle = coco_mask.frPyObjects(seg, *[int(v) for v in seg["size"]])
-            else:
-                counts = seg["counts"]
-                raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-                rle = {"size": [int(v) for v in seg["size"]], "counts": raw}
-        except (KeyError, TypeError, ValueError, AttributeError, UnicodeEncodeError) as e:
-            raise DataFormatError(f"{path}: annotation {ann.get('id')} has a malformed segmentation ({e})") from e
-        size = [int(v) for v in rle["size"]]
-        if size != [height, width]:
-            raise DataFormatError(
-                f"{path}: annotation {ann.get('id')} RLE is {size[0]}x{size[1]} but image {name} is {height}x{width}"
-            )
-        if rle_length(rle["counts"]) != height * width:
-            raise DataFormatError(
-                f"{path}: annotation {ann.get('id')} RLE counts do not cover {height}x{width} pixels; "
-                "the file is corrupt or hand-edited"
-            )
-        yield image_id, rle, _provenance(ann)
-
-
-def _provenance(ann: dict[str, Any]) -> dict[str, Any]:
-    from hmtools.schema import STATUSES
-
-    out: dict[str, Any] = {}
-    score = ann.get("score")
-    if isinstance(score, int | float) and not isinstance(score, bool) and 0.0 <= score <= 1.0:
-        out["score"] = float(score)
-    if ann.get("status") in STATUSES:
-        out["status"] = ann["status"]
-    return out
+            rle = segmentation_rle(ann["segmentation"], height, width, f"image {name}")
+        except DataFormatError as e:
+            raise DataFormatError(f"{path}: annotation {ann.get('id')} {e}") from e
+        yield image_id, rle, read_provenance(ann.get("score"), ann.get("status"))

@@ -219,3 +219,52 @@ def track_rles(rec: MaskRecord) -> dict[int, RLE]:
         if coco_mask.area(rle) > 0:
             out[int(part["track"])] = {"size": [height, width], "counts": rle["counts"].decode("ascii")}
     return out
+
+
+def segmentation_rle(seg: Any, height: int, width: int, what: str) -> dict[str, Any]:
+    """Compressed RLE (``counts`` bytes, as pycocotools takes it) of a COCO-style segmentation.
+
+    Args:
+        seg: Compressed RLE (``counts`` a string), uncompressed RLE (``counts`` a list of ints) or
+            polygons (a list of ``[x1, y1, x2, y2, ...]`` pixel lists, unioned).
+        height: Height of the image it belongs to; polygons are rasterised at ``height`` x ``width``.
+        width: Its width.
+        what: The image, for messages (``image a/b.jpg``).
+
+    Raises:
+        DataFormatError: the segmentation is malformed, its size is not ``height`` x ``width``, or
+            its counts do not cover that many pixels. The message names no file: callers prefix it.
+    """
+    from pycocotools import mask as coco_mask
+
+    from hmtools.masks import rle_length
+
+    try:
+        if isinstance(seg, list):
+            rle = coco_mask.merge(coco_mask.frPyObjects(seg, height, width))
+        elif isinstance(seg.get("counts"), list):
+            rle = coco_mask.frPyObjects(seg, *[int(v) for v in seg["size"]])
+        else:
+            counts = seg["counts"]
+            raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+            rle = {"size": [int(v) for v in seg["size"]], "counts": raw}
+        size = [int(v) for v in rle["size"]]
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, UnicodeEncodeError) as e:
+        raise DataFormatError(f"has a malformed segmentation ({e})") from e
+    except Exception as e:  # pycocotools raises a plain Exception for inputs it does not support
+        raise DataFormatError(f"has a malformed segmentation ({e}; polygons need 6 or more coordinates)") from e
+    if size != [height, width]:
+        raise DataFormatError(f"RLE is {size[0]}x{size[1]} but {what} is {height}x{width}")
+    if rle_length(rle["counts"]) != height * width:
+        raise DataFormatError(f"RLE counts do not cover {height}x{width} pixels; the file is corrupt or hand-edited")
+    return {"size": size, "counts": rle["counts"]}
+
+
+def read_provenance(score: Any, status: Any) -> dict[str, Any]:
+    """The provenance an import keeps: ``score`` in [0, 1] and a known ``status``, where valid."""
+    out: dict[str, Any] = {}
+    if isinstance(score, int | float) and not isinstance(score, bool) and 0.0 <= score <= 1.0:
+        out["score"] = float(score)
+    if status in STATUSES:
+        out["status"] = status
+    return out

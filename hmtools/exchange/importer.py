@@ -1,4 +1,4 @@
-"""``hmtools import``: attach masks from a FineParser folder, a COCO file or an HDF5 export.
+"""``hmtools import``: attach masks from a FineParser folder, a COCO or YouTube-VIS file or an HDF5 export.
 
 The CLI path is ``load_dataset(...)`` then :func:`import_masks` with its samples. The whole
 import is one store transaction: on any error (a mask whose size differs from its frame, a
@@ -120,6 +120,17 @@ def _feed_coco(sink: MaskSink, masks: Path, samples: list[Sample], workers: int)
     return Tally()
 
 
+def _feed_ytvis(sink: MaskSink, masks: Path, samples: list[Sample], workers: int) -> Tally:
+    from hmtools.exchange.ytvis_import import iter_ytvis_frames, read_ytvis_videos
+
+    if not masks.is_file():
+        raise InputError(f"--masks {masks} is not a file; the ytvis format is one JSON file")
+    for frame in iter_ytvis_frames(masks, read_ytvis_videos(masks)):
+        area_box = (0, None) if frame.empty else None
+        sink.put(frame.key, frame.rle, frame.provenance, area_box=area_box, tracks=frame.tracks)
+    return Tally()
+
+
 def _feed_hdf5(sink: MaskSink, masks: Path, samples: list[Sample], workers: int) -> Tally:
     from hmtools.exchange.hdf5 import iter_hdf5
 
@@ -142,6 +153,7 @@ def _empty_rle(height: int, width: int) -> dict[str, Any]:
 FEEDERS: dict[str, Callable[[MaskSink, Path, list[Sample], int], Tally]] = {
     "fineparser": _feed_fineparser,
     "coco": _feed_coco,
+    "ytvis": _feed_ytvis,
     "hdf5": _feed_hdf5,
 }
 """Import format -> reader that feeds a :class:`MaskSink` and returns the masks it found no frame for."""
@@ -164,7 +176,7 @@ def import_masks(
     Args:
         store: An open mask store.
         samples: The dataset's samples (from :func:`hmtools.datasets.load_dataset`).
-        fmt: ``fineparser`` (folder of mask images), ``coco`` (JSON) or ``hdf5`` (hmtools layout).
+        fmt: ``fineparser`` (folder of mask images), ``coco`` or ``ytvis`` (JSON), or ``hdf5`` (hmtools layout).
         masks: The folder or file to read.
         root: Dataset root, to read frame sizes the store does not know yet (header only).
         strict: Also fail on frames without a mask and masks without a frame.

@@ -120,18 +120,29 @@ def iter_array(path: Path, key: str) -> Iterator[Any]:
         DataFormatError: the file is not a JSON object, is truncated or malformed, or ``key``
             is not an array.
     """
-    for name, is_item, element in _walk(path, key):
-        if is_item and name == key:
+    for name, element in iter_arrays(path, (key,)):
+        if name == key:
             yield element
+
+
+def iter_arrays(path: Path, keys: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
+    """Yield ``(key, element)`` for the elements of the top-level arrays ``keys``, in file order, in one pass.
+
+    Raises:
+        DataFormatError: as :func:`iter_array`.
+    """
+    for name, is_item, element in _walk(path, frozenset(keys)):
+        if is_item:
+            yield name, element
 
 
 def top_level_keys(path: Path) -> list[str]:
     """The keys of the top-level JSON object in ``path`` (values are parsed and dropped)."""
-    return [name for name, is_item, _ in _walk(path, None) if not is_item]
+    return [name for name, is_item, _ in _walk(path, frozenset()) if not is_item]
 
 
-def _walk(path: Path, key: str | None) -> Iterator[tuple[str, bool, Any]]:
-    """Yield ``(name, False, None)`` per top-level key and ``(key, True, element)`` per element of ``key``."""
+def _walk(path: Path, keys: frozenset[str]) -> Iterator[tuple[str, bool, Any]]:
+    """Yield ``(name, False, None)`` per top-level key, ``(name, True, element)`` per element of a ``keys`` array."""
     try:
         with path.open(encoding="utf-8") as f:
             r = _Reader(f, path)
@@ -147,10 +158,10 @@ def _walk(path: Path, key: str | None) -> Iterator[tuple[str, bool, Any]]:
                 if r.peek() == "[":
                     r.pos += 1
                     for element in _elements(r):
-                        if name == key:
+                        if name in keys:
                             yield name, True, element
-                elif name == key:
-                    raise DataFormatError(f"{path}: {key!r} must be a JSON array")
+                elif name in keys:
+                    raise DataFormatError(f"{path}: {name!r} must be a JSON array")
                 else:
                     r.value()
                 if r.peek() == "}":

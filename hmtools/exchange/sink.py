@@ -107,8 +107,10 @@ class MaskSink:
         rle: RLE,
         provenance: dict[str, Any],
         area_box: tuple[int, tuple[float, float, float, float] | None] | None = None,
+        tracks: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Take one mask for the frame named ``key``; a second mask for a frame is unioned with the first.
+        """Take one mask for the frame named ``key``; a second mask for a frame is unioned with the first
+        (the union keeps no ``tracks``: which athlete is which is unknown across the two).
 
         Args:
             key: Frame key as the mask file or record names it (extension ignored).
@@ -116,6 +118,8 @@ class MaskSink:
             provenance: Optional ``score`` and ``status``.
             area_box: ``(area, XYXY box)`` of ``rle`` when the reader made ``rle`` itself and knows
                 both (the store then skips re-parsing it); else they are computed.
+            tracks: Per-athlete parts ``[{"track", "bbox", "counts"}]`` of ``rle`` (see
+                :class:`hmtools.store_types.MaskRecord`), or ``None``.
         """
         if self.on_put is not None:
             self.on_put(1)
@@ -133,6 +137,7 @@ class MaskSink:
             source="imported",
             score=provenance.get("score"),
             status=provenance.get("status", "unreviewed"),
+            tracks=tracks,
             frame_idx=frame.idx,
             area_box=area_box,
         )
@@ -203,4 +208,4 @@ def _union(write: MaskWrite, other: RLE | None) -> MaskWrite:
     parts = [{"size": list(r["size"]), "counts": r["counts"].encode("ascii")} for r in (write.rle, other)]
     merged = coco_mask.merge(parts, intersect=False)
     rle: RLE = {"size": [int(v) for v in merged["size"]], "counts": merged["counts"].decode("ascii")}
-    return replace(write, rle=rle, area_box=None)
+    return replace(write, rle=rle, area_box=None, tracks=None)
