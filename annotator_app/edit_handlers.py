@@ -14,11 +14,12 @@ import numpy as np
 from annotator_app import session
 from annotator_app.backend import Prompt
 from annotator_app.handlers import Result, frame_loader, run_action
-from annotator_app.propagate import propagate
+from annotator_app.propagate import left_to_right, propagate_persons, split_persons
 from annotator_app.render import render_frame
 from annotator_app.state import AppContext, Clicks, SessionState
 from hmtools.errors import DataFormatError, InputError
-from hmtools.tracks import track_masks
+from hmtools.store_types import MaskRecord
+from hmtools.tracks import add_person, track_masks
 
 ADD_COLOR = "#00ff00"
 ERASE_COLOR = "#ff0000"
@@ -57,16 +58,29 @@ def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result
         )
         key = state.keys[i]
         pred = ctx.backend.predict(key, frame_loader(ctx, key), prompt)
-        mask, added = pred.mask, ""
+        mask, added, tracks = pred.mask, "", None
         if state.add and c.base:  # SAM segments the clicked person only; the mask from before the clicks is kept
             mask = pred.mask | _mask_at(ctx, key, c.base)
             added = f", {int(pred.mask.sum())} px from the clicks added to the earlier mask"
-        change = session.save_mask(ctx, state, i, mask, score=pred.score)
+            tracks = _tracks_with(ctx, key, c.base, pred.mask)
+        change = session.save_mask(ctx, state, i, mask, score=pred.score, tracks=tracks)
         ctx.masks.put((key, change.head), mask)
         c.logits, c.head = pred.logits, change.head
         return f"Saved version {change.head} ({int(mask.sum())} px{added}, SAM score {pred.score:.2f})."
 
     return run_action(ctx, state, action)
+
+
+def _tracks_with(ctx: AppContext, key: str, version: int, person: np.ndarray) -> list[dict] | None:
+    """Per-athlete tracks of frame ``key``'s mask at ``version`` with ``person`` (``(H, W)`` bool,
+    an add-mode answer) added: a new athlete unless it mostly lies on the mask already there
+    (:func:`hmtools.tracks.add_person`); ``None`` (the default split) when that gives none or the
+    tracks cannot be read."""
+    rec = next(r for r in ctx.store.history(key) if r.version == version)
+    try:
+        return add_person(rec.tracks, rec.rle, person) or None
+    except DataFormatError:
+        return None
 
 
 def _mask_at(ctx: AppContext, key: str, version: int) -> np.ndarray:
@@ -155,29 +169,45 @@ def on_propagate(ctx: AppContext, state: SessionState, direction: int, n: int) -
         start = state.preview.get(i, None if rec is None else rec.mask())
         if start is None:
             raise InputError("this frame has no mask to propagate")
-        # the saved version's per-athlete tracks tell touching divers apart (a preview has none)
-        persons = None
-        if i not in state.preview and rec and rec.tracks:
-            try:
-                persons = track_masks(rec.tracks, rec.rle)
-            except DataFormatError:  # unreadable tracks (an RLE of another size): split the mask itself
-                pass
         targets = [j for j in (i + direction * k for k in range(1, int(n) + 1)) if 0 <= j < len(state.keys)]
         if not targets:
             raise InputError("no frame in that direction")
+        # per-athlete tracks tell touching divers apart, and their ids carry over to the saved frames
+        tracked = [(k, m) for k, m in _athletes(state, i, rec) if m.any()]
+        if len(tracked) >= 2:
+            ids, persons = zip(*(tracked[k] for k in left_to_right([m for _, m in tracked])), strict=True)
+        else:
+            ids, persons = (), split_persons(start)
         keys = [state.keys[j] for j in targets]
-        masks, scores, note = propagate(ctx.backend, keys, [frame_loader(ctx, k) for k in keys], start, persons=persons)
-        if not masks:
+        parts, scores, note = propagate_persons(ctx.backend, keys, [frame_loader(ctx, k) for k in keys], persons)
+        if not parts:
             return f"Nothing propagated: {note}."
-        for pos, m in masks.items():
-            state.preview[targets[pos]] = m
-            state.preview_scores[targets[pos]] = scores[pos]
-            state.preview_base.setdefault(targets[pos], state.seen[targets[pos]])  # its save expects this
+        for pos, p in parts.items():
+            t = targets[pos]
+            state.preview[t], state.preview_scores[t] = np.logical_or.reduce(p), scores[pos]
+            state.preview_base.setdefault(t, state.seen[t])  # its save expects this
+            if ids:
+                state.preview_tracks[t] = list(zip(ids, p, strict=True))
+            else:
+                state.preview_tracks.pop(t, None)
         return (
-            f"Preview of {len(masks)} propagated frames (magenta, not saved): check them, then Save or Discard. {note}"
+            f"Preview of {len(parts)} propagated frames (magenta, not saved): check them, then Save or Discard. {note}"
         )
 
     return run_action(ctx, state, action)
+
+
+def _athletes(state: SessionState, i: int, rec: MaskRecord | None) -> list[tuple[int, np.ndarray]]:
+    """Frame ``i``'s athletes ``[(track id, (H, W) bool)]``: a preview's propagated athletes, or the
+    saved version's tracks; ``[]`` when it has none or they cannot be read (an RLE of another size)."""
+    if i in state.preview:
+        return state.preview_tracks.get(i, [])
+    if rec is None or not rec.tracks:
+        return []
+    try:
+        return [(int(t["track"]), m) for t, m in zip(rec.tracks, track_masks(rec.tracks, rec.rle), strict=True)]
+    except DataFormatError:
+        return []
 
 
 def on_save_preview(ctx: AppContext, state: SessionState) -> Result:
@@ -189,7 +219,7 @@ def on_save_preview(ctx: AppContext, state: SessionState) -> Result:
             return "No preview to save."
         try:
             changes = session.save_masks(
-                ctx, state, state.preview, state.preview_scores, "propagated", state.preview_base
+                ctx, state, state.preview, state.preview_scores, "propagated", state.preview_base, state.preview_tracks
             )
         finally:
             state.clear_preview()

@@ -92,6 +92,11 @@ def _person_prompt(persons: Sequence[np.ndarray], i: int) -> Prompt:
     return Prompt(points=points, labels=labels, box=prompt.box, mask_input=None)
 
 
+def left_to_right(masks: Sequence[np.ndarray]) -> list[int]:
+    """Indices of ``masks`` (non-empty ``(H, W)`` bool) by the mean column of their pixels."""
+    return sorted(range(len(masks)), key=lambda k: float(np.nonzero(masks[k])[1].mean()))
+
+
 def propagate(
     backend: SegmentBackend,
     keys: Sequence[str],
@@ -100,39 +105,54 @@ def propagate(
     min_area: int = 16,
     persons: Sequence[np.ndarray] | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, float], str]:
-    """Run the chain over ``keys`` (the frames in propagation order) starting from ``start_mask``.
-
-    Each person (``persons``, e.g. the frame's per-athlete tracks, which tell two divers apart even
-    where they touch; by default :func:`split_persons` of ``start_mask``) is prompted on each frame from its own answer on the
-    previous frame, with negative points on the other persons inside its box (all the prompts go
-    to the frame's one cached embedding); the frame's mask is
-    the union of the persons' answers and its score the lowest of theirs.
+    """Run the chain over ``keys`` (the frames in propagation order) starting from ``start_mask``:
+    :func:`propagate_persons` of ``persons`` (e.g. the frame's per-athlete tracks, which tell two
+    divers apart even where they touch; used when two or more are non-empty, ordered left to
+    right) or else of :func:`split_persons` of ``start_mask``, each frame's persons united.
 
     Returns:
-        ``({position in keys: (H, W) bool mask}, {position: SAM score}, note)``; the chain stops
-        early (``note`` says where, and which athlete counted from the left when there are several)
-        when a person is lost: its answer under ``min_area`` pixels, or under half that person's
-        start area when that is smaller (a small athlete far away).
+        ``({position in keys: (H, W) bool mask}, {position: SAM score}, note)``.
     """
-    masks: dict[int, np.ndarray] = {}
-    scores: dict[int, float] = {}
-    backend.prefetch(list(zip(keys, loaders, strict=True)))
     given = [p for p in persons or [] if p.any()]
-    if len(given) >= 2:
-        persons = sorted(given, key=lambda m: float(np.nonzero(m)[1].mean()))  # left to right, as split_persons
-    else:
-        persons = split_persons(start_mask)
+    chosen = [given[k] for k in left_to_right(given)] if len(given) >= 2 else split_persons(start_mask)
+    parts, scores, note = propagate_persons(backend, keys, loaders, chosen, min_area)
+    return {pos: np.logical_or.reduce(p) for pos, p in parts.items()}, scores, note
+
+
+def propagate_persons(
+    backend: SegmentBackend,
+    keys: Sequence[str],
+    loaders: Sequence[Callable[[], np.ndarray]],
+    persons: Sequence[np.ndarray],
+    min_area: int = 16,
+) -> tuple[dict[int, list[np.ndarray]], dict[int, float], str]:
+    """Follow each of ``persons`` (non-empty ``(H, W)`` bool masks, counted in this order in the
+    note, "from the left") over ``keys`` (the frames in propagation order).
+
+    Each person is prompted on each frame from its own answer on the previous frame, with negative
+    points on the other persons inside its box (all the prompts go to the frame's one cached
+    embedding); a frame's score is the lowest of its persons' scores.
+
+    Returns:
+        ``({position in keys: [each person's (H, W) bool mask]}, {position: SAM score}, note)``;
+        the chain stops early (``note`` says where, and which athlete when there are several) when
+        a person is lost: its answer under ``min_area`` pixels, or under half that person's start
+        area when that is smaller (a small athlete far away). No persons: nothing, "the mask is empty".
+    """
+    parts: dict[int, list[np.ndarray]] = {}
+    scores: dict[int, float] = {}
     if not persons:
-        return masks, scores, "the mask is empty"
+        return parts, scores, "the mask is empty"
+    backend.prefetch(list(zip(keys, loaders, strict=True)))
     lost_below = [min(min_area, (int(m.sum()) + 1) // 2) for m in persons]
-    current = persons
+    current = list(persons)
     for pos, (key, load) in enumerate(zip(keys, loaders, strict=True)):
         preds = [backend.predict(key, load, _person_prompt(current, i)) for i in range(len(current))]
         for i, (pred, below) in enumerate(zip(preds, lost_below, strict=True)):
             if int(pred.mask.sum()) < below:
                 who = "the athlete" if len(persons) == 1 else f"athlete {i + 1} of {len(persons)} (from the left)"
-                return masks, scores, f"stopped at {key}: {who} was lost"
+                return parts, scores, f"stopped at {key}: {who} was lost"
         current = [pred.mask for pred in preds]
-        masks[pos] = np.logical_or.reduce(current)
+        parts[pos] = current
         scores[pos] = min(pred.score for pred in preds)
-    return masks, scores, ""
+    return parts, scores, ""

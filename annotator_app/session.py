@@ -17,7 +17,7 @@ from annotator_app.state import AppContext, Change, SessionState
 from hmtools.errors import DataFormatError, InputError, LockedError, StaleVersionError
 from hmtools.store_admin import acquire_lock, lock_holder, release_lock
 from hmtools.store_types import MaskRecord, MaskWrite
-from hmtools.tracks import split_tracks
+from hmtools.tracks import split_tracks, tracks_from_parts
 
 
 def open_sample(ctx: AppContext, state: SessionState, sample_id: str, frame_idx: int = 0) -> None:
@@ -103,15 +103,18 @@ def save_mask(
     *,
     source: str = "human",
     score: float | None = None,
+    tracks: list[dict] | None = None,
 ) -> Change:
     """Write ``mask`` (``(H, W)`` bool) as a new version of frame ``idx`` (status unreviewed),
-    expecting the version the user saw, and record it for undo as its own group. Tracks of the
-    version the user saw are carried over, split along the new mask (see :func:`_tracks`).
+    expecting the version the user saw, and record it for undo as its own group. ``tracks`` are
+    its per-athlete tracks; by default those of the version the user saw, split along the new
+    mask (see :func:`_tracks`).
 
     Raises:
         StaleVersionError: the frame changed since the user saw it (nothing written).
     """
-    tracks = _tracks(ctx.store.current_mask(state.keys[idx]), state.seen[idx], mask)
+    if tracks is None:
+        tracks = _tracks(ctx.store.current_mask(state.keys[idx]), state.seen[idx], mask)
     change = _put(ctx, state, idx, MaskWrite(mask=mask, source=source, score=score, tracks=tracks))
     state.undo.append([change])
     state.redo.clear()
@@ -125,17 +128,23 @@ def save_masks(
     scores: dict[int, float],
     source: str,
     expected: dict[int, int] | None = None,
+    parts: dict[int, list[tuple[int, np.ndarray]]] | None = None,
 ) -> list[Change]:
     """Write several frames' masks as one undo group, in one transaction: if any frame is no longer
-    at its expected version (default: the version the user saw), nothing is written. Each frame's
-    tracks are split along its new mask as in :func:`save_mask`."""
+    at its expected version (default: the version the user saw), nothing is written. A frame in
+    ``parts`` (each athlete's mask by track id, from a propagation) gets those tracks; the others'
+    tracks are split along the new mask as in :func:`save_mask`."""
     base = {i: state.seen[i] if expected is None else expected[i] for i in masks}
     _check_fresh(ctx, state, list(masks), base)
     order = sorted(masks)
     heads = ctx.store.current_masks(state.sample_id or "")
     writes = [
         MaskWrite(
-            mask=masks[i], source=source, score=scores.get(i), tracks=_tracks(heads[i], base[i], masks[i]), frame_idx=i
+            mask=masks[i],
+            source=source,
+            score=scores.get(i),
+            tracks=tracks_from_parts(parts[i]) if parts and i in parts else _tracks(heads[i], base[i], masks[i]),
+            frame_idx=i,
         )
         for i in order
     ]

@@ -77,6 +77,8 @@ class SessionState:
         preview: Unsaved propagated masks ``{frame_idx: (H, W) bool}``.
         preview_scores: SAM scores of the preview masks.
         preview_base: Per preview frame, the version seen when it was previewed: its save expects it.
+        preview_tracks: Per preview frame propagated from per-athlete tracks, each athlete's mask
+            ``[(track id, (H, W) bool)]``: its save keeps the athletes' identities.
         lock_until: Unix time the held lease on the sample expires (0 = none held).
         display_scale: Integer factor the main view is enlarged by (small frames); clicks on the
             view are divided by it.
@@ -99,13 +101,14 @@ class SessionState:
     preview: dict[int, np.ndarray] = field(default_factory=dict)
     preview_scores: dict[int, float] = field(default_factory=dict)
     preview_base: dict[int, int] = field(default_factory=dict)
+    preview_tracks: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
     lock_until: float = 0.0
     display_scale: int = 1
     brush_for: tuple[str, int] | None = None
 
     def clear_preview(self) -> None:
-        """Drop the unsaved propagation preview (its masks, scores and the versions it was made from)."""
-        self.preview, self.preview_scores, self.preview_base = {}, {}, {}
+        """Drop the unsaved propagation preview (its masks, scores, athletes and the versions it was made from)."""
+        self.preview, self.preview_scores, self.preview_base, self.preview_tracks = {}, {}, {}, {}
 
 
 class ArrayCache:

@@ -64,6 +64,35 @@ def split_tracks(prev_tracks: list[dict[str, Any]], prev_union: RLE, new_mask: n
     return [_with(t, part, counts=True) for t, part in zip(prev_tracks, parts, strict=True)]
 
 
+def add_person(
+    prev_tracks: list[dict[str, Any]] | None, prev_union: RLE, person: np.ndarray, same_share: float = 0.5
+) -> list[dict[str, Any]]:
+    """Tracks of ``prev_union | person`` where ``person`` (``(H, W)`` bool) is what an annotator's
+    clicks in add mode segmented.
+
+    When at least ``same_share`` of ``person`` lies on the previous mask (or that mask is empty),
+    the clicks refined an athlete already there: the new union is split as :func:`split_tracks`
+    does (``[]`` without previous tracks). Otherwise the
+    person is a new athlete (a synchronized partner the detector missed): the previous athletes
+    keep their masks (a frame without tracks counts as athlete 0, the whole previous mask) and the
+    person's new pixels become a track with the next free id. Every track gets its own ``counts``.
+    """
+    union = decode_rle(dict(prev_union))
+    new_mask = union | person
+    if not union.any() or (person & union).sum() >= same_share * person.sum():
+        return split_tracks(prev_tracks, prev_union, new_mask) if prev_tracks else []
+    tracks = prev_tracks or [{"track": 0, "bbox": list(mask_to_box(union) or (0.0, 0.0, 0.0, 0.0)), "counts": None}]
+    kept = [_with(t, m, counts=True) for t, m in zip(tracks, track_masks(tracks, prev_union), strict=True)]
+    added = {"track": max(int(t["track"]) for t in tracks) + 1, "bbox": [0.0, 0.0, 0.0, 0.0], "counts": None}
+    return [*kept, _with(added, person & ~union, counts=True)]
+
+
+def tracks_from_parts(parts: list[tuple[int, np.ndarray]]) -> list[dict[str, Any]]:
+    """Tracks ``{"track", "bbox", "counts"}`` of per-athlete masks ``[(track id, (H, W) bool)]``
+    (e.g. each athlete's answer in a propagation), every one with its own ``counts``."""
+    return [_with({"track": int(k), "bbox": [0.0, 0.0, 0.0, 0.0]}, m, counts=True) for k, m in parts]
+
+
 def _with(track: dict[str, Any], mask: np.ndarray, *, counts: bool) -> dict[str, Any]:
     """``track`` with the box of ``mask`` (its old box when empty) and, if ``counts``, its RLE."""
     box = mask_to_box(mask)

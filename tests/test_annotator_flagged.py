@@ -83,6 +83,10 @@ def test_sync_dive_with_one_diver_add_the_partner_propagate_and_accept(ctx, ds):
         assert x1 < 0.25 * W < 0.7 * W < x2
         lab = rec.mask()
         assert lab[:, : W // 2].any() and lab[:, W // 2 :].any()
+        # two athletes, each with its own mask: the first diver is 0, the partner added by hand is 1
+        (t0, t1) = sorted(rec.tracks, key=lambda tr: tr["track"])
+        assert (t0["track"], t1["track"]) == (0, 1), rec.tracks
+        assert t0["bbox"][2] < W // 2 < t1["bbox"][0]
 
     state, view = eh.on_status(ctx, state, "accepted", "sample")
     assert f"Marked {N} frames accepted" in view.message

@@ -226,7 +226,7 @@ def test_clicks_propagation_and_undo_on_two_diver_frames_keep_both_tracks(ctx, t
     a, b = _two_divers(ctx)
     state, _ = _open(ctx, idx=0)
     state, _ = h.on_add(ctx, state, True)
-    state, view = eh.on_click(ctx, state, 12, 48)  # a hand left of diver A, added to the mask
+    state, view = eh.on_click(ctx, state, 38, 48)  # on diver A: the answer, mostly on A, widens A
     assert "Saved version" in view.message
     key = state.keys[0]
     parts = _check_tracks(ctx, tmp_path, key)

@@ -1,4 +1,4 @@
-"""split_tracks: a new union mask split along the previous version's per-athlete tracks."""
+"""split_tracks, add_person, tracks_from_parts: per-athlete tracks of a human edit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hmtools.masks import decode_rle, encode_rle
-from hmtools.tracks import _nearest, split_tracks
+from hmtools.tracks import _nearest, add_person, split_tracks, tracks_from_parts
 
 H, W = 40, 60
 
@@ -120,3 +120,31 @@ def test_new_pixels_go_to_the_exactly_nearest_track_ties_to_the_earlier() -> Non
             if len(ry):
                 d2[k] = ((fy[:, None] - ry) ** 2 + (fx[:, None] - rx) ** 2).min(axis=1)
         assert np.array_equal(_nearest(refs, free), np.argmin(d2, axis=0))
+
+
+def test_an_added_person_apart_from_the_mask_is_a_new_athlete() -> None:
+    lone = [{"track": 0, "bbox": [5.0, 10.0, 15.0, 30.0], "counts": None}]  # build-masks: one athlete
+    out = add_person(lone, encode_rle(A), B)
+    assert [t["track"] for t in out] == [0, 1]
+    a, b = _masks(out)
+    assert np.array_equal(a, A) and np.array_equal(b, B)
+    assert out[1]["bbox"] == [40.0, 10.0, 50.0, 30.0]
+    three = add_person(out, encode_rle(A | B), _rect(0, 5, 20, 30))  # a third person: the next free id
+    assert [t["track"] for t in three] == [0, 1, 2]
+    assert [t["track"] for t in add_person(None, encode_rle(A), B)] == [0, 1]  # no tracks: the mask was athlete 0
+
+
+def test_an_added_part_mostly_on_the_mask_widens_that_athlete() -> None:
+    limb = _rect(12, 20, 8, 18)  # 70 % on diver A, the rest beside it
+    out = add_person(_tracks(A, B), encode_rle(A | B), limb)
+    a, b = _masks(out)
+    assert np.array_equal(a, A | limb) and np.array_equal(b, B)
+    assert add_person(None, encode_rle(A), limb) == []  # no tracks, no athletes to tell apart
+    empty = np.zeros((H, W), bool)
+    assert add_person(None, encode_rle(empty), B) == []  # a first person on an empty frame: no athletes yet
+
+
+def test_tracks_from_parts_keep_the_given_ids() -> None:
+    out = tracks_from_parts([(3, A), (7, B)])
+    assert [t["track"] for t in out] == [3, 7]
+    assert [np.array_equal(m, x) for m, x in zip(_masks(out), (A, B), strict=True)] == [True, True]
