@@ -161,6 +161,21 @@ def test_missing_masks_fail_clearly_unless_allowed(tmp_path):
     assert valid.tolist() == [False, False, True, True, True]
 
 
+def test_a_mask_rejected_in_review_is_no_supervision(tmp_path):
+    from hmtools.store import MaskStore
+
+    samples, masks = make_dataset(tmp_path / "root", n_train=1, n_test=0, n_frames=4)
+    path = make_store(tmp_path / "m.db", samples, masks)
+    key = samples[0].frames[1]
+    with MaskStore(path) as st:
+        st.set_status({key: st.current_mask(key).version}, "rejected", author="ann")
+    src = open_mask_source(path)
+    assert src.available(samples[0]) == [True, False, True, True]
+    assert [m is None for m in src.read(samples[0])] == [False, True, False, False]
+    with pytest.raises(DataFormatError, match=r"1 of 4 frames .*rejected in review counts as none"):
+        build_cache(samples, tmp_path / "root", src, tmp_path / "cache", (24, 32))
+
+
 def test_folder_mask_source_threshold_128(tmp_path):
     samples, _ = make_dataset(tmp_path / "root", n_train=1, n_test=0, n_frames=2)
     s = samples[0]

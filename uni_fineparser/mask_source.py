@@ -3,7 +3,8 @@
 Supported now:
 
 * a mask store (SQLite file, :class:`hmtools.store.MaskStore`): the newest version of each
-  frame's mask (``current_masks``), whatever its review status;
+  frame's mask (``current_masks``), unless an annotator rejected it (a known-bad mask is no
+  supervision: the frame counts as having none);
 * a FineParser mask folder: ``<mask_root>/<frame key with a .jpg (or .png, ...) suffix>``, grayscale,
   foreground where the value is >= 128 (FineDiving-HM's ``diving_mask_annotation_gray``);
 * an hmtools HDF5 export (format ``hmtools-masks`` version 1, docs/formats.md): group
@@ -57,7 +58,7 @@ class StoreMasks:
 
         self.path = path
         self.store = MaskStore(path, read_only=True)
-        self.description = f"mask store {path}"
+        self.description = f"mask store {path} (a mask rejected in review counts as none)"
 
     def _records(self, sample: Sample) -> list[MaskRecord | None]:
         recs = self.store.current_masks(sample.sample_id)
@@ -81,10 +82,10 @@ class StoreMasks:
         return recs
 
     def available(self, sample: Sample) -> list[bool]:
-        return [r is not None for r in self._records(sample)]
+        return [r is not None and r.status != "rejected" for r in self._records(sample)]
 
     def read(self, sample: Sample) -> list[np.ndarray | None]:
-        return [None if r is None else r.mask() for r in self._records(sample)]
+        return [None if r is None or r.status == "rejected" else r.mask() for r in self._records(sample)]
 
     def fingerprint(self) -> str:
         rows = self.store.query("SELECT COUNT(*), COALESCE(SUM(head_version), 0) FROM frames")
