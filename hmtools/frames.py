@@ -16,6 +16,8 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -169,15 +171,39 @@ def extract_video_frames(
             than its .avi/.mp4/.mov header declares (nothing is left at ``out``).
         HMToolsError: a frame could not be written (disk full, permissions); nothing is left at ``out``.
     """
-    import cv2
-    from tqdm import tqdm
-
     video, out = Path(video), Path(out)
     _check_pattern(pattern)
     if not video.is_file():
         raise InputError(f"video {video} {'is a folder' if video.is_dir() else 'does not exist'}; pass a video file")
     if out.exists() and not out.is_dir():
         raise InputError(f"frame folder {out} is a file; pass a folder (new or empty) for the frames")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a read-only folder, or a file where a folder is needed
+        raise InputError(f"cannot create frame folder {out}: {e.strerror or e}; pick a writable place") from e
+    with _folder_lock(out.parent):  # a second run on the same folder would delete this one's .partial
+        return _decode_video(video, out, pattern, start, progress)
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder``: extractions into one folder take turns, so a second run
+    waits and then finds the video done instead of deleting the first run's ``.partial`` folder."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _decode_video(video: Path, out: Path, pattern: str, start: int, progress: bool) -> int:
+    """:func:`extract_video_frames` once its arguments are checked, under the folder lock."""
+    import cv2
+    from tqdm import tqdm
+
     if out.is_dir() and any(out.iterdir()):
         log.info("%s already extracted, skipped", out)
         return 0

@@ -13,8 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hmtools.errors import InputError
+from hmtools.errors import HMToolsError, InputError
 from hmtools.frame_root import find_frame_root, holds_frames
+from hmtools.frames import IMAGE_SUFFIXES
 from hmtools.store import MaskStore
 from hmtools.store_admin import iter_current
 from hmtools.store_types import MaskRecord
@@ -81,20 +82,25 @@ def write_preview(
         raise InputError(f"--out must end in .mp4 or .gif, got {out.name!r}")
     with MaskStore(store_path, read_only=True) as store:
         rows = list(iter_current(store, [store.get_sample(sample_id).sample_id]))
-    if not rows:
-        raise InputError(f"sample {sample_id} has no frames to preview")
-    if not root.is_dir():
-        raise InputError(f"--root {root} is not a folder; pass the dataset root the store's frame keys are relative to")
-    root = find_frame_root(root, (frame.key for _, frame, _ in rows))
-    if not holds_frames(root, (frame.key for _, frame, _ in rows)):
-        raise InputError(
-            f"none of sample {sample_id}'s {len(rows)} frames is under --root {root} (e.g. {rows[0][1].key}); "
-            "pass the dataset root the store's frame keys are relative to"
-        )
+        if not rows:
+            raise InputError(f"sample {sample_id} has no frames to preview")
+        if not root.is_dir():
+            raise InputError(
+                f"--root {root} is not a folder; pass the dataset root the store's frame keys are relative to"
+            )
+        root = find_frame_root(root, (frame.key for _, frame, _ in rows))
+        if not holds_frames(root, (frame.key for _, frame, _ in rows)):
+            raise InputError(
+                f"none of sample {sample_id}'s {len(rows)} frames is under --root {root} (e.g. {rows[0][1].key}); "
+                "pass the dataset root the store's frame keys are relative to"
+            )
+        _check_not_a_frame_folder(store, root, out)
     pick = set(np.linspace(0, len(rows) - 1, min(sheet_frames, len(rows))).round().astype(int).tolist())
     gif_pick = set(np.linspace(0, len(rows) - 1, min(GIF_MAX_FRAMES, len(rows))).round().astype(int).tolist())
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.partial{kind}")
+    sheet_path = out.with_name(out.stem + "_sheet.png")
+    sheet_tmp = sheet_path.with_name(f".{sheet_path.stem}.partial.png")
     writer, gif, thumbs = None, [], []
     try:
         for i, (_, frame, rec) in enumerate(rows):
@@ -114,17 +120,60 @@ def write_preview(
                 thumbs.append(_thumb(pic, 320))
         if writer is not None:
             writer.release()
+            _check_video(tmp, len(rows), out)  # OpenCV's writer drops frames silently on a full disk
         if kind == ".gif":
             from PIL import Image
 
             frames = [Image.fromarray(g) for g in gif]
             frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+        ok, png = cv2.imencode(".png", _sheet(thumbs)[..., ::-1])
+        if not ok:
+            raise HMToolsError(f"cannot encode the contact sheet {sheet_path}")
+        sheet_tmp.write_bytes(png.tobytes())
         os.replace(tmp, out)
+        os.replace(sheet_tmp, sheet_path)
+    except OSError as e:
+        raise HMToolsError(
+            f"cannot write preview {out}: {os.strerror(e.errno or 0)}; free some space or pick another --out"
+        ) from e
     finally:
         tmp.unlink(missing_ok=True)
-    sheet_path = out.with_name(out.stem + "_sheet.png")
-    cv2.imwrite(str(sheet_path), _sheet(thumbs)[..., ::-1])
+        sheet_tmp.unlink(missing_ok=True)
     return out, sheet_path
+
+
+def _check_not_a_frame_folder(store: MaskStore, root: Path, out: Path) -> None:
+    """Refuse an ``--out`` in a frame folder of the store: the contact sheet (a PNG) would be read as one
+    more frame of that sample by every later scan of the dataset.
+
+    Raises:
+        InputError: an image beside ``out`` is a frame the store knows.
+    """
+    folder = out.parent.resolve()
+    if not folder.is_dir() or not folder.is_relative_to(root.resolve()):
+        return
+    with os.scandir(folder) as it:
+        images = [e.name for e in it if e.name.lower().endswith(IMAGE_SUFFIXES)][:3]
+    keys = [(folder / name).relative_to(root.resolve()).as_posix() for name in images]
+    if any(store.query("SELECT 1 FROM frames WHERE key=?", (key,)) for key in keys):
+        raise InputError(
+            f"--out {out} is in a frame folder of the dataset: its contact sheet would be read as a frame; "
+            "pick a folder outside the dataset's frame folders"
+        )
+
+
+def _check_video(path: Path, frames: int, out: Path) -> None:
+    """Raise unless OpenCV reads back a complete video of ``frames`` frames from ``path``."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    if n != frames:
+        raise HMToolsError(
+            f"cannot write preview {out}: the video came out with {n} of {frames} frames (disk full?); "
+            "free some space or pick another --out"
+        )
 
 
 def _thumb(img: np.ndarray, width: int) -> np.ndarray:

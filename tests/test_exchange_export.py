@@ -348,3 +348,44 @@ def test_overwrite_never_replaces_the_store_or_a_folder_holding_it(tmp_path: Pat
     with pytest.raises(InputError, match="an export there would replace it"):
         export_store(store_path, fmt, out, options=ExportOptions(overwrite=True))
     assert store_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("fmt", ["coco", "fineparser"])
+def test_overwrite_replaces_only_an_earlier_export(store_path: Path, tmp_path: Path, fmt: str) -> None:
+    """--overwrite on a frame folder, a frame or a file whose sidecar name is taken deleted them."""
+    frames = tmp_path / "dataset" / "diving-out" / "001"
+    frames.mkdir(parents=True)
+    (frames / "img_00001.jpg").write_bytes(b"jpeg")
+    notes = tmp_path / "notes.txt"
+    (tmp_path / "notes.txt.manifest.json").write_text("{}")  # not an hmtools manifest
+    for out in (tmp_path / "dataset", frames, frames / "img_00001.jpg", notes):
+        with pytest.raises(InputError, match="is not an hmtools export"):
+            export_store(store_path, fmt, out, options=ExportOptions(overwrite=True))
+    assert (frames / "img_00001.jpg").read_bytes() == b"jpeg" and not notes.exists()
+    assert (tmp_path / "notes.txt.manifest.json").read_text() == "{}"
+    out = tmp_path / "earlier"
+    export_store(store_path, "coco", out)
+    export_store(store_path, fmt, out, options=ExportOptions(overwrite=True))  # an export, of any format
+    assert json.loads((out / "manifest.json" if fmt == "fineparser" else out).read_bytes())
+
+
+def test_a_full_disk_is_one_error_line_and_leaves_the_earlier_export(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from hmtools.errors import HMToolsError
+    from hmtools.exchange import export as export_mod
+
+    out = tmp_path / "m.json"
+    export_store(store_path, "coco", out)
+    before = out.read_bytes()
+
+    def full(samples, tmp, info, opts):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setitem(export_mod.EXPORTERS, "coco", full)
+    with pytest.raises(HMToolsError, match="No space left on device; nothing was written") as e:
+        export_store(store_path, "coco", out, options=ExportOptions(overwrite=True))
+    assert e.value.exit_code == 1 and out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("m.")) == ["m.json", "m.json.manifest.json"]

@@ -202,3 +202,30 @@ def test_drop_frames_are_repeated_as_ffmpeg_does_so_numbers_match(tmp_path: Path
     assert files[3].read_bytes() == files[2].read_bytes()  # the drop frame repeats its predecessor
     for i in (4, 9):  # later frames are the video's own, at their own numbers
         assert np.array_equal(cv2.imread(str(files[i])), cv2.imread(str(tmp_path / "ok" / files[i].name)))
+
+
+def test_a_second_extraction_into_the_same_folder_waits_instead_of_deleting_the_first_ones_partial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs on one frame folder: the second used to delete the first's ``.partial`` and write its own,
+    and the first then renamed the mixed, incomplete folder into place as if done."""
+    import threading
+
+    from hmtools import frames as frames_mod
+
+    video, out = tmp_path / "v.avi", tmp_path / "frames" / "001"
+    write_video(video, 6)
+    real_write, second, results = frames_mod._write_frame, [], {}
+
+    def write_and_start_another_run(target: Path, encoded: bytes) -> None:
+        real_write(target, encoded)
+        if not second:  # after the first run's first frame, a second run on the same folder
+            second.append(threading.Thread(target=lambda: results.update(b=extract_video_frames(video, out))))
+            second[0].start()
+            second[0].join(timeout=1.0)  # it must wait for the first run (before the fix it ran to the end)
+
+    monkeypatch.setattr(frames_mod, "_write_frame", write_and_start_another_run)
+    results["a"] = extract_video_frames(video, out, progress=False)
+    second[0].join()
+    assert (results["a"], results["b"]) == (6, 0)
+    assert list_frame_files(out) == [f"{i:05d}.jpg" for i in range(1, 7)]

@@ -14,7 +14,7 @@ from _ufp_fixtures import make_dataset, make_store, one_torch_thread, write_fine
 from typer.testing import CliRunner
 
 from hmtools.cli import app
-from hmtools.errors import ConfigError, InputError
+from hmtools.errors import ConfigError, HMToolsError, InputError
 from uni_fineparser.config import load_run_config
 from uni_fineparser.evaluate import autocast
 from uni_fineparser.mask_source import open_mask_source
@@ -119,6 +119,36 @@ def test_explain_writes_contact_sheet_and_mp4(trained, tmp_path):
     assert (tmp_path / "a.mp4").stat().st_size > 1000
     assert ex.attention.shape == (16, 32, 32) and ex.posterior.shape == (16, 3)
     assert ex.contributions.shape == (3,) and ex.bounds_true is not None and len(ex.voters) == 3
+
+
+def test_explain_on_a_full_disk_keeps_the_earlier_sheet_and_mp4(trained, tmp_path, monkeypatch):
+    """Both were written in place: a full disk (OpenCV drops frames silently) or a kill left them truncated."""
+    from uni_fineparser.cache import import_cv2
+    from uni_fineparser.explain import explain_sample
+
+    _, samples, _, best = trained
+    sheet, mp4 = tmp_path / "sheet.png", tmp_path / "a.mp4"
+    explain_sample(best, samples[-1].sample_id, sheet, device="cpu", samples=samples, mp4=mp4)
+    before = sheet.read_bytes(), mp4.read_bytes()
+    cv2 = import_cv2()
+
+    class FullDiskWriter:
+        def __init__(self, path, *args):
+            Path(path).write_bytes(b"\0" * 48)
+
+        def isOpened(self):  # noqa: N802 (OpenCV's name)
+            return True
+
+        def write(self, frame):
+            pass
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", FullDiskWriter)
+    with pytest.raises(HMToolsError, match="disk full"):
+        explain_sample(best, samples[0].sample_id, sheet, device="cpu", samples=samples, mp4=mp4)
+    assert mp4.read_bytes() == before[1] and sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "sheet.png"]
 
 
 def _short_run(root: Path, out: Path, samples, store, extra: list[str]) -> dict:

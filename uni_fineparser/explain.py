@@ -14,6 +14,7 @@ With ``mp4`` set it also writes every sampled frame with its attention overlay a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,15 @@ def render(ex: Explanation, out: str | Path, title: str = "") -> Path:
     ax.set_title(f"predicted {ex.pred:.2f}, true {ex.true:.2f}, {len(ex.voters)} exemplars", fontsize=10)
     fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
+    out = Path(out) if Path(out).suffix else Path(out).with_name(Path(out).name + ".png")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")  # an earlier sheet stays until done
+    try:
+        fig.savefig(tmp, dpi=90, format=out.suffix[1:].lower())
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -157,16 +163,29 @@ def write_mp4(ex: Explanation, out: str | Path, fps: int = 12) -> Path:
 
     cv2 = import_cv2()
     s = ex.frames.shape[1] * 2
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (s, s))
-    if not writer.isOpened():
-        raise HMToolsError(f"cannot write {out}: OpenCV could not open an mp4v video writer there")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}.mp4")  # an earlier video stays until done
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (s, s))
     try:
-        for f, a in zip(ex.frames, ex.attention, strict=True):
-            writer.write(cv2.resize(_overlay(f, a), (s, s))[..., ::-1].copy())
+        if not writer.isOpened():
+            raise HMToolsError(f"cannot write {out}: OpenCV could not open an mp4v video writer there")
+        try:
+            for f, a in zip(ex.frames, ex.attention, strict=True):
+                writer.write(cv2.resize(_overlay(f, a), (s, s))[..., ::-1].copy())
+        finally:
+            writer.release()
+        cap = cv2.VideoCapture(str(tmp))  # the writer drops frames silently on a full disk
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        if n != len(ex.frames):
+            raise HMToolsError(
+                f"cannot write {out}: the video came out with {n} of {len(ex.frames)} frames (disk full?)"
+            )
+        os.replace(tmp, out)
     finally:
-        writer.release()
-    return Path(out)
+        tmp.unlink(missing_ok=True)
+    return out
 
 
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")

@@ -15,20 +15,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from hmtools.config import build
+from hmtools.config import build, to_dict
 from hmtools.errors import DataFormatError, InputError
 from hmtools.schema import Sample
 from uni_fineparser.cache import ClipCache, build_cache
 from uni_fineparser.checkpoint import load_checkpoint
 from uni_fineparser.config import RunConfig
-from uni_fineparser.data import ExemplarPool
+from uni_fineparser.data import ExemplarPool, carve_validation
 from uni_fineparser.distributed import DistInfo, resolve_device
 from uni_fineparser.evaluate import EvalResult, evaluate_split
 from uni_fineparser.mask_source import MaskSource, open_mask_source
 from uni_fineparser.metrics import fisher_z_mean
 from uni_fineparser.model import UniFineParser
 from uni_fineparser.report import write_json
-from uni_fineparser.train import place_model, train
+from uni_fineparser.train import check_same_split, place_model, train
 
 
 def load_samples(data: dict[str, Any]) -> tuple[list[Sample], Path]:
@@ -71,6 +71,7 @@ def train_from_dataset(
     source = open_mask_source(masks)
     if dataset.replace("_", "-").lower() == "aqa7":
         return train_per_class(cfg, samples, source, frame_root, out, device=device, data=data)
+    check_resumable(cfg, samples, out)
     train(cfg, samples, source, frame_root, out, device=device, data=data)
     metrics_file = Path(out) / "metrics.json"
     return json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
@@ -203,6 +204,8 @@ def train_per_class(
             "AQA-7 trains one model per class and each needs at least 2 training samples with scores; "
             f"too few in: {', '.join(short)}; add training samples to those classes"
         )
+    for cls in classes:
+        check_resumable(cfg, [s for s in samples if s.action_class == cls], Path(out) / cls)
     per: dict[str, Any] = {}
     for cls in classes:
         subset = [s for s in samples if s.action_class == cls]
@@ -219,6 +222,24 @@ def train_per_class(
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(Path(out) / "metrics.json", summary)
     return summary
+
+
+def check_resumable(cfg: RunConfig, samples: list[Sample], out: str | Path) -> None:
+    """Refuse a run folder whose ``last.pt`` this run could not resume, before :func:`train` rewrites its
+    ``config.yaml`` and builds the cache: the folder's config would otherwise describe a run it never held.
+
+    Raises:
+        ConfigError: ``last.pt`` has another model config, validation split or score scale.
+    """
+    last = Path(out) / "last.pt"
+    if not last.is_file():
+        return
+    ckpt = load_checkpoint(last, to_dict(cfg.model))
+    train_all = [s for s in samples if s.split == "train" and s.score is not None]
+    train_s, val_s = carve_validation(train_all, cfg.train.val_fraction, cfg.train.seed)
+    scores = np.array([s.score for s in train_s], dtype=np.float64)
+    scale = float(np.ptp(scores)) if cfg.train.score_norm and scores.size and np.ptp(scores) > 0 else 1.0
+    check_same_split(ckpt, val_s, scale, last)
 
 
 def run_config_from(ckpt: dict[str, Any]) -> RunConfig:

@@ -14,6 +14,7 @@ Where the manifest lives:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,11 +24,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hmtools.errors import DataFormatError, InputError
+from hmtools.errors import DataFormatError, HMToolsError, InputError
 
 MANIFEST_FORMAT = "hmtools-export-manifest"
 MANIFEST_VERSION = 1
 SUMS_NAME = "SHA256SUMS"
+_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def manifest_path(out: Path) -> Path:
@@ -47,6 +49,7 @@ def atomic_output(out: Path, *, folder: bool, overwrite: bool) -> Iterator[Path]
     sidecar = out.with_name(out.name + ".manifest.json")
     if (out.exists() or sidecar.exists()) and not overwrite:
         raise InputError(f"{out} already exists; pass --overwrite to replace it or pick another --out")
+    _check_replaceable(out, sidecar)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     tmp_sidecar = tmp.with_name(tmp.name + ".manifest.json")
     _remove(tmp)
@@ -64,9 +67,42 @@ def atomic_output(out: Path, *, folder: bool, overwrite: bool) -> Iterator[Path]
         for aside in old:
             if aside is not None:
                 _remove(aside)
+    except OSError as e:
+        if e.errno not in _FULL_OR_READ_ONLY:
+            raise
+        raise HMToolsError(
+            f"cannot write export {out}: {os.strerror(e.errno)}; nothing was written and an earlier export there is "
+            "untouched: free some space or pick another --out"
+        ) from e
     finally:
         _remove(tmp)
         _remove(tmp_sidecar)
+
+
+def _check_replaceable(out: Path, sidecar: Path) -> None:
+    """Refuse to replace anything but an earlier export: ``--overwrite`` on a frame folder, the dataset
+    root or a frame would otherwise delete it. An export is known by its hmtools manifest.
+
+    Raises:
+        InputError: ``out`` or the sidecar manifest path exists and is not (part of) an hmtools export.
+    """
+    found = [(out, out / "manifest.json" if out.is_dir() else sidecar)] if out.exists() or out.is_symlink() else []
+    if sidecar.exists() or sidecar.is_symlink():
+        found.append((sidecar, sidecar))
+    for path, manifest in found:
+        if not _is_manifest(manifest):
+            raise InputError(
+                f"--out {out}: {path} exists and is not an hmtools export (no hmtools manifest {manifest}); "
+                "--overwrite only replaces an earlier export: move it away or pick another --out"
+            )
+
+
+def _is_manifest(path: Path) -> bool:
+    """Whether ``path`` is a readable hmtools export manifest."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("manifest") == MANIFEST_FORMAT
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
 
 
 def _set_aside(path: Path) -> Path | None:
