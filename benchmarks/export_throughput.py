@@ -165,7 +165,8 @@ def bench_import(work: Path, samples: list, masks_dir: Path) -> dict:
 
     def ours() -> None:
         with MaskStore(work / "imported.db") as st:
-            report = import_masks(st, samples, "fineparser", masks_dir, root=root)
+            # workers forked directly, as the hmtools import command does (this process ran no OpenCV pool work)
+            report = import_masks(st, samples, "fineparser", masks_dir, root=root, fork_workers=True)
         assert report.imported == len(files), report.lines()
 
     b1, ours_t, b2 = _timed(bare), _timed(ours), _timed(bare)

@@ -88,9 +88,10 @@ def _pid(_: int) -> int:
     return os.getpid()
 
 
-def test_tqdm_monitor_alone_still_forks_workers_from_the_caller(tmp_path) -> None:
-    """An export leaves tqdm's monitor thread running; a later import in the same unguarded script
-    must not start a fork server, which would rerun the script in every worker (BrokenProcessPool)."""
+def test_fork_requested_with_only_tqdms_monitor_forks_from_the_caller(tmp_path) -> None:
+    """The import command asks for a direct fork (faster); a progress bar leaves tqdm's monitor
+    thread running, which must not send the workers to a fork server, which would rerun an
+    unguarded script in every worker (BrokenProcessPool)."""
     import subprocess
 
     from tqdm import tqdm
@@ -102,7 +103,7 @@ def test_tqdm_monitor_alone_still_forks_workers_from_the_caller(tmp_path) -> Non
         "for _ in tqdm(range(3), disable=True):  # any bar leaves tqdm's monitor thread running\n"
         "    pass\n"
         "print('top level ran', flush=True)  # no __main__ guard: a fork server would run this again\n"
-        "print(len(set(ordered_process_map(_pid, range(8), workers=2)) - {os.getpid()}))\n"
+        "print(len(set(ordered_process_map(_pid, range(8), workers=2, fork=True)) - {os.getpid()}))\n"
     )
     here = os.path.dirname(__file__)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.getcwd(), *sys.path])}
@@ -112,3 +113,37 @@ def test_tqdm_monitor_alone_still_forks_workers_from_the_caller(tmp_path) -> Non
     assert out.stdout.count("top level ran") == 1 and int(lines[-1]) >= 1, out.stdout
     with tqdm(total=1, disable=True):  # here too: the monitor does not count as a lock holder
         assert not [t for t in parallel._threads_that_may_hold_locks() if type(t).__name__ == "TMonitor"]
+
+
+OPENCV_POOL_SCRIPT = """
+import sys
+import cv2, numpy as np
+sys.path.insert(0, sys.argv[1])
+from hmtools.exchange.parallel import ordered_process_map
+import _resize_task
+
+if __name__ == "__main__":
+    img = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), np.uint8)
+    for _ in range(3):  # OpenCV's worker pool (native threads, invisible to threading) now runs
+        cv2.GaussianBlur(cv2.resize(img, (2200, 2200)), (31, 31), 0)
+    print(sum(ordered_process_map(_resize_task.work, range(8), workers=2)))
+"""
+
+
+def test_workers_never_fork_from_a_caller_whose_opencv_pool_ran(tmp_path) -> None:
+    """After an OpenCV call used its pool, a worker forked straight from the caller hung in its first
+    OpenCV call (the pool's state is copied without its threads): by default the workers start
+    from the fork server."""
+    import subprocess
+
+    (tmp_path / "_resize_task.py").write_text(
+        "import cv2, numpy as np\n\ndef work(i):\n"
+        "    return int(cv2.resize(np.full((400, 400, 3), i, np.uint8), (600, 600)).sum() > 0)\n"
+    )
+    script = tmp_path / "run.py"
+    script.write_text(OPENCV_POOL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd(), *sys.path])}
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=90, env=env
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "7", out.stderr[-2000:]

@@ -70,7 +70,9 @@ def import_masks(
         with MaskStore(store) as st:
             # frame keys are relative to the frame folder the adapter found (index.root), which may lie
             # inside --root (FineDiving's FINADiving_MTL_256s/, MTL-AQA's whole_videos_frames/, AQA-7/AQA-7/)
-            report = run_import(st, index.samples, fmt, masks, root=index.root, strict=strict, progress=True)
+            report = run_import(
+                st, index.samples, fmt, masks, root=index.root, strict=strict, progress=True, fork_workers=True
+            )
     except BaseException:
         if not existed:  # a store this failed import created holds nothing: leave no file behind
             for leftover in (store, *(store.with_name(store.name + x) for x in ("-wal", "-shm", "-journal"))):

@@ -71,7 +71,7 @@ class ImportReport:
         return out
 
 
-def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers: int) -> Tally:
+def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers: int, fork: bool = False) -> Tally:
     from hmtools.exchange.fineparser import scan_mask_folder
 
     if not masks.is_dir():
@@ -87,7 +87,7 @@ def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers
                 if rel is not None:
                     yield key, os.path.join(base, rel)
 
-    for results in ordered_process_map(_decode_batch, batched(jobs(), DECODE_BATCH), workers):
+    for results in ordered_process_map(_decode_batch, batched(jobs(), DECODE_BATCH), workers, fork=fork):
         for key, decoded in results:
             sink.put(key, decoded.rle, {}, area_box=(decoded.area, decoded.box))
     unmatched = Tally()
@@ -170,6 +170,7 @@ def import_masks(
     workers: int | None = None,
     author: str = "import",
     progress: bool = False,
+    fork_workers: bool = False,
 ) -> ImportReport:
     """Register ``samples`` if needed and attach the masks found in ``masks`` by frame key, in one transaction.
 
@@ -183,6 +184,9 @@ def import_masks(
         workers: Decoding workers for image folders (forked processes on Linux, threads elsewhere; ``None`` = all CPUs).
         author: Recorded as the masks' author.
         progress: Show a progress bar (per mask) on a terminal.
+        fork_workers: Fork the decoding workers straight from this process (faster) instead of
+            from a fork server: only for a process that has run no threads and no OpenCV work
+            yet, such as the ``hmtools import`` command (see :func:`ordered_process_map`).
 
     Raises:
         InputError: unknown format, ``masks`` is missing / of the wrong kind, or the store holds
@@ -202,7 +206,11 @@ def import_masks(
         sink = MaskSink(store, samples, root, author)
         with tqdm(total=len(sink.frames), desc=f"import {fmt}", unit="mask", disable=None if progress else True) as bar:
             sink.on_put = bar.update
-            unmatched = FEEDERS[fmt](sink, masks, samples, workers or default_workers())
+            n = workers or default_workers()
+            if fmt == "fineparser":  # the one format decoded in worker processes
+                unmatched = _feed_fineparser(sink, masks, samples, n, fork=fork_workers)
+            else:
+                unmatched = FEEDERS[fmt](sink, masks, samples, n)
             sink.flush()
         unmatched.count += sink.unmatched.count
         unmatched.examples = (unmatched.examples + sink.unmatched.examples)[:3]

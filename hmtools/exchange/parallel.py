@@ -42,15 +42,20 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
         yield from _drain(pool, fn, items, window)
 
 
-def ordered_process_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int = 8) -> Iterator[R]:
+def ordered_process_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, window: int = 8, fork: bool = False
+) -> Iterator[R]:
     """:func:`ordered_map` in ``workers`` processes on Linux (threads elsewhere: Windows has no
     ``fork``, and on macOS forking after system frameworks have started is unsafe).
 
-    When the caller runs other Python threads (tqdm's monitor aside), the workers fork from a fork server (a fresh process
-    with NumPy, OpenCV and ``fn``'s module preloaded), not from the caller: forking copies the locks
-    those threads hold, which no thread will release in the child, and it hangs (the caller's script
-    then needs the usual ``if __name__ == "__main__":`` guard). A caller alone forks them directly
-    (faster). OpenCV's own pool is switched off in every worker. ``fn`` must be a module-level
+    The workers start from a fork server (a fresh process with NumPy, OpenCV and ``fn``'s module
+    preloaded; a calling script needs the usual ``if __name__ == "__main__":`` guard). A fork
+    straight from the caller copies the state of every thread it runs, native ones included: the
+    locks its Python threads hold, and OpenCV's worker pool once any OpenCV call has used it, after
+    which a worker's first OpenCV call waits forever. ``fork=True`` is for a caller that knows it
+    has done neither (the ``hmtools import`` command, 20-30% faster): it forks directly when it
+    runs no other Python thread but tqdm's monitor. OpenCV's own pool is switched off in every
+    worker. ``fn`` must be a module-level
     function; items and results travel pickled, so give each task a batch of work and return
     compact results. An exception in ``fn`` is raised in the caller when its result is reached; a
     child that dies raises ``BrokenProcessPool``.
@@ -61,11 +66,8 @@ def ordered_process_map(fn: Callable[[T], R], items: Iterable[T], workers: int, 
     if not sys.platform.startswith("linux"):
         yield from ordered_map(fn, items, workers, window)
         return
-    # A fork copies the locks other threads of the caller hold (a prefetch thread, a logging
-    # handler), and a child that needs one waits forever: with other threads running, the workers
-    # fork from a fork server instead (a fresh process with the work's modules preloaded). Alone, the
-    # caller forks them directly, which is 20-30% faster for an import (measured: benchmarks/export_throughput.py).
-    if not _threads_that_may_hold_locks():
+    # forked directly: 20-30% faster for an import (measured: benchmarks/export_throughput.py)
+    if fork and not _threads_that_may_hold_locks():
         context = multiprocessing.get_context("fork")
     else:
         context = multiprocessing.get_context("forkserver")
