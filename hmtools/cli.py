@@ -10,6 +10,8 @@ instead of Click's framed box; ``hmtools`` with no command prints the help and e
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import sys
 
 import typer
@@ -56,7 +58,18 @@ def main(argv: list[str] | None = None) -> None:
         _fail("aborted", 130)
     except _click_errors() as e:
         _fail(_usage_line(e), e.exit_code)
+    except (OSError, sqlite3.OperationalError) as e:
+        if not _out_of_space(e):
+            raise
+        _fail(f"{e}; free some space (or pick another disk) and run it again", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _out_of_space(e: BaseException) -> bool:
+    """A full disk or quota, or a read-only file system, from the OS or from SQLite."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    return "disk is full" in str(e) or "readonly database" in str(e)
 
 
 def _click_errors() -> tuple[type[Exception], ...]:

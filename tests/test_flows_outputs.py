@@ -99,3 +99,27 @@ def test_a_refused_resume_leaves_the_runs_config_yaml(tmp_path: Path, monkeypatc
         res = runner.invoke(app, [*args, "--set", other])
         assert isinstance(res.exception, ConfigError) and "a new --out" in str(res.exception)
         assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OSError(28, "No space left on device"), __import__("sqlite3").OperationalError("database or disk is full")],
+)
+def test_a_full_disk_is_one_line_and_exit_1_from_any_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """``hmtools import`` on a full disk ended in a traceback from SQLite's commit (the store was
+    intact); any command's out-of-space error is now one line."""
+    import hmtools.store_admin
+
+    def full(*_a: object, **_k: object) -> None:
+        raise error
+
+    with MaskStore(tmp_path / "s.db") as st:
+        fill_store(st, make_samples(1, 2))
+    monkeypatch.setattr(hmtools.store_admin, "store_stats", full)
+    code, _, err = run_cli(["stats", "--store", str(tmp_path / "s.db")], capsys)
+    assert code == 1 and "free some space" in _one_line(err)
+    monkeypatch.setattr(hmtools.store_admin, "store_stats", lambda *_a, **_k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # any other error is not dressed up as a full disk
+        run_cli(["stats", "--store", str(tmp_path / "s.db")], capsys)
