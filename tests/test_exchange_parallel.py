@@ -67,19 +67,26 @@ if __name__ == "__main__":
 """
 
 
+def _run_script(tmp_path, script: str, module: str, module_source: str):
+    """Run ``script`` (argv[1] = ``tmp_path``) in a fresh interpreter beside ``module``; a minute and a half at most."""
+    import subprocess
+
+    (tmp_path / f"{module}.py").write_text(module_source)
+    (tmp_path / "run.py").write_text(script)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd(), *sys.path])}
+    return subprocess.run(
+        [sys.executable, str(tmp_path / "run.py"), str(tmp_path)], capture_output=True, text=True, timeout=90, env=env
+    )
+
+
 def test_workers_never_inherit_a_lock_a_caller_thread_holds(tmp_path) -> None:
     """A worker forked straight from the caller copies every lock its threads hold (OpenCV's or torch's
     pools, a prefetch thread) and waits on them forever: workers come from a clean fork server."""
-    import subprocess
-
-    (tmp_path / "_parallel_lock.py").write_text(
-        "import threading\nLOCK = threading.Lock()\n\ndef square_under_lock(x):\n    with LOCK:\n        return x * x\n"
-    )
-    script = tmp_path / "run.py"
-    script.write_text(HELD_LOCK_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd(), *sys.path])}
-    out = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=60, env=env
+    out = _run_script(
+        tmp_path,
+        HELD_LOCK_SCRIPT,
+        "_parallel_lock",
+        "import threading\nLOCK = threading.Lock()\n\ndef square_under_lock(x):\n    with LOCK:\n        return x * x\n",
     )
     assert out.returncode == 0 and out.stdout.strip() == str(sum(x * x for x in range(8))), out.stderr[-2000:]
 
@@ -134,16 +141,11 @@ def test_workers_never_fork_from_a_caller_whose_opencv_pool_ran(tmp_path) -> Non
     """After an OpenCV call used its pool, a worker forked straight from the caller hung in its first
     OpenCV call (the pool's state is copied without its threads): by default the workers start
     from the fork server."""
-    import subprocess
-
-    (tmp_path / "_resize_task.py").write_text(
+    out = _run_script(
+        tmp_path,
+        OPENCV_POOL_SCRIPT,
+        "_resize_task",
         "import cv2, numpy as np\n\ndef work(i):\n"
-        "    return int(cv2.resize(np.full((400, 400, 3), i, np.uint8), (600, 600)).sum() > 0)\n"
-    )
-    script = tmp_path / "run.py"
-    script.write_text(OPENCV_POOL_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd(), *sys.path])}
-    out = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=90, env=env
+        "    return int(cv2.resize(np.full((400, 400, 3), i, np.uint8), (600, 600)).sum() > 0)\n",
     )
     assert out.returncode == 0 and out.stdout.strip() == "7", out.stderr[-2000:]
