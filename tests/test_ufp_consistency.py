@@ -71,3 +71,39 @@ def test_resume_never_replaces_a_better_best_checkpoint(tmp_path):
     kept = torch.load(best_pt, weights_only=True)
     assert (kept["best_metric"], kept["epoch"]) == (1.0, 1)
     assert torch.load(last_pt, weights_only=True)["epoch"] == 3
+
+
+@pytest.mark.parametrize("key", ["train.eval_every", "train.save_every"])
+def test_zero_epoch_intervals_are_refused_before_training(key):
+    """Both are epoch moduli: 0 passed the config check and crashed (ZeroDivisionError) after epoch 1."""
+    with pytest.raises(ConfigError, match=key):
+        load_run_config("tiny", overrides=[f"{key}=0"])
+
+
+def test_aqa7_class_too_small_for_a_batch_is_refused_before_any_class_trains(tmp_path):
+    """A class with 2 training samples passed the up-front check, but after carving validation it gave
+    0 batches: train() refused it only after every class before it had trained."""
+    from uni_fineparser.run import train_per_class
+
+    made, masks = make_dataset(tmp_path / "root", n_train=12, n_test=4, n_frames=16)
+    cls = ["diving"] * 10 + ["gym_vault"] * 2 + ["diving"] * 3 + ["gym_vault"]
+    samples = [replace(s, dataset="aqa7", action_class=c) for s, c in zip(made, cls, strict=True)]
+    store = open_mask_source(make_store(tmp_path / "m.db", samples, masks))
+    cfg = load_run_config("tiny", overrides=["train.epochs=1"])
+    with pytest.raises(InputError, match=r"gym_vault \(1 training pairs"):
+        train_per_class(cfg, samples, store, tmp_path / "root", tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out" / "diving").exists()
+
+
+def test_eval_of_a_moved_run_folder_uses_the_cache_inside_it(tmp_path):
+    """The default cache is <out>/cache; after moving the run folder, eval rebuilt the cache under the
+    folder's old path (recreating it there) instead of using the one that moved with the checkpoint."""
+    from uni_fineparser.run import evaluate_checkpoint
+
+    samples, store = _dataset(tmp_path)
+    _train(tmp_path, samples, store, "train.epochs=1")
+    (tmp_path / "out").rename(tmp_path / "moved")
+    res = evaluate_checkpoint(tmp_path / "moved" / "best.pt", device="cpu", samples=samples, masks=tmp_path / "m.db")
+    assert res.metrics["n"] == 2
+    assert not (tmp_path / "out").exists()
+    assert len(list((tmp_path / "moved" / "cache").iterdir())) == 1  # reused, not a second build

@@ -178,6 +178,8 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"train.val_fraction must be in [0, 1), got {t.val_fraction}")
     if t.batch_size < 1 or t.accumulate < 1 or t.voters < 1:
         raise ConfigError("train.batch_size, train.accumulate and train.voters must be >= 1")
+    if t.eval_every < 1 or t.save_every < 1:  # both are epoch moduli: 0 crashed after the first epoch
+        raise ConfigError(f"train.eval_every ({t.eval_every}) and train.save_every ({t.save_every}) must be >= 1")
     if t.epochs < 1:
         raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
     if not t.lr > 0:

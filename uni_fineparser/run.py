@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,8 @@ from uni_fineparser.metrics import fisher_z_mean
 from uni_fineparser.model import UniFineParser
 from uni_fineparser.report import write_json
 from uni_fineparser.train import check_same_split, place_model, train
+
+log = logging.getLogger(__name__)
 
 
 def load_samples(data: dict[str, Any]) -> tuple[list[Sample], Path]:
@@ -124,8 +127,11 @@ def open_run(
         "val": [s for s in train_all if s.sample_id in val_ids],
         "test": test,
     }
+    cache_dir = Path(data["cache_dir"])
+    if not cfg.train.cache_dir and not cache_dir.is_dir():  # the run folder moved: its cache moved with it
+        cache_dir = Path(checkpoint).resolve().parent / "cache"  # (not a rebuild under the folder's old path)
     cache = build_cache(
-        [*train_all, *test], data["frame_root"], source, data["cache_dir"], cfg.train.resize, allow_missing=True
+        [*train_all, *test], data["frame_root"], source, cache_dir, cfg.train.resize, allow_missing=True
     )
     model = UniFineParser(cfg.model)
     try:
@@ -204,6 +210,18 @@ def train_per_class(
             "AQA-7 trains one model per class and each needs at least 2 training samples with scores; "
             f"too few in: {', '.join(short)}; add training samples to those classes"
         )
+    t, world = cfg.train, int(os.environ.get("WORLD_SIZE", "1"))
+    few = []  # what train() would refuse only after the classes before it have trained
+    for cls in classes:
+        scored = [s for s in samples if s.action_class == cls and s.split == "train" and s.score is not None]
+        pairs = len(carve_validation(scored, t.val_fraction, t.seed)[0])
+        if pairs // world // t.batch_size < t.accumulate:
+            few.append(f"{cls} ({pairs} training pairs after validation)")
+    if few:
+        raise InputError(
+            f"too few training pairs for {world} process(es) x train.batch_size={t.batch_size} x "
+            f"train.accumulate={t.accumulate} in: {', '.join(few)}; lower train.batch_size or train.accumulate"
+        )
     for cls in classes:
         check_resumable(cfg, [s for s in samples if s.action_class == cls], Path(out) / cls)
     per: dict[str, Any] = {}
@@ -213,6 +231,9 @@ def train_per_class(
         train(cfg, subset, masks, root, Path(out) / cls, device=device, data=sub_data)
         per[cls] = json.loads((Path(out) / cls / "metrics.json").read_text())["test"]
     rhos = [v["rho"] for v in per.values() if v.get("rho") is not None]
+    undefined = sorted(c for c, v in per.items() if v.get("rho") is None)
+    if undefined:  # e.g. fewer than 2 test samples: the mean is then over the other classes only
+        log.warning("test rho undefined for %s; rho_fisher_z averages the other %d classes", undefined, len(rhos))
     rl2 = [v["rl2"] for v in per.values() if v.get("rl2") is not None]
     summary = {
         "per_class": per,
