@@ -268,3 +268,34 @@ def test_mask_files_of_any_depth_and_channels_decode_like_pycocotools(tmp_path: 
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(DataFormatError, match="not a readable image"):
         decode_mask_files([tmp_path / "grey.png", tmp_path / "bad.png"])
+
+
+def test_masks_named_by_position_in_the_clip_are_paired_in_order(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A FineDiving-HM copy may name a clip's masks 00000.jpg, 00001.jpg, ... while its frames are
+    00007386.jpg, ...: the FineParser loaders pair them by position, and so does the import, when
+    the clip's mask folder holds exactly one mask per frame."""
+    from hmtools.schema import Sample
+
+    frames = tuple(f"v1/3/{n:08d}.jpg" for n in range(7386, 7390))
+    short = tuple(f"v1/4/{n:08d}.jpg" for n in range(100, 103))  # 3 frames, 2 masks: not paired
+    samples = [Sample("v1/3", "finediving", frames, "train"), Sample("v1/4", "finediving", short, "train")]
+    for key in (*frames, *short):
+        (tmp_path / "root" / key).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "root" / key), np.zeros((H, W, 3), np.uint8))
+    want = []
+    for i in range(len(frames)):
+        m = np.zeros((H, W), np.uint8)
+        m[2 + i : 10 + i, 3:9] = 255
+        want.append(m > 127)
+        (tmp_path / "hm" / "v1" / "3").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "hm" / "v1" / "3" / f"{i:05d}.png"), m)
+    (tmp_path / "hm" / "v1" / "4").mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "hm" / "v1" / "4" / f"{i:05d}.png"), np.zeros((H, W), np.uint8))
+    with MaskStore(tmp_path / "s.db") as st, caplog.at_level("WARNING"):
+        report = import_masks(st, samples, "fineparser", tmp_path / "hm", root=tmp_path / "root")
+        got = [r.mask() for r in st.current_masks("v1/3")]
+        assert st.current_masks("v1/4") == [None] * 3
+    assert report.imported == 4 and report.masks_without_frame.count == 2
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    assert "named by position" in caplog.text

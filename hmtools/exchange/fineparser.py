@@ -24,6 +24,7 @@ from hmtools.errors import DataFormatError
 from hmtools.exchange.common import SampleMasks
 from hmtools.exchange.manifest import SUMS_NAME
 from hmtools.exchange.parallel import batched, ordered_map
+from hmtools.frames import frame_number
 from hmtools.masks import RLE
 
 IMAGE_FORMATS = {".jpg": 95, ".png": 1}
@@ -139,6 +140,41 @@ def scan_mask_folder(folder: Path) -> dict[str, str]:
                 raise DataFormatError(f"{folder}: {found[key]} and {rel} are both masks of one frame; remove one")
             found[key] = rel
     return found
+
+
+def masks_by_folder(found: dict[str, str]) -> dict[str, list[str]]:
+    """The mask key stems of :func:`scan_mask_folder`'s result grouped by their folder (``""`` = top)."""
+    out: dict[str, list[str]] = {}
+    for stem in found:
+        out.setdefault(stem.rpartition("/")[0], []).append(stem)
+    return out
+
+
+def pair_by_position(
+    frames: Sequence[str], found: dict[str, str], by_folder: dict[str, list[str]]
+) -> list[tuple[str, str]]:
+    """``[(frame key, mask relpath)]`` for a sample none of whose frames has a mask of its own name.
+
+    When the mask folder mirroring the sample's frame folder holds exactly one mask per frame,
+    they are paired in frame-number order, which is how the FineParser loaders read masks (by
+    position in the sorted list; a FineDiving-HM copy may name its masks by position in the clip,
+    ``00000.jpg`` for the first frame, rather than by the frame's number). The paired masks leave
+    ``found``. Returns ``[]`` (nothing paired) when the sample spans several folders or the counts differ.
+    """
+    folder = frames[0].rpartition("/")[0] if frames else ""
+    if not frames or any(k.rpartition("/")[0] != folder for k in frames):
+        return []
+    stems = [s for s in by_folder.get(folder, []) if s in found]
+    if len(stems) != len(frames):
+        return []
+    stems.sort(key=_number_order)
+    return [(key, found.pop(stem)) for key, stem in zip(frames, stems, strict=True)]
+
+
+def _number_order(stem: str) -> tuple[bool, int, str]:
+    """Sort key of a mask stem: by the frame number in its name (as frame folders are listed), then by name."""
+    n = frame_number(stem.rpartition("/")[2] + ".jpg")
+    return (n is None, n or 0, stem)
 
 
 @dataclass(frozen=True)

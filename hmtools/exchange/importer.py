@@ -8,6 +8,7 @@ Frames without a mask and masks without a frame are reported, not silently dropp
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from hmtools.exchange.sink import MaskSink, Tally, key_stem
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
 from hmtools.store_admin import check_same_dataset
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from hmtools.exchange.fineparser import DecodedMask
@@ -72,7 +75,7 @@ class ImportReport:
 
 
 def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers: int, fork: bool = False) -> Tally:
-    from hmtools.exchange.fineparser import scan_mask_folder
+    from hmtools.exchange.fineparser import masks_by_folder, pair_by_position, scan_mask_folder
 
     if not masks.is_dir():
         raise InputError(f"--masks {masks} is not a folder; the fineparser format is a folder of mask images")
@@ -80,16 +83,30 @@ def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers
 
     base = str(masks)
 
+    by_folder: dict[str, list[str]] | None = None
+    by_position: list[str] = []
+
     def jobs() -> Iterator[tuple[str, str]]:
+        nonlocal by_folder
         for s in samples:
-            for key in s.frames:
-                rel = found.pop(key_stem(key), None)
-                if rel is not None:
-                    yield key, os.path.join(base, rel)
+            pairs = [(key, found.pop(key_stem(key))) for key in s.frames if key_stem(key) in found]
+            if not pairs and s.frames:  # no mask has a frame's name: masks named by position in the clip?
+                by_folder = masks_by_folder(found) if by_folder is None else by_folder
+                pairs = pair_by_position(s.frames, found, by_folder)
+                by_position.extend([s.sample_id] if pairs else [])
+            for key, rel in pairs:
+                yield key, os.path.join(base, rel)
 
     for results in ordered_process_map(_decode_batch, batched(jobs(), DECODE_BATCH), workers, fork=fork):
         for key, decoded in results:
             sink.put(key, decoded.rle, {}, area_box=(decoded.area, decoded.box))
+    if by_position:
+        log.warning(
+            "%d samples' masks are named by position, not by frame (e.g. %s): paired with the frames in order, "
+            "as the FineParser loaders read them",
+            len(by_position),
+            by_position[0],
+        )
     unmatched = Tally()
     for rel in found.values():
         unmatched.add(rel)
