@@ -188,9 +188,13 @@ def extract_video_frames(
 @contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``folder``: extractions into one folder take turns, so a second run
-    waits and then finds the video done instead of deleting the first run's ``.partial`` folder."""
-    import fcntl
-
+    waits and then finds the video done instead of deleting the first run's ``.partial`` folder.
+    Where there is no ``flock`` (Windows), runs are not serialised: run one extraction per folder."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -293,6 +297,8 @@ def _dataset_videos(name: str, root: Path) -> tuple[list[tuple[Path, Path]], str
     """(video, out folder) pairs, frame pattern and first number for a dataset's video layout."""
     key = name.replace("_", "-").lower()
     if key == "aqa7":
+        if not (root / "Actions").is_dir() and (root / "AQA-7" / "Actions").is_dir():
+            root = root / "AQA-7"  # the zip's doubled AQA-7/AQA-7/, as inspect and build-masks follow it
         actions = root / "Actions"
         videos = sorted(actions.glob("*/*.avi")) if actions.is_dir() else []
         if not videos:

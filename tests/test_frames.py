@@ -115,6 +115,10 @@ def test_extract_dataset_frames_aqa7_then_inspect(tmp_path: Path) -> None:
     assert not any(p.kind == "frames_not_extracted" for p in idx.problems)
     with pytest.raises(InputError, match="trimmed frame folders"):
         extract_dataset_frames("finediving", tmp_path)
+    zipped = tmp_path / "download"  # the zip unpacks to AQA-7/AQA-7/: its outer folder works too, as for inspect
+    make_aqa7(zipped / "AQA-7", videos={"diving/001": 2})
+    assert extract_dataset_frames("aqa7", zipped, progress=False) == 2
+    assert list_frame_files(zipped / "AQA-7" / "diving-out" / "001") == ["img_00001.jpg", "img_00002.jpg"]
     with pytest.raises(InputError, match="valid names"):
         extract_dataset_frames("ucf101", tmp_path)
 

@@ -68,7 +68,7 @@ def report_lines(report: dict, notes: list[str]) -> list[str]:  # type: ignore[t
     kinds: dict[str, int] = {}
     for p in report["problems"]:
         kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
-    lines += [f"  problem {k}: {n} samples" for k, n in sorted(kinds.items())]
+    lines += [f"  problem {k}: {n} found" for k, n in sorted(kinds.items())]
     lines += [f"    {p['sample_id']}: {p['detail']}" for p in report["problems"][:20]]
     if len(report["problems"]) > 20:
         lines.append(f"    ... {len(report['problems']) - 20} more (use --json for all)")
