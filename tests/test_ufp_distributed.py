@@ -43,6 +43,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert ckpt["step"] == 2 and ckpt["epoch"] == 1
     assert "val_rho" in ckpt["history"][0]
     assert res.stderr.count("RANDOMLY INITIALISED") == 1  # rank 0 alone logs
+    assert res.stdout.count('"rho"') == 1, res.stdout  # and prints the test metrics once
     assert not [p.name for p in out.iterdir() if ".tmp-" in p.name]  # no half-written files
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -58,7 +59,8 @@ def train(
                 else:
                     path.unlink(missing_ok=True)
         raise
-    typer.echo(json.dumps(summary.get("test", summary), sort_keys=True, default=str))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns the summary: print it once
+        typer.echo(json.dumps(summary.get("test", summary), sort_keys=True, default=str))
 
 
 def evaluate(
