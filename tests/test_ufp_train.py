@@ -157,7 +157,7 @@ def _short_run(root: Path, out: Path, samples, store, extra: list[str]) -> dict:
     return torch.load(out / "last.pt", weights_only=True)
 
 
-def test_resume_continues_exactly_where_the_checkpoint_left(tmp_path):
+def test_resume_continues_exactly_where_the_checkpoint_left(tmp_path, caplog):
     samples, masks = make_dataset(tmp_path / "root", n_train=10, n_test=2, n_frames=16)
     store = make_store(tmp_path / "m.db", samples, masks)
     root = tmp_path / "root"
@@ -170,6 +170,10 @@ def test_resume_continues_exactly_where_the_checkpoint_left(tmp_path):
     for k, v in full["model"].items():
         torch.testing.assert_close(resumed["model"][k], v, rtol=0, atol=1e-6, msg=k)
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], abs=1e-6)
+    # a new learning rate on resume cannot apply (the optimizer state keeps the old one): it is said, not silent
+    with caplog.at_level("WARNING", logger="uni_fineparser.train"):
+        _short_run(root, tmp_path / "b", samples, store, ["train.epochs=3", "train.lr=0.5"])
+    assert "do not apply: lr " in caplog.text and "-> 0.5" in caplog.text
 
 
 def test_checkpoint_from_another_config_is_refused(trained):

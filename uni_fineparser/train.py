@@ -69,6 +69,23 @@ def make_scheduler(
     )
 
 
+RESTORED_KEYS = ("lr", "backbone_lr_factor", "weight_decay")
+"""``train`` keys whose values live in the optimizer's saved state: a resumed run keeps the checkpoint's."""
+
+
+def _warn_kept_optimizer_keys(ckpt: dict[str, Any], t: Any, main: bool) -> None:
+    """Say when a resumed run was given another value of a :data:`RESTORED_KEYS` key: the optimizer's
+    state, restored from the checkpoint, keeps the old one (a new --out starts with the new one)."""
+    old = ckpt.get("config", {}).get("train", {})
+    changed = [f"{k} {old[k]} -> {getattr(t, k)}" for k in RESTORED_KEYS if k in old and old[k] != getattr(t, k)]
+    if changed and main:
+        log.warning(
+            "resuming keeps the checkpoint's optimizer settings, so these changes do not apply: %s; "
+            "train into a new --out to use them",
+            ", ".join(changed),
+        )
+
+
 def make_optimizer(model: UniFineParser, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
     """Adam/AdamW with two groups: pretrained streams (lower lr) and everything new (incl. mask attention)."""
     t = cfg.train
@@ -231,6 +248,7 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         epoch, step, best, history = ckpt["epoch"], ckpt["step"], ckpt["best_metric"], ckpt["history"]
+        _warn_kept_optimizer_keys(ckpt, t, info.main)
         if (out / "best.pt").is_file():  # may be newer than last.pt (save_every > 1, a crash between the two)
             best = max(best, float(load_checkpoint(out / "best.pt")["best_metric"]))
         if info.main:
