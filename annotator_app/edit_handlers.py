@@ -14,7 +14,7 @@ import numpy as np
 from annotator_app import session
 from annotator_app.backend import Prompt
 from annotator_app.handlers import Result, frame_loader, run_action
-from annotator_app.propagate import left_to_right, propagate_persons, split_persons
+from annotator_app.propagate import persons_of, propagate_persons
 from annotator_app.render import render_frame
 from annotator_app.state import AppContext, Clicks, SessionState
 from hmtools.errors import DataFormatError, InputError
@@ -173,11 +173,9 @@ def on_propagate(ctx: AppContext, state: SessionState, direction: int, n: int) -
         if not targets:
             raise InputError("no frame in that direction")
         # per-athlete tracks tell touching divers apart, and their ids carry over to the saved frames
-        tracked = [(k, m) for k, m in _athletes(state, i, rec) if m.any()]
-        if len(tracked) >= 2:
-            ids, persons = zip(*(tracked[k] for k in left_to_right([m for _, m in tracked])), strict=True)
-        else:
-            ids, persons = (), split_persons(start)
+        athletes = _athletes(state, i, rec)
+        order, persons = persons_of(start, [m for _, m in athletes])
+        ids = [athletes[k][0] for k in order]
         keys = [state.keys[j] for j in targets]
         parts, scores, note = propagate_persons(ctx.backend, keys, [frame_loader(ctx, k) for k in keys], persons)
         if not parts:

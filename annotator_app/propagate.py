@@ -32,16 +32,16 @@ def prompt_from_mask(mask: np.ndarray, pad: float = 0.08, max_parts: int = 2) ->
     parts, n = ndimage.label(mask)
     sizes = np.bincount(parts.ravel())[1:]
     order = np.argsort(sizes)[::-1][:max_parts]
-    points = []
-    for p in order:
-        if sizes[p] < 0.05 * sizes[order[0]]:
-            continue
-        depth = ndimage.distance_transform_edt(parts == p + 1)
-        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-        points.append((float(x), float(y)))
+    points = [deepest_point(parts == p + 1) for p in order if sizes[p] >= 0.05 * sizes[order[0]]]
     return Prompt(
         points=np.asarray(points, np.float32), labels=np.ones(len(points), np.int32), box=box, mask_input=None
     )
+
+
+def deepest_point(mask: np.ndarray) -> tuple[float, float]:
+    """``(x, y)`` pixel of ``mask`` (``(H, W)`` bool, not empty) farthest from its background."""
+    y, x = np.unravel_index(int(np.argmax(ndimage.distance_transform_edt(mask))), mask.shape)
+    return float(x), float(y)
 
 
 def split_persons(mask: np.ndarray, min_share: float = 0.3) -> list[np.ndarray]:
@@ -69,22 +69,16 @@ def split_persons(mask: np.ndarray, min_share: float = 0.3) -> list[np.ndarray]:
             sel = parts == p
             owner[p] = nearest[sel][int(np.argmin(dist[sel]))]
     persons = [np.isin(parts, np.flatnonzero(owner == b)) for b in big]
-    persons.sort(key=lambda m: float(np.nonzero(m)[1].mean()))
-    return persons
+    return [persons[k] for k in left_to_right(persons)]
 
 
-def _person_prompt(persons: Sequence[np.ndarray], i: int) -> Prompt:
-    """:func:`prompt_from_mask` of person ``i``, plus a negative point at the deepest pixel of every
-    other person that lies inside its box (two divers close together: neither chain may drift onto
-    the other, as build-masks puts negatives on neighbours)."""
+def _person_prompt(persons: Sequence[np.ndarray], centres: Sequence[tuple[float, float]], i: int) -> Prompt:
+    """:func:`prompt_from_mask` of person ``i``, plus a negative point at every other person's
+    deepest pixel (``centres``) that lies inside its box (two divers close together: neither chain
+    may drift onto the other, as build-masks puts negatives on neighbours)."""
     prompt = prompt_from_mask(persons[i])
     x1, y1, x2, y2 = prompt.box
-    negatives = []
-    for j, other in enumerate(persons):
-        if j != i and other.any():
-            y, x = np.unravel_index(int(np.argmax(ndimage.distance_transform_edt(other))), other.shape)
-            if x1 <= x < x2 and y1 <= y < y2:
-                negatives.append((float(x), float(y)))
+    negatives = [(x, y) for j, (x, y) in enumerate(centres) if j != i and x1 <= x < x2 and y1 <= y < y2]
     if not negatives:
         return prompt
     points = np.concatenate([prompt.points, np.asarray(negatives, np.float32)])
@@ -97,6 +91,18 @@ def left_to_right(masks: Sequence[np.ndarray]) -> list[int]:
     return sorted(range(len(masks)), key=lambda k: float(np.nonzero(masks[k])[1].mean()))
 
 
+def persons_of(start_mask: np.ndarray, tracked: Sequence[np.ndarray]) -> tuple[list[int], list[np.ndarray]]:
+    """The persons to follow from ``start_mask``: the non-empty masks of ``tracked`` (e.g. the
+    frame's per-athlete tracks, which tell two divers apart even where they touch) ordered left to
+    right when there are two or more, with their indices in ``tracked``; else :func:`split_persons`
+    of ``start_mask`` and no indices."""
+    given = [k for k, m in enumerate(tracked) if m.any()]
+    if len(given) < 2:
+        return [], split_persons(start_mask)
+    order = [given[k] for k in left_to_right([tracked[k] for k in given])]
+    return order, [tracked[k] for k in order]
+
+
 def propagate(
     backend: SegmentBackend,
     keys: Sequence[str],
@@ -106,15 +112,13 @@ def propagate(
     persons: Sequence[np.ndarray] | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, float], str]:
     """Run the chain over ``keys`` (the frames in propagation order) starting from ``start_mask``:
-    :func:`propagate_persons` of ``persons`` (e.g. the frame's per-athlete tracks, which tell two
-    divers apart even where they touch; used when two or more are non-empty, ordered left to
-    right) or else of :func:`split_persons` of ``start_mask``, each frame's persons united.
+    :func:`propagate_persons` of :func:`persons_of` ``start_mask`` and ``persons``, each frame's
+    persons united.
 
     Returns:
         ``({position in keys: (H, W) bool mask}, {position: SAM score}, note)``.
     """
-    given = [p for p in persons or [] if p.any()]
-    chosen = [given[k] for k in left_to_right(given)] if len(given) >= 2 else split_persons(start_mask)
+    _, chosen = persons_of(start_mask, persons or [])
     parts, scores, note = propagate_persons(backend, keys, loaders, chosen, min_area)
     return {pos: np.logical_or.reduce(p) for pos, p in parts.items()}, scores, note
 
@@ -147,7 +151,8 @@ def propagate_persons(
     lost_below = [min(min_area, (int(m.sum()) + 1) // 2) for m in persons]
     current = list(persons)
     for pos, (key, load) in enumerate(zip(keys, loaders, strict=True)):
-        preds = [backend.predict(key, load, _person_prompt(current, i)) for i in range(len(current))]
+        centres = [deepest_point(m) for m in current] if len(current) > 1 else []  # each computed once a frame
+        preds = [backend.predict(key, load, _person_prompt(current, centres, i)) for i in range(len(current))]
         for i, (pred, below) in enumerate(zip(preds, lost_below, strict=True)):
             if int(pred.mask.sum()) < below:
                 who = "the athlete" if len(persons) == 1 else f"athlete {i + 1} of {len(persons)} (from the left)"
