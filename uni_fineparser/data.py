@@ -51,6 +51,16 @@ def carve_validation(train: list[Sample], fraction: float, seed: int) -> tuple[l
     return [s for i, s in enumerate(train) if i not in val_idx], [s for i, s in enumerate(train) if i in val_idx]
 
 
+def split_and_scale(train: list[Sample], t: TrainConfig) -> tuple[list[Sample], list[Sample], float]:
+    """:func:`carve_validation` of the scored training samples ``train`` by ``t.val_fraction`` and
+    ``t.seed``, and the score scale the deltas are divided by: the training scores' range with
+    ``t.score_norm`` (1 without, or when the range is 0)."""
+    train_s, val_s = carve_validation(train, t.val_fraction, t.seed)
+    scores = np.array([s.score for s in train_s], dtype=np.float64)
+    scale = float(np.ptp(scores)) if t.score_norm and scores.size and np.ptp(scores) > 0 else 1.0
+    return train_s, val_s, scale
+
+
 class ExemplarPool:
     """Training samples grouped for exemplar choice."""
 

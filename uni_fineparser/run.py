@@ -22,7 +22,7 @@ from hmtools.schema import Sample
 from uni_fineparser.cache import ClipCache, build_cache
 from uni_fineparser.checkpoint import load_checkpoint
 from uni_fineparser.config import RunConfig
-from uni_fineparser.data import ExemplarPool, carve_validation
+from uni_fineparser.data import ExemplarPool, carve_validation, split_and_scale
 from uni_fineparser.distributed import DistInfo, resolve_device
 from uni_fineparser.evaluate import EvalResult, evaluate_split
 from uni_fineparser.mask_source import MaskSource, open_mask_source
@@ -256,10 +256,7 @@ def check_resumable(cfg: RunConfig, samples: list[Sample], out: str | Path) -> N
     if not last.is_file():
         return
     ckpt = load_checkpoint(last, to_dict(cfg.model))
-    train_all = [s for s in samples if s.split == "train" and s.score is not None]
-    train_s, val_s = carve_validation(train_all, cfg.train.val_fraction, cfg.train.seed)
-    scores = np.array([s.score for s in train_s], dtype=np.float64)
-    scale = float(np.ptp(scores)) if cfg.train.score_norm and scores.size and np.ptp(scores) > 0 else 1.0
+    _, val_s, scale = split_and_scale([s for s in samples if s.split == "train" and s.score is not None], cfg.train)
     check_same_split(ckpt, val_s, scale, last)
 
 

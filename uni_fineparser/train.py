@@ -34,7 +34,7 @@ from uni_fineparser.backbone import load_kinetics_weights, load_resnet18_weights
 from uni_fineparser.cache import build_cache
 from uni_fineparser.checkpoint import load_checkpoint, save_checkpoint
 from uni_fineparser.config import RunConfig, TrainConfig
-from uni_fineparser.data import ExemplarPool, PairDataset, carve_validation
+from uni_fineparser.data import ExemplarPool, PairDataset, split_and_scale
 from uni_fineparser.distributed import all_reduce_mean, barrier, init_distributed, shutdown
 from uni_fineparser.evaluate import autocast, evaluate_split
 from uni_fineparser.mask_source import MaskSource
@@ -184,9 +184,7 @@ def train(
     test = [s for s in samples if s.split == "test" and s.score is not None]
     if len(train_all) < 2:
         raise InputError(f"need at least 2 training samples with scores, found {len(train_all)}")
-    train_s, val_s = carve_validation(train_all, t.val_fraction, t.seed)
-    scores = np.array([s.score for s in train_s], dtype=np.float64)
-    scale = float(scores.max() - scores.min()) if t.score_norm and np.ptp(scores) > 0 else 1.0
+    train_s, val_s, scale = split_and_scale(train_all, t)
     cache_dir = Path(t.cache_dir) if t.cache_dir else out / "cache"
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
