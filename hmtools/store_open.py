@@ -114,7 +114,7 @@ def _read_current_schema(conn: sqlite3.Connection, path: Path) -> sqlite3.Connec
         migrate(copy, path, create=False)
     except sqlite3.OperationalError as e:
         copy.close()
-        if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_FULL:
+        if "disk is full" not in str(e):  # SQLITE_FULL (sqlite_errorcode needs Python 3.11)
             raise
         raise InputError(  # the temporary folder is full: not the store's folder, as connect() would say
             f"cannot read mask store {path} (store schema {version}, older than this hmtools' {SCHEMA_VERSION}) "
