@@ -6,10 +6,12 @@ children can import them by name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +125,80 @@ def wait_for(path: Path, timeout_s: float = 60.0) -> None:
 def raw_connect(path: Path) -> sqlite3.Connection:
     """A plain autocommit sqlite3 connection (to corrupt or inspect a store behind its back)."""
     return sqlite3.connect(str(path), isolation_level=None)
+
+
+# -- stores of older schema versions (migrations and read-only opens) ---------------------------
+
+
+def pragma(path: Path, name: str) -> int:
+    with sqlite3.connect(path) as c:
+        return c.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def names(path: Path, kind: str) -> set[str]:
+    with sqlite3.connect(path) as c:
+        return {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type=?", (kind,))}
+
+
+def progress_rows(store: MaskStore) -> dict[tuple[str, str], int]:
+    return {(s, st): n for s, st, n in store.query("SELECT sample_id, status, n FROM review_progress WHERE n<>0")}
+
+
+def counted_rows(store: MaskStore) -> dict[tuple[str, str], int]:
+    """The newest status of every frame counted per sample: what review_progress must always hold."""
+    rows = store.query(
+        "SELECT f.sample_id, COALESCE(m.status, 'none'), COUNT(*) FROM frames f LEFT JOIN masks m "
+        "ON m.frame_id=f.frame_id AND m.version=f.head_version GROUP BY 1, 2"
+    )
+    return {(s, st): n for s, st, n in rows}
+
+
+def reviewed_store(path: Path) -> MaskStore:
+    """Four samples: masks with every status (one flagged), one sample without masks."""
+    store = MaskStore(path)
+    store.add_samples(make_samples(4, 5))
+    for i in range(3):
+        writes = [
+            MaskWrite(mask=blob_mask(t), status="flagged" if (i, t) == (1, 3) else "unreviewed") for t in range(5)
+        ]
+        store.write_sample_masks(f"clip{i}/0", writes, author="b")
+    store.set_status({"clip0/0/00000.jpg": 1, "clip0/0/00001.jpg": 1}, "accepted", author="r")
+    store.set_status({"clip2/0/00004.jpg": 1}, "rejected", author="r")
+    store.put_mask("clip0/0/00001.jpg", MaskWrite(mask=blob_mask(9), source="human"), author="r", expected_version=2)
+    return store
+
+
+def older_store(path: Path, version: int) -> Path:
+    """:func:`reviewed_store` as the hmtools of schema ``version`` (1 to 3) left it: closed, no -wal/-shm."""
+    reviewed_store(path).close()
+    with closing(raw_connect(path)) as raw:
+        raw.execute("DROP INDEX masks_flagged")
+        raw.execute(f"PRAGMA user_version = {version}")
+        if version < 3:
+            _drop_schema_3(raw, version)
+    assert files_beside(path) == {path.name}
+    return path
+
+
+def _drop_schema_3(raw: sqlite3.Connection, version: int) -> None:
+    """Take away what schema 3 (and, below 2, schema 2) added."""
+    for trigger in ("progress_frame_insert", "progress_frame_delete", "progress_frame_update"):
+        raw.execute(f"DROP TRIGGER {trigger}")
+    raw.execute("DROP TABLE review_progress")
+    if version < 2:
+        for trigger in ("masks_no_update", "masks_no_delete", "audit_no_update", "audit_no_delete"):
+            raw.execute(f"DROP TRIGGER {trigger}")
+        raw.execute("DROP TRIGGER frames_head_forward")
+        raw.execute("CREATE INDEX masks_by_frame ON masks (frame_id, version)")
+        raw.execute("CREATE INDEX frames_by_sample ON frames (sample_id, idx)")
+
+
+def file_state(path: Path) -> tuple[str, int]:
+    """SHA-256 of the file's bytes and the schema version in its header, read without SQLite."""
+    data = path.read_bytes()
+    return hashlib.sha256(data).hexdigest(), int.from_bytes(data[60:64], "big")
+
+
+def files_beside(path: Path) -> set[str]:
+    """The store file and whatever SQLite keeps beside it (-wal, -shm, -journal)."""
+    return {p.name for p in path.parent.iterdir() if p.name.startswith(path.name)}

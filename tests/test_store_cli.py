@@ -126,7 +126,7 @@ def test_real_cli_process(store_path: Path, tmp_path: Path) -> None:
 def test_read_only_commands_leave_an_older_store_as_it_is(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from test_store_migrations import file_state, files_beside, older_store
+    from _store_fixtures import file_state, files_beside, older_store
 
     path = older_store(tmp_path / "store" / "masks.db", 2)
     before = file_state(path)
@@ -202,7 +202,7 @@ def test_a_symlinked_store_is_read_with_the_wal_beside_its_target(
     import shutil
     from contextlib import closing
 
-    from test_store_migrations import file_state, files_beside, reviewed_store
+    from _store_fixtures import file_state, files_beside, reviewed_store
 
     reviewed_store(tmp_path / "w" / "masks.db").close()
     crashed = tmp_path / "crashed" / "masks.db"
@@ -234,7 +234,7 @@ def test_no_room_for_the_upgraded_copy_says_where_it_goes(
     error told the user to copy the store to a writable folder, which does not help."""
     import sqlite3
 
-    from test_store_migrations import older_store
+    from _store_fixtures import older_store
 
     path = older_store(tmp_path / "masks.db", 2)
     connect = sqlite3.connect
