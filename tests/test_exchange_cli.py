@@ -259,3 +259,31 @@ def test_export_and_import_into_a_read_only_folder_exit_2(
         assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o755)
+
+
+def test_hdf5_export_stops_before_the_disk_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """HDF5 cannot close a file whose writes failed (h5py then crashed the interpreter after the error
+    line): the writer stops while there is still room to close it, and the earlier export stays."""
+    import shutil
+
+    with MaskStore(tmp_path / "a.db") as st:
+        fill_store(st, make_samples())
+    out = tmp_path / "m.h5"
+    args = ["export", "--store", str(tmp_path / "a.db"), "--format", "hdf5", "--out", str(out)]
+    assert _run(args) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    real = shutil.disk_usage
+
+    def nearly_full(path: object) -> object:
+        usage = real(path)  # type: ignore[arg-type]
+        return usage._replace(free=4096)
+
+    monkeypatch.setattr(shutil, "disk_usage", nearly_full)
+    assert _run([*args, "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device; nothing was written" in err[0], err
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if "m.h5" in p.name) == ["m.h5", "m.h5.manifest.json"]
