@@ -360,6 +360,8 @@ def test_cli_train_bad_input_exits_2_and_leaves_no_run_folder(tmp_path, capsys, 
     (tmp_path / "cfg.yaml").write_bytes(b"\xa6\xff\x00" * 8)
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "given").mkdir()
+    (tmp_path / "root" / "notes").mkdir()
+    (tmp_path / "root" / "notes" / "a.txt").write_text("x")
     base = ["train", "--dataset", "finediving", "--root", str(tmp_path / "root"), "--preset", "tiny", "--device", "cpu"]
     base += ["--masks", str(tmp_path / "empty_masks")]
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -369,6 +371,9 @@ def test_cli_train_bad_input_exits_2_and_leaves_no_run_folder(tmp_path, capsys, 
         (["--set", "train.lr=-1"], "train.lr must be > 0"),
         (["--config", str(tmp_path / "cfg.yaml")], "not UTF-8 text"),
         (["--out", str(tmp_path / "notes.txt" / "run")], "is a file, not a folder"),
+        (["--out", str(tmp_path / "notes.txt")], "is a file; pass a folder"),
+        (["--out", str(tmp_path / "root")], "holds files but is not a train run"),  # the dataset root
+        (["--out", str(tmp_path / "root" / "notes")], "holds files but is not a train run"),
         (["--out", str(tmp_path / "given")], "have no mask"),  # an empty --out given stays, empty
         ([], "have no mask"),  # found after --out/run/sub was made: removed again
     ):
@@ -376,6 +381,7 @@ def test_cli_train_bad_input_exits_2_and_leaves_no_run_folder(tmp_path, capsys, 
         code, line = _cli_err([*base, *out, *extra], capsys)
         assert code == 2 and line.startswith("hmtools: error:") and says in line, line
         assert sorted(p.name for p in tmp_path.iterdir()) == before and not any((tmp_path / "given").iterdir())
+    assert [p.name for p in (tmp_path / "root" / "notes").iterdir()] == ["a.txt"]
 
 
 def test_cli_eval_and_explain_bad_options_exit_2_before_loading(tmp_path, capsys):

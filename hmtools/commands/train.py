@@ -43,6 +43,7 @@ def train(
     extra = ["train.allow_missing_masks=true"] if allow_missing_masks else []
     cfg = load_run_config(preset, config, [*(overrides or []), *extra])
     check_writable(out, "--out")
+    _check_run_folder(out)
     made = out  # the topmost folder this run creates
     while not made.parent.exists() and made.parent != made.parent.parent:
         made = made.parent
@@ -61,6 +62,32 @@ def train(
         raise
     if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns the summary: print it once
         typer.echo(json.dumps(summary.get("test", summary), sort_keys=True, default=str))
+
+
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.json", "cache")
+"""Names a train run folder (or, for AQA-7, each per-class subfolder) holds from its first epoch."""
+
+
+def _check_run_folder(out: Path) -> None:
+    """Refuse an ``--out`` that holds files but is no train run: a frame folder or a dataset root would
+    otherwise get checkpoints, a mask cache and reports written between its files.
+
+    Raises:
+        InputError: ``out`` is a file, or a non-empty folder with none of :data:`RUN_FILES` in it or in
+            a subfolder.
+    """
+    from hmtools.errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; pass a folder (new, empty, or an earlier run to resume)")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    folders = [out, *(p for p in out.iterdir() if p.is_dir())]
+    if not any((f / name).exists() for f in folders for name in RUN_FILES):
+        raise InputError(
+            f"--out {out} holds files but is not a train run (none of {', '.join(RUN_FILES)}); "
+            "pass a new or empty folder, or an earlier run's folder to resume it"
+        )
 
 
 def evaluate(
