@@ -61,9 +61,9 @@ def _keep(row: QueueRow, status: str) -> bool:
 
 FLAGGED_WITH = (
     "FROM masks m JOIN frames f ON f.frame_id=m.frame_id AND f.head_version=m.version "
-    "WHERE m.status='flagged' AND instr(lower(m.reason), ?)>0 "
+    "WHERE m.status='flagged' AND instr(casefold(m.reason), ?)>0 "
 )
-"""SQL: the newest masks that are flagged with a reason containing the (lower-case) parameter, from
+"""SQL: the newest masks that are flagged with a reason containing the (case-folded) parameter, from
 the store's index of flagged versions (schema 4), not from every frame's newest mask."""
 
 
@@ -89,7 +89,7 @@ def queue_rows(store: MaskStore, split: str | None = None, status: str = "all", 
     if reason.strip():
         where, params = (
             [*where, f"s.sample_id IN (SELECT f.sample_id {FLAGGED_WITH}) "],
-            [*params, reason.strip().lower()],
+            [*params, reason.strip().casefold()],
         )
     if where:
         sql += "WHERE " + "AND ".join(where)
@@ -110,9 +110,9 @@ def next_flagged(
         sql = (
             "SELECT f.sample_id, f.idx FROM masks m JOIN frames f ON f.frame_id=m.frame_id AND "
             f"f.head_version=m.version JOIN samples s ON s.sample_id=f.sample_id {held}"
-            "WHERE m.status='flagged' AND instr(lower(m.reason), ?)>0 AND l.owner IS NULL "
+            "WHERE m.status='flagged' AND instr(casefold(m.reason), ?)>0 AND l.owner IS NULL "
         )
-        params.append(reason.strip().lower())
+        params.append(reason.strip().casefold())
     else:
         # Samples in order, only those whose review_progress has flagged frames, then their frames in order:
         # CROSS JOIN fixes that loop order, so the first hit ends the query without reading the rest.

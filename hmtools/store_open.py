@@ -54,6 +54,8 @@ def connect(path: Path, *, create: bool, read_only: bool, busy_timeout_s: float,
         conn.execute(f"PRAGMA mmap_size={0 if streaming else 256 << 20}")
         conn.execute(f"PRAGMA cache_size={-2048 if streaming else -32768}")
         conn.execute("PRAGMA foreign_keys=ON")
+        # SQLite's lower() folds ASCII only: the review queue's reason filter folds with Python's rules
+        conn.create_function("casefold", 1, _casefold, deterministic=True)
         if not read_only:
             migrate(conn, path, create=create)
     except sqlite3.OperationalError as e:  # permissions, a read-only folder, a lock held too long
@@ -152,3 +154,8 @@ def _set_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
             if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def _casefold(text: str | None) -> str | None:
+    """SQL ``casefold(text)``: Unicode case folding (``"Ü"`` -> ``"ü"``, ``"ß"`` -> ``"ss"``); NULL stays NULL."""
+    return text.casefold() if isinstance(text, str) else text

@@ -170,3 +170,14 @@ def test_touching_divers_are_propagated_as_the_two_tracks_the_frame_stores(ctx, 
     calls = ctx.backend.predict_calls
     eh.on_propagate(ctx, state, 1, 2)
     assert ctx.backend.predict_calls - calls == 2
+
+
+def test_the_reason_filter_folds_case_beyond_ascii(ctx, ds):
+    """An annotator's own reason in German: SQLite's lower() would leave "Ü" and "ß" as they are."""
+    people = [[person_mask(0.3 * W, diver_y(t), H, W)] for t in range(2)]
+    add_flagged_sample(ds, "de/001", people, 0, "ÜBERLAPPUNG mit dem Kampfrichter, STRASSE")
+    for typed in ("überlappung", "Überlappung", "straße", "KAMPFRICHTER"):
+        assert [r[0] for r in h.queue_table(ctx, "all", "all", typed)[0]] == ["de/001"], typed
+        state, _ = h.on_next_flagged(ctx, h.set_user(ctx, SessionState(), "alice"), "all", typed)
+        assert (state.sample_id, state.frame_idx) == ("de/001", 0), typed
+    assert h.queue_table(ctx, "all", "all", "überlappungen")[0] == []
