@@ -87,8 +87,10 @@ def read_coco_images(path: Path) -> dict[int, tuple[str, int, int]]:
     images: dict[int, tuple[str, int, int]] = {}
     for img in iter_array(path, "images"):
         try:
-            image_id, name = int(img["id"]), str(img["file_name"])
+            image_id, name = int(img["id"]), img["file_name"]
             size = (int(img["height"]), int(img["width"]))
+            if not isinstance(name, str) or not name:
+                raise TypeError("file_name must be a non-empty string")
         except (KeyError, TypeError, ValueError) as e:
             raise DataFormatError(
                 f"{path}: an image entry needs id, file_name, width and height; found {img!r:.120}"

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from hmtools.errors import DataFormatError, InputError
 from hmtools.masks import RLE
 from hmtools.schema import SOURCES, STATUSES, Sample
@@ -196,7 +198,6 @@ def track_rles(rec: MaskRecord) -> dict[int, RLE]:
     prompt. One of several tracks without ``counts`` is the part of the union inside its ``bbox``.
     With no tracks the union is track 0. Empty masks give ``{}``.
     """
-    import numpy as np
     from pycocotools import mask as coco_mask
 
     if rec.area == 0:
@@ -226,7 +227,9 @@ def segmentation_rle(seg: Any, height: int, width: int, what: str) -> dict[str, 
 
     Args:
         seg: Compressed RLE (``counts`` a string), uncompressed RLE (``counts`` a list of ints) or
-            polygons (a list of ``[x1, y1, x2, y2, ...]`` pixel lists, unioned).
+            polygons (a list of ``[x1, y1, x2, y2, ...]`` pixel lists, unioned; polygons of fewer than 3
+            points enclose no pixel and are dropped, as detectron2 does: pycocotools would read a
+            4-number one as a box).
         height: Height of the image it belongs to; polygons are rasterised at ``height`` x ``width``.
         width: Its width.
         what: The image, for messages (``image a/b.jpg``).
@@ -241,7 +244,7 @@ def segmentation_rle(seg: Any, height: int, width: int, what: str) -> dict[str, 
 
     try:
         if isinstance(seg, list):
-            rle = coco_mask.merge(coco_mask.frPyObjects(seg, height, width))
+            rle = _polygons_rle(seg, height, width)
         elif isinstance(seg.get("counts"), list):
             rle = coco_mask.frPyObjects(seg, *[int(v) for v in seg["size"]])
         else:
@@ -258,6 +261,27 @@ def segmentation_rle(seg: Any, height: int, width: int, what: str) -> dict[str, 
     if rle_length(rle["counts"]) != height * width:
         raise DataFormatError(f"RLE counts do not cover {height}x{width} pixels; the file is corrupt or hand-edited")
     return {"size": size, "counts": rle["counts"]}
+
+
+def _polygons_rle(polygons: list[Any], height: int, width: int) -> dict[str, Any]:
+    """Union of COCO polygons as compressed RLE (``counts`` bytes); degenerate ones (< 6 numbers) dropped.
+
+    Raises:
+        ValueError: a polygon is not a list of numbers, or has an odd number of them.
+    """
+    from pycocotools import mask as coco_mask
+
+    kept = []
+    for poly in polygons:
+        if not isinstance(poly, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in poly):
+            raise ValueError(f"a polygon must be a list of numbers; got {poly!r:.60}")
+        if len(poly) % 2:
+            raise ValueError(f"a polygon has an odd number of coordinates ({len(poly)})")
+        if len(poly) >= 6:
+            kept.append([float(v) for v in poly])
+    if not kept:
+        return coco_mask.encode(np.zeros((height, width, 1), np.uint8, order="F"))[0]
+    return coco_mask.merge(coco_mask.frPyObjects(kept, height, width))
 
 
 def read_provenance(score: Any, status: Any) -> dict[str, Any]:

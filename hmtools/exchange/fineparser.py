@@ -179,38 +179,91 @@ def _number_order(stem: str) -> tuple[bool, int, str]:
 
 @dataclass(frozen=True)
 class DecodedMask:
-    """A mask file read for import: its RLE with area and XYXY box (``None`` when empty), and the image's size."""
+    """A mask file read for import: its RLE with area and XYXY box (``None`` when empty), the image's
+    size, and how its pixels were read (``rule``: see :func:`decode_mask_files`)."""
 
     rle: RLE
     area: int
     box: tuple[float, float, float, float] | None
     height: int
     width: int
+    rule: str = "threshold"
 
 
-def decode_mask_files(paths: Sequence[str | Path]) -> list[DecodedMask]:
-    """Read mask images (any 8/16-bit, 1/3/4-channel file OpenCV reads), foreground = pixels >= 128.
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
+"""Mask files whose pixel values are not exact (their 0/1 or label-map values cannot be trusted)."""
+_PNG_COLOR_TYPE = 25
+"""Byte offset of the IHDR colour type in a PNG file (3 = palette)."""
 
-    Each image is thresholded in place by NumPy (not ``cv2.threshold``: see
-    :func:`encode_mask_image`), then all are encoded in one :func:`hmtools.rle_batch.encode_masks`
-    call, which also gives area and box.
+
+def read_mask_image(path: str | Path) -> tuple[np.ndarray, str]:
+    """Read one mask file as an ``(H, W)`` bool foreground and the rule that made it.
+
+    Rules, checked in this order:
+
+    * ``palette``: a palette PNG (DAVIS / YouTube-VOS, SAM 2, Cutie and XMem write these):
+      foreground = palette index != 0 (index 0 is the background; grey conversion would turn
+      DAVIS' dark red index 1 into 38, i.e. background).
+    * ``nonzero``: a lossless file (PNG/BMP/TIFF) whose brightest pixel is below half range
+      (a 0/1 mask or a label map of athlete ids 1, 2, ...): foreground = nonzero.
+    * ``threshold``: otherwise foreground = pixels >= half range (128 for 8-bit, 32768 for
+      16-bit): 0/255 masks, lossy JPEG edges.
 
     Raises:
-        DataFormatError: OpenCV cannot decode a file.
+        DataFormatError: the file cannot be decoded.
     """
     import cv2
 
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
+    if ext in LOSSY_EXTENSIONS:
+        img = cv2.imread(os.fspath(path), flags)
+    else:
+        try:
+            data = np.fromfile(os.fspath(path), np.uint8)
+        except OSError:
+            data = np.zeros(0, np.uint8)
+        if ext == ".png" and data.size > _PNG_COLOR_TYPE and data[_PNG_COLOR_TYPE] == 3:
+            return _read_palette(path, data), "palette"
+        img = cv2.imdecode(data, flags | cv2.IMREAD_ANYDEPTH) if data.size else None
+    if img is None:
+        raise DataFormatError(f"{path} is not a readable image; expected an 8-bit mask image")
+    half = 32768 if img.dtype == np.uint16 else THRESHOLD
+    if ext not in LOSSY_EXTENSIONS and 0 < int(img.max()) < half:
+        return img != 0, "nonzero"
+    if img.dtype != np.uint8:
+        return img >= half, "threshold"
+    fg = img.view(np.bool_)  # the same bytes, rewritten to 0/1 in place: the encoder takes it without a copy
+    np.greater_equal(img, THRESHOLD, out=fg)
+    return fg, "threshold"
+
+
+def _read_palette(path: str | Path, data: np.ndarray) -> np.ndarray:
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as img:
+            return np.asarray(img) != 0
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DataFormatError(f"{path} is not a readable image ({e}); expected a mask image") from e
+
+
+def decode_mask_files(paths: Sequence[str | Path]) -> list[DecodedMask]:
+    """Read mask images (any 8/16-bit, 1/3/4-channel or palette file OpenCV or PIL reads).
+
+    Each image becomes a bool foreground by :func:`read_mask_image` (0/255 masks thresholded in
+    place by NumPy, not ``cv2.threshold``: see :func:`encode_mask_image`), then all are encoded in
+    one :func:`hmtools.rle_batch.encode_masks` call, which also gives area and box.
+
+    Raises:
+        DataFormatError: a file cannot be decoded.
+    """
     from hmtools.rle_batch import encode_masks
 
-    images = []
-    for path in paths:
-        img = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
-        if img is None:
-            raise DataFormatError(f"{path} is not a readable image; expected an 8-bit mask image")
-        fg = img.view(np.bool_)  # the same bytes, rewritten to 0/1 in place: the encoder takes it without a copy
-        np.greater_equal(img, THRESHOLD, out=fg)
-        images.append(fg)
+    images = [read_mask_image(path) for path in paths]
     return [
-        DecodedMask({"size": [img.shape[0], img.shape[1]], "counts": counts}, area, box, *img.shape)
-        for img, (counts, area, box) in zip(images, encode_masks(images), strict=True)
+        DecodedMask({"size": [img.shape[0], img.shape[1]], "counts": counts}, area, box, *img.shape, rule=rule)
+        for (img, rule), (counts, area, box) in zip(images, encode_masks([img for img, _ in images]), strict=True)
     ]

@@ -45,6 +45,8 @@ class ImportReport:
         masks_without_frame: Masks that named no frame of the dataset.
         frames_unreadable: First frames of samples that could not be read under the root to learn the
             sample's frame size (the size is then taken from the masks, unchecked).
+        unchanged: Of ``imported``, masks not written again because the frame's newest mask already
+            is the same import (same pixels, status, score and tracks): re-importing adds no versions.
     """
 
     samples: int
@@ -54,12 +56,18 @@ class ImportReport:
     frames_without_mask: Tally
     masks_without_frame: Tally
     frames_unreadable: Tally
+    unchanged: int = 0
 
     def lines(self) -> list[str]:
         """Human-readable summary, one fact per line."""
         out = [
             f"imported {self.imported} masks ({self.empty} empty) for {self.samples} samples "
             f"({self.samples_added} newly registered)"
+            + (
+                f"; {self.unchanged} unchanged (already the newest version, not written again)"
+                if self.unchanged
+                else ""
+            )
         ]
         for label, tally in (
             ("frames without a mask", self.frames_without_mask),
@@ -97,9 +105,20 @@ def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers
             for key, rel in pairs:
                 yield key, os.path.join(base, rel)
 
+    rules: dict[str, Tally] = {}
     for results in ordered_process_map(_decode_batch, batched(jobs(), DECODE_BATCH), workers, fork=fork):
         for key, decoded in results:
+            if decoded.rule != "threshold":
+                rules.setdefault(decoded.rule, Tally()).add(key)
             sink.put(key, decoded.rle, {}, area_box=(decoded.area, decoded.box))
+    for rule, tally in rules.items():
+        log.warning(
+            "%d masks (e.g. %s) read as %s: foreground = %s",
+            tally.count,
+            tally.examples[0],
+            "palette images" if rule == "palette" else "0/1 or label masks (no pixel reaches half range)",
+            "palette index != 0" if rule == "palette" else "nonzero pixels",
+        )
     if by_position:
         log.warning(
             "%d samples' masks are named by position, not by frame (e.g. %s): paired with the frames in order, "
@@ -239,6 +258,7 @@ def import_masks(
             sink.frames_without_mask(),
             unmatched,
             sink.missing_frame_files,
+            sink.unchanged,
         )
         _check(report, sink, masks, strict)
     return report

@@ -17,7 +17,7 @@ from hmtools.errors import DataFormatError
 from hmtools.masks import RLE
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
-from hmtools.store_types import MaskWrite
+from hmtools.store_types import MaskRecord, MaskWrite
 
 FLUSH_EVERY = 2048
 """Buffered masks that trigger a flush to the store."""
@@ -76,6 +76,9 @@ class MaskSink:
         self._sizes: dict[str, list[tuple[int, int] | None]] = {}
         self.imported = 0
         self.empty = 0
+        self.unchanged = 0
+        """Masks not written because the frame's newest mask is already this import (a re-import)."""
+        self._had_masks: dict[str, bool] = {}
         self.unmatched = Tally()
         self.size_mismatch = Tally()
         self.missing_frame_files = Tally()
@@ -94,6 +97,7 @@ class MaskSink:
             if len(self._sizes) >= 8:  # a few samples are read ahead of the one being written
                 del self._sizes[next(iter(self._sizes))]
             rows = self.store.frames(frame.sample_id)
+            self._had_masks.setdefault(frame.sample_id, any(r.head_version for r in rows))
             sizes = [None if r.height is None or r.width is None else (r.height, r.width) for r in rows]
             if any(size is None for size in sizes) and self.root is not None:
                 first = self._read_frame_size(self.root / rows[0].key, rows[0].key)
@@ -159,11 +163,28 @@ class MaskSink:
     def flush(self) -> None:
         """Write every buffered mask, one :meth:`MaskStore.write_sample_masks` call per sample."""
         for sample_id, entries in self._pending.items():
-            self.store.write_sample_masks(sample_id, [w for _, w in entries.values()], author=self.author)
+            writes = [w for _, w in entries.values()]
+            if self._had_masks.get(sample_id, True):
+                writes = self._changed(sample_id, writes)
+            if writes:
+                self.store.write_sample_masks(sample_id, writes, author=self.author)
             for frame, _ in entries.values():
                 frame.state = 2
         self._pending.clear()
         self._n_pending = 0
+
+    def _changed(self, sample_id: str, writes: list[MaskWrite]) -> list[MaskWrite]:
+        """``writes`` less those identical to their frame's newest mask when that is already an import
+        (same pixels, status, score and tracks): importing a file twice adds no versions."""
+        current = self.store.current_masks(sample_id)
+        out = []
+        for w in writes:
+            rec = current[w.frame_idx] if w.frame_idx is not None else None
+            if rec is not None and w.rle is not None and _same(rec, w):
+                self.unchanged += 1
+            else:
+                out.append(w)
+        return out
 
     def frames_without_mask(self) -> Tally:
         """Frames of the dataset that got no mask."""
@@ -190,6 +211,23 @@ def read_image_size(path: Path) -> tuple[int, int] | None:
     except (OSError, UnidentifiedImageError):
         return None
     return int(height), int(width)
+
+
+def _same(rec: MaskRecord, w: MaskWrite) -> bool:
+    import json
+
+    if rec.source != "imported" or w.rle is None:
+        return False
+    if [int(v) for v in rec.rle["size"]] != [int(v) for v in w.rle["size"]] or rec.rle["counts"] != w.rle["counts"]:
+        return False
+    score = None if w.score is None else float(w.score)
+    if (rec.status, rec.score) != (w.status, score):
+        return False
+
+    def text(tracks: object) -> str | None:
+        return None if tracks is None else json.dumps(tracks, sort_keys=True, default=lambda v: v.tolist())
+
+    return text(rec.tracks) == text(w.tracks)
 
 
 def _is_empty(rle: RLE) -> bool:
