@@ -1,4 +1,5 @@
-"""Subprocess runs of ``hmtools train``: 2-process torchrun (gloo, CPU), and a SIGKILLed run that resumes."""
+"""Subprocess runs of ``hmtools train``: 2-process torchrun (gloo, CPU) against one process with the same
+effective batch, and a SIGKILLed run that resumes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import torch
 from _ufp_fixtures import make_dataset, make_store, one_torch_thread, write_finediving_annotations  # noqa: F401
 
 from hmtools.datasets import load_dataset
+from uni_fineparser.config import load_run_config
+from uni_fineparser.run import train_from_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -45,6 +48,17 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert res.stderr.count("RANDOMLY INITIALISED") == 1  # rank 0 alone logs
     assert res.stdout.count('"rho"') == 1, res.stdout  # and prints the test metrics once
     assert not [p.name for p in out.iterdir() if ".tmp-" in p.name]  # no half-written files
+    # one process with the same effective batch (2 micro-batches of 2 pairs per step) trains and scores the same:
+    # DistributedSampler gives rank r the pairs r, r+2, ..., so both step over the same 4 pairs
+    cfg = load_run_config("tiny", overrides=["train.epochs=1", "train.val_fraction=0.25", "train.accumulate=2"])
+    one = train_from_dataset(cfg, "finediving", tmp_path / "root", tmp_path / "m.db", tmp_path / "one", device="cpu")
+    for key in ("rho", "rl2", "l2", "aiou_0.5", "aiou_0.75", "mask_iou", "n", "fallbacks"):
+        assert one["test"][key] == pytest.approx(metrics["test"][key], rel=1e-4, abs=1e-6, nan_ok=True), key
+    single = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    assert single["step"] == ckpt["step"] and single["splits"] == ckpt["splits"]
+    for k, v in single["model"].items():
+        torch.testing.assert_close(ckpt["model"][k], v, rtol=0, atol=1e-4, msg=k)
+    assert [h["loss"] for h in single["history"]] == pytest.approx([h["loss"] for h in ckpt["history"]], rel=1e-5)
 
 
 @pytest.mark.slow

@@ -45,9 +45,9 @@ def test_segment_iou_and_aiou():
     true = np.array([[10, 30], [10, 30], [10, 30], [0, 0]])
     pred = np.array([[10, 30], [20, 40], [40, 50], [0, 0]])
     iou = metrics.segment_iou(true, pred)
-    assert iou.tolist() == pytest.approx([1.0, 10 / 30, 0.0, 1.0])
-    assert metrics.aiou(iou, 0.5) == 0.5
-    assert metrics.aiou(iou, 0.75) == 0.5
+    assert iou.tolist() == pytest.approx([1.0, 10 / 30, 0.0, 0.0])  # zero-length: 0, as TSA/FineParser
+    assert metrics.aiou(iou, 0.5) == 0.25
+    assert metrics.aiou(iou, 0.75) == 0.25
     assert math.isnan(metrics.aiou(np.array([]), 0.5))
 
 

@@ -34,15 +34,43 @@ from uni_fineparser.mask_source import MaskSource, source_key
 log = logging.getLogger(__name__)
 
 
+REBUILD = "delete that folder and rerun to rebuild it from the frames and masks"
+
+
 class ClipCache:
     """Read access to a packed cache (opens the memory maps lazily, so it is fork/worker safe)."""
 
     def __init__(self, folder: Path):
+        """Open ``folder`` and check that its arrays are complete (headers only; nothing is read).
+
+        Raises:
+            DataFormatError: ``index.json`` or an array is missing, truncated or of another shape
+                (a copy cut short, a file deleted to free space).
+        """
         self.folder = folder
-        info = json.loads((folder / "index.json").read_text())
-        self.size: tuple[int, int] = (int(info["size"][0]), int(info["size"][1]))
-        self.index: dict[str, tuple[int, int]] = {k: (int(v[0]), int(v[1])) for k, v in info["samples"].items()}
+        try:
+            info = json.loads((folder / "index.json").read_text())
+            self.size: tuple[int, int] = (int(info["size"][0]), int(info["size"][1]))
+            self.index: dict[str, tuple[int, int]] = {k: (int(v[0]), int(v[1])) for k, v in info["samples"].items()}
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise DataFormatError(f"clip cache {folder} is damaged (index.json: {e}); {REBUILD}") from e
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        n, (h, w) = sum(v[1] for v in self.index.values()), self.size
+        expect = {"frames": ((n, h, w, 3), np.uint8), "masks": ((n, h, (w + 7) // 8), np.uint8), "valid": ((n,), bool)}
+        for name, (shape, dtype) in expect.items():
+            try:
+                arr = np.load(folder / f"{name}.npy", mmap_mode="r")
+            except (OSError, ValueError) as e:  # missing, or shorter than its header says
+                why = "missing" if isinstance(e, FileNotFoundError) else str(e)
+                raise DataFormatError(f"clip cache {folder} is damaged ({name}.npy: {why}); {REBUILD}") from e
+            if arr.shape != shape or arr.dtype != dtype:
+                got = f"{arr.dtype}{list(arr.shape)}"
+                del arr
+                raise DataFormatError(
+                    f"clip cache {folder} is damaged ({name}.npy is {got}, expected "
+                    f"{np.dtype(dtype)}{list(shape)}); {REBUILD}"
+                )
+            del arr
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": None}
@@ -180,8 +208,13 @@ def build_cache(
 
     folder = Path(cache_dir) / cache_key(samples, size, source)
     if (folder / "index.json").is_file():
-        return ClipCache(folder)
+        try:
+            return ClipCache(folder)
+        except DataFormatError as e:  # derived data only: rebuild it rather than stop on it
+            log.warning("%s; rebuilding it", str(e).split("; delete")[0])
+            shutil.rmtree(folder, ignore_errors=True)
     check_masks(samples, source, allow_missing)
+    log.info("packing %d samples into the clip cache %s", len(samples), folder)
     total = sum(len(s.frames) for s in samples)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -99,3 +99,18 @@ def shutdown(info: DistInfo) -> None:
     """Leave the process group."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def rng_state(dev: torch.device) -> dict[str, torch.Tensor]:
+    """This process's torch RNG state (CPU, and ``dev``'s CUDA generator), e.g. to resume mid-epoch."""
+    state = {"cpu": torch.get_rng_state()}
+    if dev.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(dev)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], dev: torch.device) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["cpu"])
+    if dev.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], dev)

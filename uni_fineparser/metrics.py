@@ -34,11 +34,13 @@ def rankdata(x: np.ndarray) -> np.ndarray:
 
 
 def spearman_rho(pred: np.ndarray, true: np.ndarray) -> float:
-    """Spearman rank correlation of two 1-D arrays; NaN when fewer than 2 values or one is constant."""
+    """Spearman rank correlation of two 1-D arrays; NaN when fewer than 2 values, one is constant, or a
+    value is NaN/inf (as ``scipy.stats.spearmanr``: a diverged model's NaN predictions must not rank
+    as the largest scores and yield a finite rho that could pick ``best.pt``)."""
     pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if pred.shape != true.shape:
         raise ValueError(f"pred and true must have the same shape, got {pred.shape} and {true.shape}")
-    if len(pred) < 2:
+    if len(pred) < 2 or not (np.isfinite(pred).all() and np.isfinite(true).all()):
         return float("nan")
     a, b = rankdata(pred) - (len(pred) + 1) / 2, rankdata(true) - (len(true) + 1) / 2
     denom = np.sqrt((a * a).sum() * (b * b).sum())
@@ -63,11 +65,14 @@ def fisher_z_mean(rhos: list[float] | np.ndarray) -> float:
 
 
 def segment_iou(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """1-D IoU of ``(n, 2)`` segments ``[start, end]`` (continuous: length = end - start); ``(n,)``."""
+    """1-D IoU of ``(n, 2)`` segments ``[start, end]`` (continuous: length = end - start); ``(n,)``.
+
+    As ``segment_iou`` of TSA/FineParser (``inter / (union + eps)``): two zero-length segments score 0.
+    """
     true, pred = np.asarray(true, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     inter = np.clip(np.minimum(true[:, 1], pred[:, 1]) - np.maximum(true[:, 0], pred[:, 0]), 0, None)
     union = (true[:, 1] - true[:, 0]) + (pred[:, 1] - pred[:, 0]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), (true == pred).all(1).astype(float))
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def aiou(ious: np.ndarray, threshold: float) -> float:

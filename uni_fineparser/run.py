@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -121,6 +122,7 @@ def open_run(
     dev = resolve_device(device)
     train_all = [s for s in samples if s.split == "train" and s.score is not None]
     test = [s for s in samples if s.split == "test" and s.score is not None]
+    _check_trained_on(checkpoint, ckpt, cfg, train_all)
     val_ids = set(ckpt["splits"]["val"])
     splits = {
         "train": [s for s in train_all if s.sample_id not in val_ids],
@@ -128,8 +130,9 @@ def open_run(
         "test": test,
     }
     cache_dir = Path(data["cache_dir"])
-    if not cfg.train.cache_dir and not cache_dir.is_dir():  # the run folder moved: its cache moved with it
-        cache_dir = Path(checkpoint).resolve().parent / "cache"  # (not a rebuild under the folder's old path)
+    if not cache_dir.is_dir():  # the run folder moved (its cache with it), or train.cache_dir was on another
+        cache_dir = Path(checkpoint).resolve().parent / "cache"  # machine: not a rebuild under that old path
+        log.info("clip cache %s not found; using %s (built there if missing)", data["cache_dir"], cache_dir)
     cache = build_cache(
         [*train_all, *test], data["frame_root"], source, cache_dir, cfg.train.resize, allow_missing=True
     )
@@ -146,6 +149,32 @@ def open_run(
     model.eval()
     pool = ExemplarPool(splits["train"], cfg.train.exemplar_by)
     return OpenRun(cfg, model, samples, splits, pool, cache, float(ckpt["score_scale"]), dev)
+
+
+def _check_trained_on(checkpoint: str | Path, ckpt: dict[str, Any], cfg: RunConfig, train_all: list[Sample]) -> None:
+    """Refuse samples other than those the checkpoint was trained on (another dataset, class or version):
+    its exemplars, validation split and score units would be wrong, and the numbers silently meaningless.
+
+    Raises:
+        InputError: the recorded validation ids or the training score range do not match ``train_all``.
+    """
+    _, val_s, scale = split_and_scale(train_all, cfg.train)
+    old, here = list(ckpt["splits"]["val"]), {s.sample_id for s in train_all}
+    gone = [i for i in old if i not in here]
+    problems = []
+    if gone:
+        problems.append(f"{len(gone)} of its {len(old)} validation samples are not scored training samples here "
+                        f"(e.g. {gone[0]})")  # fmt: skip
+    elif old != [s.sample_id for s in val_s]:
+        problems.append("its validation split is not the one the training samples here give")
+    if not math.isclose(float(ckpt["score_scale"]), scale):
+        problems.append(f"training scores span {scale:g} here, {float(ckpt['score_scale']):g} when it was trained")
+    if problems:
+        name = ckpt.get("data", {}).get("dataset") or "its dataset"
+        raise InputError(
+            f"checkpoint {checkpoint} was trained on other samples ({'; '.join(problems)}); "
+            f"evaluate it on the data it was trained on ({name}, the same version and class)"
+        )
 
 
 def _recorded_path_exists(checkpoint: str | Path, what: str, path: str) -> None:
@@ -175,6 +204,9 @@ def evaluate_checkpoint(
     if split not in ("test", "val", "train"):
         raise InputError(f"--split must be test, val or train; got {split!r}")
     run = open_run(checkpoint, device=device, samples=samples, masks=masks, voters=voters)
+    if not run.splits[split]:  # every metric would be NaN with n = 0, reported as if it were a result
+        why = " (trained with train.val_fraction=0)" if split == "val" and not run.cfg.train.val_fraction else ""
+        raise InputError(f"the {split} split of checkpoint {checkpoint}'s data holds no scored samples{why}")
     return evaluate_split(
         run.model,
         run.splits[split],

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from hmtools.config import to_dict
 from hmtools.errors import ConfigError, InputError
 from hmtools.schema import Sample
-from uni_fineparser import losses
+from uni_fineparser import distributed, losses
 from uni_fineparser.backbone import load_kinetics_weights, load_resnet18_weights, warn_random_init
 from uni_fineparser.cache import build_cache
 from uni_fineparser.checkpoint import load_checkpoint, save_checkpoint
@@ -238,7 +238,7 @@ def train(
     steps_per_epoch = len(loader) // t.accumulate
     total_steps = t.epochs * steps_per_epoch
     scheduler = make_scheduler(optimizer, t, steps_per_epoch)
-    epoch, step, best, history = 0, 0, -math.inf, []
+    epoch, step, best, history, partial = 0, 0, -math.inf, [], None
     if (out / "last.pt").is_file():
         ckpt = load_checkpoint(out / "last.pt", to_dict(m))
         check_same_split(ckpt, val_s, scale, out / "last.pt")
@@ -246,6 +246,9 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         epoch, step, best, history = ckpt["epoch"], ckpt["step"], ckpt["best_metric"], ckpt["history"]
+        partial = ckpt.get("partial")  # set when train.max_steps stopped the run inside an epoch
+        if partial is not None and len(partial["ranks"]) != info.world:
+            log.warning("last.pt stopped inside an epoch under %d processes: the rest of it is not exact", len(partial["ranks"]))  # fmt: skip
         _warn_kept_optimizer_keys(ckpt, t, info.main)
         if (out / "best.pt").is_file():  # may be newer than last.pt (save_every > 1, a crash between the two)
             best = max(best, float(load_checkpoint(out / "best.pt")["best_metric"]))
@@ -272,6 +275,7 @@ def train(
             },
             "splits": {"val": [s.sample_id for s in val_s]},
             "history": history,
+            "partial": partial,
         }
 
     if info.main:
@@ -286,18 +290,25 @@ def train(
     from tqdm import tqdm
 
     bar = tqdm(total=total_steps, initial=step, disable=not (info.main and t.progress), desc="train")
-    done = t.max_steps > 0 and step >= t.max_steps
+    done, tail = t.max_steps > 0 and step >= t.max_steps, []
     while epoch < t.epochs and not done:
         # ---- one epoch ------------------------------------------------------------------------
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
         torch.manual_seed(t.seed + 1000 * epoch + info.rank)
         model.train()
-        sums = torch.zeros(4, device=dev)
-        micro, tic, seen = 0, time.perf_counter(), 0
+        mine = partial["ranks"][info.rank] if partial and len(partial["ranks"]) == info.world else None
+        skip = partial["micro"] if partial else 0  # micro-batches a max_steps stop already trained
+        sums = mine["sums"].to(dev) if mine is not None else torch.zeros(4, device=dev)
+        micro, tic, seen = skip, time.perf_counter(), 0
         for i, batch in enumerate(loader):
             if i >= steps_per_epoch * t.accumulate:
                 break
+            if i < skip:
+                continue
+            if mine is not None:  # the dropout stream where the stop left it
+                distributed.set_rng_state(mine["rng"], dev)
+                mine = None
             batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
             sync = (i + 1) % t.accumulate == 0
             with ddp.no_sync() if info.enabled and not sync else nullcontext():
@@ -322,10 +333,14 @@ def train(
             if t.max_steps and step >= t.max_steps:
                 done = True
                 break
-        epoch += 1
+        # stopped by max_steps inside the epoch: last.pt keeps where, so a resumed run trains its rest exactly
+        stopped = done and micro < steps_per_epoch * t.accumulate
+        here = {"sums": sums.cpu(), "rng": distributed.rng_state(dev)}  # every rank's, gathered (collective)
+        partial = {"micro": micro, "ranks": distributed.gather_objects(info, here)} if stopped else None
+        epoch += 0 if stopped else 1
         means = (all_reduce_mean(info, sums) / max(1, micro)).tolist()
         record = {
-            "epoch": epoch,
+            "epoch": epoch + stopped,
             "step": step,
             "lr": scheduler.get_last_lr()[-1],
             "pairs_per_s": seen / (time.perf_counter() - tic),
@@ -349,7 +364,7 @@ def train(
                 best = rho
                 if info.main:
                     save_checkpoint(out / "best.pt", checkpoint())
-        history.append(record)
+        (tail if stopped else history).append(record)  # a stopped epoch's record joins the history when it ends
         if info.main and (epoch % t.save_every == 0 or epoch == t.epochs or done):
             save_checkpoint(out / "last.pt", checkpoint())
     bar.close()
@@ -372,8 +387,8 @@ def train(
         }
         write_json(out / "metrics.json", summary)
         write_predictions(out / "predictions_test.csv", result.rows)
-        plot_curves(out / "curves.png", history)
-        write_json(out / "history.json", history)
+        plot_curves(out / "curves.png", history + tail)
+        write_json(out / "history.json", history + tail)
     barrier(info)
     shutdown(info)
     return chosen
