@@ -63,6 +63,7 @@ class TrainConfig:
     loss_a: float = 1.0  # weight of L_A (mask attention vs human masks)
     loss_t: float = 1.0  # weight of L_T (step-query attention vs step boundaries)
     score_norm: bool = True  # regress deltas divided by the training score range
+    using_dd: bool = False  # regress score/DD and multiply back by the query's DD (CoRe/TPT on MTL-AQA)
     exemplar_by: Literal["auto", "action", "difficulty", "class", "any"] = (
         "auto"  # exemplar group; auto: dive number (FineDiving, MTL-AQA), class (AQA-7)
     )

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hmtools.errors import InputError
 from hmtools.schema import Sample
 from uni_fineparser.cache import ClipCache
 from uni_fineparser.config import ModelConfig, TrainConfig
@@ -51,12 +52,44 @@ def carve_validation(train: list[Sample], fraction: float, seed: int) -> tuple[l
     return [s for i, s in enumerate(train) if i not in val_idx], [s for i, s in enumerate(train) if i in val_idx]
 
 
+def target_of(sample: Sample, using_dd: bool) -> float:
+    """What the model regresses for ``sample``: its score, or with ``using_dd`` its score divided by its
+    degree of difficulty (the "completeness" CoRe and TPT regress on MTL-AQA), in score units."""
+    score = float(sample.score or 0.0)
+    return score / float(sample.difficulty) if using_dd else score
+
+
+def exemplar_group(t: TrainConfig) -> str:
+    """The exemplar grouping a run uses: ``t.exemplar_by``, where ``auto`` with ``t.using_dd`` means the same
+    difficulty (as CoRe picks exemplars on MTL-AQA)."""
+    return "difficulty" if t.using_dd and t.exemplar_by == "auto" else t.exemplar_by
+
+
+def check_difficulties(samples: list[Sample], t: TrainConfig) -> None:
+    """With ``t.using_dd`` every scored sample needs a positive degree of difficulty.
+
+    Raises:
+        InputError: some have none (AQA-7 has no DD) or one <= 0.
+    """
+    bad = [s.sample_id for s in samples if s.score is not None and not (s.difficulty or 0) > 0]
+    if t.using_dd and bad:
+        raise InputError(
+            f"train.using_dd=true divides each score by its degree of difficulty, but {len(bad)} scored samples "
+            f"have none (e.g. {bad[0]}); use it on FineDiving or MTL-AQA, or set train.using_dd=false"
+        )
+
+
 def split_and_scale(train: list[Sample], t: TrainConfig) -> tuple[list[Sample], list[Sample], float]:
     """:func:`carve_validation` of the scored training samples ``train`` by ``t.val_fraction`` and
-    ``t.seed``, and the score scale the deltas are divided by: the training scores' range with
-    ``t.score_norm`` (1 without, or when the range is 0)."""
+    ``t.seed``, and the score scale the deltas are divided by: the range of the training targets
+    (:func:`target_of`) with ``t.score_norm`` (1 without, or when the range is 0).
+
+    Raises:
+        InputError: ``t.using_dd`` and a sample has no degree of difficulty.
+    """
+    check_difficulties(train, t)
     train_s, val_s = carve_validation(train, t.val_fraction, t.seed)
-    scores = np.array([s.score for s in train_s], dtype=np.float64)
+    scores = np.array([target_of(s, t.using_dd) for s in train_s], dtype=np.float64)
     scale = float(np.ptp(scores)) if t.score_norm and scores.size and np.ptp(scores) > 0 else 1.0
     return train_s, val_s, scale
 
@@ -162,7 +195,8 @@ def load_view(
 class PairDataset(Dataset):
     """Training pairs: item ``i`` is query ``queries[i]`` with a random same-group exemplar.
 
-    Items are dicts with ``q_*`` and ``e_*`` keys (see :func:`load_view`).
+    Items are dicts with ``q_*`` and ``e_*`` keys (see :func:`load_view`); ``*_score`` is the regression
+    target (:func:`target_of`: score/DD with ``train.using_dd``).
     """
 
     def __init__(
@@ -203,6 +237,8 @@ class PairDataset(Dataset):
                 self.t.flip,
             )
             out.update({prefix + k: v for k, v in view.items()})
+            if self.t.using_dd:
+                out[prefix + "score"] = torch.tensor(target_of(s, True), dtype=torch.float32)
         return out
 
 

@@ -22,7 +22,7 @@ from hmtools.schema import Sample
 from uni_fineparser import metrics
 from uni_fineparser.cache import ClipCache
 from uni_fineparser.config import RunConfig
-from uni_fineparser.data import ExemplarPool, VideoDataset, load_view
+from uni_fineparser.data import ExemplarPool, VideoDataset, load_view, target_of
 from uni_fineparser.distributed import DistInfo, gather_objects
 from uni_fineparser.model import UniFineParser, attention_to_frames, decode_boundaries, step_posterior
 
@@ -145,6 +145,28 @@ def _pair_deltas_uncached(
     return torch.cat(out).numpy() if out else np.zeros((0, m.num_steps))
 
 
+def vote(
+    deltas: np.ndarray, query: Sample, voters: list[Sample], score_scale: float, using_dd: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each voter's prediction of ``query`` and the mean per-step contribution, in score units.
+
+    Args:
+        deltas: ``(M, K)`` predicted per-step differences query - voter, regression units.
+        query: The query (its difficulty scales everything with ``using_dd``).
+        voters: The ``M`` exemplars.
+        score_scale: Target units per regression unit.
+        using_dd: Targets are score/DD (:func:`uni_fineparser.data.target_of`): multiply back by the query's DD.
+
+    Returns:
+        ``(M,)`` predictions ``DD_q * (y_m + scale * sum_k delta_mk)`` (``DD_q`` = 1 without ``using_dd``)
+        and ``(K,)`` contributions ``DD_q * scale * mean_m delta_mk``.
+    """
+    factor = float(query.difficulty) if using_dd else 1.0
+    d = deltas * score_scale
+    preds = (d.sum(1) + np.array([target_of(e, using_dd) for e in voters])) * factor
+    return preds, d.mean(0) * factor
+
+
 def evaluate_split(
     model: UniFineParser,
     queries: list[Sample],
@@ -166,7 +188,7 @@ def evaluate_split(
         cfg: Run configuration (voters, amp, workers, seed).
         device: Where to run.
         info: Rank info; every rank must call this, all ranks get the same result.
-        score_scale: Score units per regression unit.
+        score_scale: Target units per regression unit (targets: scores, or score/DD with ``train.using_dd``).
         reuse_features: Encode each video once (False: full pair forward per pair).
 
     Returns:
@@ -185,9 +207,8 @@ def evaluate_split(
     rows, at = [], 0
     for q in queries:
         vs = voters[q.sample_id]
-        d = deltas[at : at + len(vs)] * score_scale  # (M, K) score units
+        preds, contrib = vote(deltas[at : at + len(vs)], q, vs, score_scale, cfg.train.using_dd)
         at += len(vs)
-        preds = d.sum(1) + np.array([float(e.score or 0.0) for e in vs])
         f = feats[q.sample_id]
         row = {
             "sample_id": q.sample_id,
@@ -195,7 +216,7 @@ def evaluate_split(
             "pred": float(preds.mean()),
             "voters": len(vs),
         }
-        row.update({f"step{k}_contrib": float(v) for k, v in enumerate(d.mean(0))})
+        row.update({f"step{k}_contrib": float(v) for k, v in enumerate(contrib)})
         row.update({"bounds_pred": f.bounds_pred, "bounds_true": f.bounds_true})
         row.update({"mask_inter": f.inter, "mask_union": f.union})
         if f.bounds_true is not None and len(f.bounds_pred) >= 1:

@@ -24,7 +24,7 @@ import torch
 
 from hmtools.errors import HMToolsError, InputError
 from uni_fineparser.data import load_view
-from uni_fineparser.evaluate import autocast
+from uni_fineparser.evaluate import autocast, vote
 from uni_fineparser.model import attention_to_frames, decode_boundaries, step_posterior
 from uni_fineparser.run import OpenRun, open_run
 
@@ -81,8 +81,7 @@ def explain(run: OpenRun, sample_id: str) -> Explanation:
     steps = view["steps"].numpy()
     k = m.num_steps
     truth = None if (steps < 0).any() else np.array([int((steps < j).sum()) for j in range(1, k)])
-    contrib = deltas.mean(0) * run.score_scale
-    pred = float(np.mean(deltas.sum(1) * run.score_scale + np.array([e.score or 0.0 for e in voters])))
+    preds, contrib = vote(deltas, sample, voters, run.score_scale, run.cfg.train.using_dd)
     return Explanation(
         frames=view["video"].numpy(),
         masks=view["masks"].numpy(),
@@ -91,7 +90,7 @@ def explain(run: OpenRun, sample_id: str) -> Explanation:
         bounds_pred=decode_boundaries(post)[0].cpu().numpy(),
         bounds_true=truth,
         contributions=contrib,
-        pred=pred,
+        pred=float(preds.mean()),
         true=float(sample.score or 0.0),
         voters=[e.sample_id for e in voters],
     )

@@ -23,7 +23,7 @@ from hmtools.schema import Sample
 from uni_fineparser.cache import ClipCache, build_cache
 from uni_fineparser.checkpoint import load_checkpoint
 from uni_fineparser.config import RunConfig
-from uni_fineparser.data import ExemplarPool, carve_validation, split_and_scale
+from uni_fineparser.data import ExemplarPool, carve_validation, exemplar_group, split_and_scale
 from uni_fineparser.distributed import DistInfo, resolve_device
 from uni_fineparser.evaluate import EvalResult, evaluate_split
 from uni_fineparser.mask_source import MaskSource, open_mask_source
@@ -147,7 +147,7 @@ def open_run(
         ) from e
     place_model(model, cfg.train, dev)  # the device settings the run trained with (channels-last, cuDNN search)
     model.eval()
-    pool = ExemplarPool(splits["train"], cfg.train.exemplar_by)
+    pool = ExemplarPool(splits["train"], exemplar_group(cfg.train))
     return OpenRun(cfg, model, samples, splits, pool, cache, float(ckpt["score_scale"]), dev)
 
 
@@ -289,7 +289,7 @@ def check_resumable(cfg: RunConfig, samples: list[Sample], out: str | Path) -> N
         return
     ckpt = load_checkpoint(last, to_dict(cfg.model))
     _, val_s, scale = split_and_scale([s for s in samples if s.split == "train" and s.score is not None], cfg.train)
-    check_same_split(ckpt, val_s, scale, last)
+    check_same_split(ckpt, val_s, scale, last, cfg.train)
 
 
 def run_config_from(ckpt: dict[str, Any]) -> RunConfig:

@@ -34,7 +34,7 @@ from uni_fineparser.backbone import load_kinetics_weights, load_resnet18_weights
 from uni_fineparser.cache import build_cache
 from uni_fineparser.checkpoint import load_checkpoint, save_checkpoint
 from uni_fineparser.config import RunConfig, TrainConfig
-from uni_fineparser.data import ExemplarPool, PairDataset, split_and_scale
+from uni_fineparser.data import ExemplarPool, PairDataset, exemplar_group, split_and_scale
 from uni_fineparser.distributed import all_reduce_mean, barrier, init_distributed, shutdown
 from uni_fineparser.evaluate import autocast, evaluate_split
 from uni_fineparser.mask_source import MaskSource
@@ -115,20 +115,24 @@ def compute_losses(
     return total, torch.stack([total, le, la, lt]).detach()
 
 
-def check_same_split(ckpt: dict[str, Any], val: list[Sample], scale: float, path: Path) -> None:
+def check_same_split(ckpt: dict[str, Any], val: list[Sample], scale: float, path: Path, t: TrainConfig) -> None:
     """A resumed run must keep the validation split and the score units its weights were trained with.
 
     Raises:
-        ConfigError: ``train.seed``, ``train.val_fraction``, ``train.score_norm`` or the training data changed.
+        ConfigError: ``train.seed``, ``train.val_fraction``, ``train.score_norm``, ``train.using_dd`` or the
+            training data changed.
     """
     old, new = list(ckpt["splits"]["val"]), [s.sample_id for s in val]
     diff = [] if old == new else [f"validation split ({len(old)} samples then, {len(new)} now, other ids)"]
+    was_dd = bool(ckpt["config"]["train"].get("using_dd", False))
+    if was_dd != t.using_dd:
+        diff.append(f"target (train.using_dd {str(was_dd).lower()} then, {str(t.using_dd).lower()} now)")
     if not math.isclose(float(ckpt["score_scale"]), scale):
         diff.append(f"score scale ({float(ckpt['score_scale']):g} then, {scale:g} now)")
     if diff:
         raise ConfigError(
             f"checkpoint {path} was trained with another {'; '.join(diff)}; keep train.seed, train.val_fraction, "
-            "train.score_norm and the dataset as they were to resume, or use a new --out"
+            "train.score_norm, train.using_dd and the dataset as they were to resume, or use a new --out"
         )
 
 
@@ -203,7 +207,7 @@ def train(
     barrier(info)
     if not info.main:
         cache = build_cache(everything, root, masks, cache_dir, t.resize, allow_missing=t.allow_missing_masks)
-    pool = ExemplarPool(train_s, t.exemplar_by)
+    pool = ExemplarPool(train_s, exemplar_group(t))
     dataset = PairDataset(train_s, pool, cache, m, t, t.seed)
     sampler = DistributedSampler(dataset, info.world, info.rank, shuffle=True, seed=t.seed, drop_last=True)
     loader = DataLoader(
@@ -241,7 +245,7 @@ def train(
     epoch, step, best, history, partial = 0, 0, -math.inf, [], None
     if (out / "last.pt").is_file():
         ckpt = load_checkpoint(out / "last.pt", to_dict(m))
-        check_same_split(ckpt, val_s, scale, out / "last.pt")
+        check_same_split(ckpt, val_s, scale, out / "last.pt", t)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
