@@ -6,7 +6,12 @@ mask source's fingerprint, so corrected masks or a changed dataset build a new c
 * ``frames.npy``: ``(N, h, w, 3)`` uint8 RGB, all frames of all samples back to back;
 * ``masks.npy``: ``(N, h, ceil(w / 8))`` uint8, bool masks packed along width (``np.packbits``);
 * ``valid.npy``: ``(N,)`` bool, False where the frame has no mask;
-* ``index.json``: ``{"size": [h, w], "samples": {sample_id: [offset, n]}}``.
+* ``index.json``: ``{"size": [h, w], "samples": {sample_id: [offset, n]}, "frames_key": key}``
+  (``frames_key`` hashes the frame lists and the size only).
+
+A cache for corrected masks of the same frames takes its ``frames.npy`` from the earlier cache (a
+hard link where the file system allows, else a copy) and decodes only the masks: frames are ~96 %
+of a cache (about 21 GB for FineDiving at 200x112) and their JPEG decoding most of its build time.
 
 Frames are resized with ``INTER_AREA``, masks with ``INTER_NEAREST`` (never bilinear). The folder
 is written under a temporary name and renamed when complete, so a killed build leaves no
@@ -125,6 +130,34 @@ def cache_key(samples: list[Sample], size: tuple[int, int], source: MaskSource) 
     return h.hexdigest()[:16]
 
 
+def frames_key(samples: list[Sample], size: tuple[int, int]) -> str:
+    """Hash of what ``frames.npy`` depends on: the samples' frame lists, in order, and the size."""
+    h = hashlib.sha256(json.dumps(list(size)).encode())
+    for s in samples:
+        h.update(s.sample_id.encode() + b"\0" + "\0".join(s.frames).encode() + b"\1")
+    return h.hexdigest()[:16]
+
+
+def _frames_donor(cache_dir: Path, key: str) -> Path | None:
+    """An intact ``frames.npy`` of another cache in ``cache_dir`` built from the same frames, or ``None``."""
+    for index in sorted(cache_dir.glob("*/index.json")):
+        try:
+            if json.loads(index.read_text()).get("frames_key") == key:
+                ClipCache(index.parent)  # checks every array's shape (headers only)
+                return index.parent / "frames.npy"
+        except (OSError, ValueError, DataFormatError):
+            continue
+    return None
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (cache files are never written after their build), else copy it."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
 def check_masks(samples: list[Sample], source: MaskSource, allow_missing: bool) -> int:
     """Count frames without a mask; fail unless ``allow_missing``.
 
@@ -158,12 +191,12 @@ def import_cv2() -> ModuleType:
 
 
 def _read_sample(
-    sample: Sample, root: Path, source: MaskSource, size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    sample: Sample, root: Path, source: MaskSource, size: tuple[int, int], with_frames: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     cv2 = import_cv2()
     h, w = size
-    frames = np.empty((len(sample.frames), h, w, 3), np.uint8)
-    for i, key in enumerate(sample.frames):
+    frames = np.empty((len(sample.frames), h, w, 3), np.uint8) if with_frames else None
+    for i, key in enumerate(sample.frames if frames is not None else ()):
         img = cv2.imread(str(root / key), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # as hmtools.frames
         if img is None:
             raise DataFormatError(f"frame {root / key} of sample {sample.sample_id} is missing or not an image")
@@ -220,8 +253,15 @@ def build_cache(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     h, w = size
+    fkey = frames_key(samples, size)
+    donor = _frames_donor(Path(cache_dir), fkey)
     try:
-        frames = np.lib.format.open_memmap(tmp / "frames.npy", "w+", np.uint8, (total, h, w, 3))
+        if donor is not None:
+            log.info("the frames are those of %s: reusing them, packing the masks only", donor.parent)
+            _link_or_copy(donor, tmp / "frames.npy")
+            frames = None
+        else:
+            frames = np.lib.format.open_memmap(tmp / "frames.npy", "w+", np.uint8, (total, h, w, 3))
         masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (total, h, (w + 7) // 8))
         valid = np.lib.format.open_memmap(tmp / "valid.npy", "w+", bool, (total,))
         index, offset = {}, 0
@@ -229,14 +269,17 @@ def build_cache(
             index[s.sample_id] = [offset, len(s.frames)]
             offset += len(s.frames)
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            jobs = pool.map(lambda s: (s, _read_sample(s, Path(root), source, size)), samples)
+            jobs = pool.map(lambda s: (s, _read_sample(s, Path(root), source, size, donor is None)), samples)
             for s, (f, m, v) in tqdm(jobs, total=len(samples), desc="packing clips", disable=not progress):
                 o, n = index[s.sample_id]
-                frames[o : o + n], masks[o : o + n], valid[o : o + n] = f, m, v
+                masks[o : o + n], valid[o : o + n] = m, v
+                if frames is not None and f is not None:
+                    frames[o : o + n] = f
         for arr in (frames, masks, valid):
-            arr.flush()
+            if arr is not None:
+                arr.flush()
         del frames, masks, valid
-        (tmp / "index.json").write_text(json.dumps({"size": [h, w], "samples": index}))
+        (tmp / "index.json").write_text(json.dumps({"size": [h, w], "samples": index, "frames_key": fkey}))
         try:
             os.replace(tmp, folder)
         except OSError:  # another process finished the same cache first
