@@ -294,3 +294,9 @@ def test_real_finediving_step_targets_and_voters_match_the_reference_code():
     test = [s for s in samples if s.split == "test"]
     assert sum(len(pool.voters(q, 10, seed=0)) < 10 for q in test) == 31
     assert pool.fallbacks == 0  # every test dive number occurs in train
+
+
+def test_a_pool_with_no_other_sample_is_one_clear_error():
+    only = Sample("v/0", "mtl-aqa", ("f.jpg",), "train", score=50.0, difficulty=2.0, action="101a")
+    with pytest.raises(InputError, match=r"no exemplar for v/0: .* holds 1 sample\(s\)"):
+        ExemplarPool([only], "action").voters(only, 10, 0)

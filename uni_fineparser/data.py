@@ -109,7 +109,11 @@ class ExemplarPool:
 
     def candidates(self, sample: Sample, allow_self: bool) -> list[Sample]:
         """Same group (minus ``sample``), else same difficulty, else the whole pool; ``[sample]`` when
-        ``allow_self`` and it is its group's only member."""
+        ``allow_self`` and it is its group's only member.
+
+        Raises:
+            InputError: the pool holds no sample other than ``sample``.
+        """
         same = [s for s in self.groups.get(group_of(sample, self.by), []) if s.sample_id != sample.sample_id]
         if same:
             return same
@@ -121,7 +125,11 @@ class ExemplarPool:
             return near
         rest = [s for s in self.pool if s.sample_id != sample.sample_id]
         if not rest:
-            raise ValueError("the exemplar pool holds no sample other than the query")
+            raise InputError(
+                f"no exemplar for {sample.sample_id}: the exemplar pool (the training samples less the validation "
+                f"split) holds {len(self.pool)} sample(s) and none other than it; score it against a larger "
+                "training split (e.g. train.val_fraction=0 or more training samples)"
+            )
         return rest
 
     def voters(self, sample: Sample, n: int, seed: int) -> list[Sample]:
