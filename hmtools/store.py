@@ -29,7 +29,7 @@ from typing import Any
 
 from hmtools.errors import InputError
 from hmtools.schema import Sample
-from hmtools.store_open import connect
+from hmtools.store_open import connect, sqlite_failure
 from hmtools.store_types import (
     MASK_COLUMNS,
     FrameRow,
@@ -97,6 +97,7 @@ class MaskStore:
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._busy_timeout_s = busy_timeout_s
         self._conn = connect(
             self.path, create=create, read_only=read_only, busy_timeout_s=busy_timeout_s, streaming=streaming
         )
@@ -128,22 +129,32 @@ class MaskStore:
             raise InputError(f"mask store {self.path} was opened read-only; open it with MaskStore(path) to write")
         with self._lock:
             nested = self._conn.in_transaction
-            self._conn.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
+            except sqlite3.Error as e:  # another writer kept the lock past busy_timeout_s, a damaged file
+                self._raise_failure(e, writing=True)
+                raise
             try:
                 yield self._conn
                 self._conn.execute("RELEASE nested" if nested else "COMMIT")
-            except BaseException:
+            except BaseException as e:
                 if nested:
                     self._conn.execute("ROLLBACK TO nested")
                     self._conn.execute("RELEASE nested")
                 elif self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    self._raise_failure(e, writing=True)
                 raise
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only SQL query and return all rows (for hmtools' own report modules)."""
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                self._raise_failure(e, writing=False)
+                raise
 
     # -- samples and frames --------------------------------------------------------------
     def add_samples(self, samples: Iterable[Sample], author: str = "hmtools") -> int:
@@ -343,6 +354,12 @@ class MaskStore:
             self._audit(c, author, action, sample_id, detail)
 
     # -- internals -----------------------------------------------------------------------
+    def _raise_failure(self, e: sqlite3.Error, *, writing: bool) -> None:
+        """Raise ``e`` as a one-line hmtools error where it means a busy or damaged store; else return."""
+        failure = sqlite_failure(e, self.path, self._busy_timeout_s, writing=writing)
+        if failure is not None:
+            raise failure from e
+
     @staticmethod
     def _audit(c: sqlite3.Connection, author: str, action: str, sample_id: str | None, detail: dict[str, Any]) -> None:
         c.execute(

@@ -5,9 +5,10 @@ per-sample locks for annotators, statistics, integrity checks and streaming iter
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,27 +106,37 @@ def lock_holder(store: MaskStore, sample_id: str) -> Lock | None:
 
 # -- reports -----------------------------------------------------------------------------
 def store_stats(store: MaskStore) -> dict[str, Any]:
-    """Counts over the newest mask of every frame.
+    """Counts over the newest mask of every frame, all read from one snapshot of the store.
+
+    A writer at work meanwhile (build-masks, the annotator) is not seen halfway, so the figures
+    agree with each other: ``by_source`` and ``by_status`` each sum to ``frames_with_mask``.
 
     Returns:
         ``{"samples", "frames", "frames_with_mask", "by_source": {source: n}, "by_status": {status: n},
         "flag_reasons": {reason: n}, "samples_built": n}`` (every source and status listed, zeros included).
     """
     head = "FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version"
-    by_source = dict.fromkeys(SOURCES, 0) | dict(store.query(f"SELECT m.source, COUNT(*) {head} GROUP BY m.source"))
-    by_status = dict.fromkeys(STATUSES, 0) | dict(store.query(f"SELECT m.status, COUNT(*) {head} GROUP BY m.status"))
+    with snapshot(store):
+        by_source = dict(store.query(f"SELECT m.source, COUNT(*) {head} GROUP BY m.source"))
+        by_status = dict(store.query(f"SELECT m.status, COUNT(*) {head} GROUP BY m.status"))
+        flagged = store.query(f"SELECT m.reason {head} WHERE m.status='flagged' AND m.reason IS NOT NULL")
+        counts = store.query(
+            "SELECT (SELECT COUNT(*) FROM samples), (SELECT COUNT(*) FROM frames), "
+            "(SELECT COUNT(*) FROM frames WHERE head_version>0), "
+            "(SELECT COUNT(*) FROM samples WHERE build_config IS NOT NULL)"
+        )[0]
     reasons: dict[str, int] = {}
-    for (reason,) in store.query(f"SELECT m.reason {head} WHERE m.status='flagged' AND m.reason IS NOT NULL"):
+    for (reason,) in flagged:
         for part in reason.split("; "):
             reasons[part] = reasons.get(part, 0) + 1
     return {
-        "samples": store.query("SELECT COUNT(*) FROM samples")[0][0],
-        "frames": store.query("SELECT COUNT(*) FROM frames")[0][0],
-        "frames_with_mask": store.query("SELECT COUNT(*) FROM frames WHERE head_version>0")[0][0],
-        "by_source": by_source,
-        "by_status": by_status,
+        "samples": counts[0],
+        "frames": counts[1],
+        "frames_with_mask": counts[2],
+        "by_source": dict.fromkeys(SOURCES, 0) | by_source,
+        "by_status": dict.fromkeys(STATUSES, 0) | by_status,
         "flag_reasons": dict(sorted(reasons.items())),
-        "samples_built": store.query("SELECT COUNT(*) FROM samples WHERE build_config IS NOT NULL")[0][0],
+        "samples_built": counts[3],
     }
 
 
@@ -136,22 +147,35 @@ def integrity_check(store: MaskStore, chunk: int = 20000) -> list[str]:
     ``head_version`` exists and is its newest version, that versions are contiguous, that sample
     frame counts match, that ``review_progress`` agrees with the frames' newest statuses, and that
     every stored version's RLE is well formed, covers exactly its frame's ``height * width`` pixels
-    and agrees with its stored area and box. Masks are read in chunks of ``chunk`` rows, so memory
-    stays flat.
+    and agrees with its stored area and box, and that its tracks are readable. Masks are read in
+    chunks of ``chunk`` rows, so memory stays flat. A file too damaged for the later checks to
+    run gets one last line that says so.
     """
-    problems = [f"sqlite: {r[0]}" for r in store.query("PRAGMA integrity_check") if r[0] != "ok"]
+    problems: list[str] = []
+    try:
+        problems += [f"sqlite: {r[0]}" for r in store.query("PRAGMA integrity_check") if r[0] != "ok"]
+        with snapshot(store):  # the counts compared below must come from one state of a store in use
+            _check_tables(store, problems)
+        _check_masks(store, problems, chunk)
+    except DataFormatError as e:  # a damaged page: SQLite stops reading (store.query's one line)
+        problems.append(f"sqlite: {e.__cause__ or e} (the checks stopped there; restore the store from a backup)")
+    return problems
+
+
+def _check_tables(store: MaskStore, problems: list[str]) -> None:
+    """Foreign keys, head versions, contiguous versions, frame counts and ``review_progress``."""
     problems += [
         f"sqlite: row {r[1]} of {r[0]} points at a missing {r[2]}" for r in store.query("PRAGMA foreign_key_check")
     ]
-    rows = store.query(
-        "SELECT f.key, f.head_version, MAX(m.version), COUNT(m.mask_id) FROM frames f "
-        "LEFT JOIN masks m ON m.frame_id=f.frame_id GROUP BY f.frame_id"
+    rows = store.query(  # only the frames with a problem come back: memory stays flat at any size
+        "SELECT f.key, f.head_version, COALESCE(MAX(m.version), 0) AS newest, COUNT(m.mask_id) AS n FROM frames f "
+        "LEFT JOIN masks m ON m.frame_id=f.frame_id GROUP BY f.frame_id HAVING newest<>f.head_version OR n<>newest"
     )
     for key, head, newest, n in rows:
-        if (newest or 0) != head:
-            problems.append(f"frame {key}: head version {head} but newest stored version is {newest or 0}")
-        if n != (newest or 0):
-            problems.append(f"frame {key}: {n} versions stored for versions 1..{newest or 0}")
+        if newest != head:
+            problems.append(f"frame {key}: head version {head} but newest stored version is {newest}")
+        if n != newest:
+            problems.append(f"frame {key}: {n} versions stored for versions 1..{newest}")
     for sample_id, n_frames, counted in store.query(
         "SELECT s.sample_id, s.n_frames, COUNT(f.frame_id) FROM samples s "
         "LEFT JOIN frames f ON f.sample_id=s.sample_id GROUP BY s.sample_id"
@@ -170,11 +194,15 @@ def integrity_check(store: MaskStore, chunk: int = 20000) -> list[str]:
         n, k = counted_by_status.get((sample_id, status), 0), kept.get((sample_id, status), 0)
         if n != k:
             problems.append(f"sample {sample_id}: review_progress counts {k} frames {status}, the frames hold {n}")
+
+
+def _check_masks(store: MaskStore, problems: list[str], chunk: int) -> None:
+    """Every stored version's RLE, area, box and tracks, ``chunk`` rows at a time."""
     last = 0
     while True:
         batch = store.query(
-            "SELECT m.mask_id, f.key, m.version, m.height, m.width, f.height, f.width, m.counts, m.area, m.bbox "
-            "FROM masks m JOIN frames f ON f.frame_id=m.frame_id WHERE m.mask_id>? ORDER BY m.mask_id LIMIT ?",
+            "SELECT m.mask_id, f.key, m.version, m.height, m.width, f.height, f.width, m.counts, m.area, m.bbox, "
+            "m.tracks FROM masks m JOIN frames f ON f.frame_id=m.frame_id WHERE m.mask_id>? ORDER BY m.mask_id LIMIT ?",
             (last, chunk),
         )
         for row in batch:
@@ -182,7 +210,7 @@ def integrity_check(store: MaskStore, chunk: int = 20000) -> list[str]:
             if problem:
                 problems.append(problem)
         if len(batch) < chunk:
-            return problems
+            return
         last = batch[-1][0]
 
 
@@ -196,6 +224,7 @@ def _mask_problem(
     counts: Any,
     area: int,
     bbox: str | None,
+    tracks: str | None,
 ) -> str | None:
     where = f"frame {key} v{version}"
     if (fh, fw) != (h, w):
@@ -207,8 +236,34 @@ def _mask_problem(
     if int(runs[1::2].sum()) != area:
         return f"{where}: stored area {area} but the RLE has {int(runs[1::2].sum())} foreground pixels"
     box = rle_to_box({"size": [h, w], "counts": counts})
-    if (None if bbox is None else tuple(json.loads(bbox))) != box:
+    try:
+        stored = None if bbox is None else tuple(json.loads(bbox))
+    except (TypeError, ValueError):
+        stored = bbox  # not JSON, or not a list: never equal to a box
+    if stored != box:
         return f"{where}: stored box {bbox} but the RLE's box is {box}"
+    return None if tracks is None else _tracks_problem(where, tracks, h, w)
+
+
+def _tracks_problem(where: str, tracks: str, h: int, w: int) -> str | None:
+    """What is wrong with a version's ``tracks`` JSON (see docs/data_format.md), or ``None``."""
+    try:
+        parts = json.loads(tracks)
+    except ValueError:
+        parts = None
+    if not isinstance(parts, list) or not all(isinstance(t, dict) for t in parts):
+        return f"{where}: stored tracks {tracks[:60]!r} are not a JSON list of {{track, bbox, counts}} objects"
+    for t in parts:
+        box = t.get("bbox")
+        if not isinstance(t.get("track"), int) or not (
+            isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
+        ):
+            return f"{where}: track {str(t)[:60]} needs an integer track id and a bbox [x1, y1, x2, y2]"
+        if t.get("counts") is not None:
+            try:
+                rle_runs(t["counts"], h, w)
+            except DataFormatError as e:
+                return f"{where}: track {t['track']}: {e}"
     return None
 
 
@@ -297,8 +352,11 @@ def snapshot(store: MaskStore) -> Iterator[None]:
         store._conn.execute("BEGIN DEFERRED")
         try:
             yield
-        finally:
-            store._conn.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):  # a damaged file may refuse even this: keep the first error
+                store._conn.execute("ROLLBACK")
+            raise
+        store._conn.execute("COMMIT")
 
 
 def check_same_dataset(store: MaskStore, datasets: set[str]) -> None:

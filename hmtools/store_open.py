@@ -15,10 +15,61 @@ import sqlite3
 import time
 from pathlib import Path
 
-from hmtools.errors import DataFormatError, InputError
-from hmtools.store_schema import SCHEMA_VERSION, check_store, migrate
+from hmtools.errors import DataFormatError, HMToolsError, InputError
+from hmtools.store_schema import APPLICATION_ID, SCHEMA_VERSION, check_store, migrate
 
 log = logging.getLogger(__name__)
+
+
+class StoreBusyError(HMToolsError):
+    """Another process held the store's write lock for longer than the busy timeout (exit 1).
+
+    Nothing of the refused write is in the store; running the command again later is safe.
+    """
+
+
+class StoreDamagedError(DataFormatError):
+    """An hmtools mask store that SQLite cannot read: damaged pages, a truncated or half-written copy (exit 2)."""
+
+
+def damaged(path: Path, e: sqlite3.Error) -> StoreDamagedError:
+    """The one-line error for a store file that SQLite finds damaged."""
+    return StoreDamagedError(
+        f"mask store {path} is damaged (SQLite: {e}); `hmtools validate {path}` lists the problems; "
+        "restore the store from a backup"
+    )
+
+
+def has_store_header(path: Path) -> bool:
+    """Whether ``path`` starts with an SQLite header tagged as a mask store (:data:`APPLICATION_ID`)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(72)
+    except OSError:
+        return False
+    return head[:16] == b"SQLite format 3\x00" and int.from_bytes(head[68:72], "big") == APPLICATION_ID
+
+
+def sqlite_failure(e: sqlite3.Error, path: Path, busy_timeout_s: float, *, writing: bool) -> HMToolsError | None:
+    """The one-line hmtools error for an SQLite error that is not a bug, or ``None`` for any other.
+
+    * "database is locked" / "busy" (another process held the lock past ``busy_timeout_s``
+      seconds) -> :class:`StoreBusyError`;
+    * a damaged file ("database disk image is malformed", "file is not a database", raised as a
+      plain ``sqlite3.DatabaseError``) -> :class:`StoreDamagedError` that points at ``hmtools validate``.
+
+    Constraint violations (``IntegrityError``), a full disk and the like are left to the caller.
+    """
+    text = str(e)
+    if isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        what = "nothing was written; run it again" if writing else "run it again"
+        return StoreBusyError(
+            f"mask store {path} is busy: another process (build-masks, import, an annotator) held it for "
+            f"more than {busy_timeout_s:g} s ({e}); {what} when that process is done"
+        )
+    if type(e) is sqlite3.DatabaseError:
+        return damaged(path, e)
+    return None
 
 
 def connect(path: Path, *, create: bool, read_only: bool, busy_timeout_s: float, streaming: bool) -> sqlite3.Connection:
@@ -60,6 +111,9 @@ def connect(path: Path, *, create: bool, read_only: bool, busy_timeout_s: float,
             migrate(conn, path, create=create)
     except sqlite3.OperationalError as e:  # permissions, a read-only folder, a lock held too long
         conn.close()
+        busy = sqlite_failure(e, path, busy_timeout_s, writing=not read_only)
+        if busy is not None:
+            raise busy from e
         hint = (
             "it could not be read where it is; copy the store file (with its -wal and -shm files) to a writable folder"
             if read_only
@@ -68,6 +122,8 @@ def connect(path: Path, *, create: bool, read_only: bool, busy_timeout_s: float,
         raise InputError(f"cannot open mask store {path}: {e}; {hint}") from e
     except sqlite3.DatabaseError as e:
         conn.close()
+        if has_store_header(path):  # a store by its header, yet unreadable: truncated or damaged
+            raise damaged(path, e) from e
         raise DataFormatError(f"{path} is not an hmtools mask store (SQLite said: {e})") from e
     except BaseException:
         conn.close()

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hmtools.errors import InputError
+from hmtools.errors import DataFormatError, InputError
 from hmtools.masks import RLE, check_rle, decode_rle, rle_area_box
 from hmtools.rle_batch import encode_masks
 from hmtools.schema import SOURCES, STATUSES
@@ -125,8 +125,8 @@ def row_to_record(row: tuple[Any, ...]) -> MaskRecord:
         version=version,
         rle={"size": [h, w], "counts": counts},
         area=area,
-        bbox=None if bbox is None else tuple(json.loads(bbox)),
-        tracks=None if tracks is None else json.loads(tracks),
+        bbox=None if bbox is None else tuple(_stored_json(bbox, list, key, version, "bbox")),
+        tracks=None if tracks is None else _stored_json(tracks, list, key, version, "tracks"),
         source=source,
         score=score,
         status=status,
@@ -134,6 +134,24 @@ def row_to_record(row: tuple[Any, ...]) -> MaskRecord:
         author=author,
         created_at=at,
     )
+
+
+def _stored_json(text: str, kind: type, key: str, version: int, column: str) -> Any:
+    """A JSON column of a stored mask version, parsed.
+
+    Raises:
+        DataFormatError: the text is not JSON of ``kind`` (the file was edited or damaged).
+    """
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as e:
+        value = e
+    if not isinstance(value, kind):
+        raise DataFormatError(
+            f"frame {key} v{version}: stored {column} {str(text)[:60]!r} is not a JSON {kind.__name__}; "
+            "the store was edited or damaged (`hmtools validate STORE` lists the problems)"
+        )
+    return value
 
 
 class PreparedMask(NamedTuple):

@@ -14,23 +14,30 @@ if TYPE_CHECKING:
 def validate_path(path: Path, root: Path | None = None) -> list[str]:
     """Problems of a store or an export at ``path``, one human-readable line each (empty = sound).
 
-    A store gets :func:`hmtools.store_admin.integrity_check` (and with ``root``, every frame whose
-    size the store knows is compared with the image under ``root``); an export (COCO or YouTube-VIS JSON,
-    HDF5 file, FineParser folder) gets :func:`hmtools.exchange.validate_export`, which with
+    A store gets :func:`hmtools.store_admin.integrity_check` (one ``sqlite: ...`` line when it is too
+    damaged to open; with ``root``, every frame whose size the store knows is also compared with the
+    image under ``root``); an export (COCO or YouTube-VIS JSON, HDF5 file, FineParser folder) gets :func:`hmtools.exchange.validate_export`, which with
     ``root`` also compares every frame's size.
 
     Raises:
-        InputError: ``path`` does not exist or is of no known kind; ``root`` is not a folder.
+        InputError: ``path`` does not exist, is empty or is of no known kind; ``root`` is not a folder.
     """
     if not path.exists():
         raise InputError(f"{path} does not exist; pass a mask store file or an export made by hmtools export")
     if root is not None and not root.is_dir():
         raise InputError(f"--root {root} is not a folder; pass the dataset root the frame keys are relative to")
+    if path.is_file() and path.stat().st_size == 0:  # a copy or an export that never got written
+        raise InputError(f"{path} is an empty file, not a mask store or an export; pass the file hmtools wrote")
     if path.is_file() and _is_sqlite(path):
         from hmtools.store import MaskStore
         from hmtools.store_admin import integrity_check
+        from hmtools.store_open import StoreDamagedError
 
-        with MaskStore(path, read_only=True) as store:
+        try:
+            store = MaskStore(path, read_only=True)
+        except StoreDamagedError as e:  # a store by its header that SQLite cannot open: its one problem
+            return [f"sqlite: {e.__cause__ or e} (the store cannot be opened; restore it from a backup)"]
+        with store:
             return integrity_check(store) + ([] if root is None else _store_frame_sizes(store, root))
     from hmtools.exchange.validate_export import validate_export
 

@@ -130,6 +130,33 @@ def test_batches_of_mixed_sizes_equal_one_by_one() -> None:
         assert [encode_masks([m], backend=backend)[0] for m in masks] == want
 
 
+def test_strided_views_and_dtypes_whose_naive_uint8_cast_wraps_encode_the_nonzero_pixels() -> None:
+    """Views of either stride sign, transposes, and values that a plain ``astype(uint8)`` would lose
+    (256 -> 0, 0.5 -> 0, NaN) or keep (-1) all encode ``mask != 0``, on every encoder."""
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        base = rng.random((2 * h + 1, 3 * w + 1)) < rng.random()
+        m = base[:h, :w]
+        variants = [
+            base[::2, ::3][:h, :w],
+            base[::-2, ::-3][:h, :w],
+            base[:w, :h].T,
+            np.asfortranarray(m),
+            m.astype(np.int16) * 256,
+            m.astype(np.float32) * 0.5,
+            np.where(m, np.nan, 0.0),
+            m.astype(np.int8) * -1,
+        ]
+        for v in variants:
+            want = coco_reference(v != 0)
+            assert encode_rle(v)["counts"] == want[0]
+            assert encode_masks([v], backend="numpy")[0] == want
+            if COMPILED:
+                assert encode_masks([v], backend="c")[0] == want
+            np.testing.assert_array_equal(decode_rle(encode_rle(v)), v != 0)
+
+
 def test_non_canonical_strings_with_empty_runs_decode_like_pycocotools() -> None:
     """pycocotools compresses any run list, zero-length runs included; batches and singles agree."""
     rng = np.random.default_rng(11)

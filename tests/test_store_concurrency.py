@@ -11,7 +11,16 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from _store_fixtures import KILLED_WRITER, blob_mask, child_env, make_samples, wait_for, writer_process
+from _store_fixtures import (
+    KILLED_WRITER,
+    blob_mask,
+    child_env,
+    counted_rows,
+    make_samples,
+    progress_rows,
+    wait_for,
+    writer_process,
+)
 
 from hmtools.store import MaskStore
 from hmtools.store_admin import integrity_check, read_sample_masks
@@ -90,6 +99,12 @@ def test_writer_killed_mid_transaction_leaves_nothing_half_written(tmp_path: Pat
 
     with MaskStore(path, create=False) as store:
         assert integrity_check(store) == []
+        assert (
+            progress_rows(store)
+            == counted_rows(store)
+            == {("clip0/0", "none"): n_frames, ("clip1/0", "unreviewed"): n_frames}
+        )
+        assert store.query("SELECT COUNT(*) FROM frames WHERE sample_id='clip0/0' AND head_version<>0") == [(0,)]
         assert store.current_masks("clip0/0") == [None] * n_frames  # none of the sample's masks
         assert store.query(
             "SELECT COUNT(*) FROM masks m JOIN frames f USING (frame_id) WHERE f.sample_id='clip0/0'"
