@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, sqlite3.OperationalError) as e:
         if not _out_of_space(e):
             raise
-        _fail(f"{e}; free some space (or pick another disk) and run it again", 1)
+        fix = (
+            "make the file and its folder writable (or pick another location) and run it again"
+            if _read_only(e)
+            else "free some space (or pick another disk) and run it again"
+        )
+        _fail(f"{e}; {fix}", 1)
     sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -70,6 +75,11 @@ def _out_of_space(e: BaseException) -> bool:
     if isinstance(e, OSError):
         return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
     return "disk is full" in str(e) or "readonly database" in str(e)
+
+
+def _read_only(e: BaseException) -> bool:
+    """A read-only file system or a store file SQLite may not write (not a full disk)."""
+    return (isinstance(e, OSError) and e.errno == errno.EROFS) or "readonly database" in str(e)
 
 
 def _click_errors() -> tuple[type[Exception], ...]:

@@ -102,11 +102,16 @@ def test_a_refused_resume_leaves_the_runs_config_yaml(tmp_path: Path, monkeypatc
 
 
 @pytest.mark.parametrize(
-    "error",
-    [OSError(28, "No space left on device"), __import__("sqlite3").OperationalError("database or disk is full")],
+    ("error", "fix"),
+    [
+        (OSError(28, "No space left on device"), "free some space"),
+        (__import__("sqlite3").OperationalError("database or disk is full"), "free some space"),
+        (OSError(30, "Read-only file system"), "make the file and its folder writable"),
+        (__import__("sqlite3").OperationalError("attempt to write a readonly database"), "writable"),
+    ],
 )
 def test_a_full_disk_is_one_line_and_exit_1_from_any_command(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, error: Exception
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, error: Exception, fix: str
 ) -> None:
     """``hmtools import`` on a full disk ended in a traceback from SQLite's commit (the store was
     intact); any command's out-of-space error is now one line."""
@@ -119,7 +124,8 @@ def test_a_full_disk_is_one_line_and_exit_1_from_any_command(
         fill_store(st, make_samples(1, 2))
     monkeypatch.setattr(hmtools.store_admin, "store_stats", full)
     code, _, err = run_cli(["stats", "--store", str(tmp_path / "s.db")], capsys)
-    assert code == 1 and "free some space" in _one_line(err)
+    assert code == 1 and fix in _one_line(err)
+    assert ("free some space" in _one_line(err)) == (fix == "free some space")  # a read-only file is not a full disk
     monkeypatch.setattr(hmtools.store_admin, "store_stats", lambda *_a, **_k: 1 / 0)
     with pytest.raises(ZeroDivisionError):  # any other error is not dressed up as a full disk
         run_cli(["stats", "--store", str(tmp_path / "s.db")], capsys)
