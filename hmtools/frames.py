@@ -56,7 +56,8 @@ def scan_frame_files(folder: str | Path, check_empty: bool = True) -> tuple[list
 
     Returns:
         ``(names, empty)``: image file names sorted by frame number (names without a number last, by
-        name), and the subset that are zero-byte files (unreadable as images).
+        name; hidden files, whose name starts with a dot, left out), and the subset that are zero-byte
+        files (unreadable as images).
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
@@ -66,8 +67,8 @@ def scan_frame_files(folder: str | Path, check_empty: bool = True) -> tuple[list
     empty: list[str] = []
     with os.scandir(folder) as it:
         for entry in it:
-            if not entry.name.lower().endswith(IMAGE_SUFFIXES) or not entry.is_file():
-                continue
+            if entry.name.startswith(".") or not entry.name.lower().endswith(IMAGE_SUFFIXES) or not entry.is_file():
+                continue  # a hidden file (macOS' ._img_00001.jpg beside each frame copied to exFAT/SMB) is no frame
             names.append(entry.name)
             if check_empty and entry.stat().st_size == 0:
                 empty.append(entry.name)
@@ -98,20 +99,31 @@ def read_frame(root: str | Path, key: str) -> np.ndarray:
         root: Dataset root the key is relative to.
         key: Frame key (path relative to ``root``, ``/`` separators).
 
+    The file is decoded from memory (``cv2.imdecode``), which refuses a truncated JPEG; ``cv2.imread``
+    returns one silently, its missing part grey, and a mask would be built on half a frame.
+
     Returns:
-        ``(H, W, 3)`` uint8 RGB image (grayscale files are expanded to three channels).
+        ``(H, W, 3)`` uint8 RGB image (grayscale, CMYK, RGBA and 16-bit files are converted).
 
     Raises:
-        DataFormatError: the file is missing, empty or not a decodable image.
+        DataFormatError: the file is missing, empty, truncated or not a decodable image.
     """
     import cv2
 
     path = Path(root) / key
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # as stored
+    try:
+        data = np.fromfile(path, np.uint8)
+    except FileNotFoundError:
+        raise DataFormatError(f"frame {path} does not exist; check --root or re-extract the frames") from None
+    except OSError as e:  # a folder, no permission, an I/O error
+        raise DataFormatError(f"cannot read frame {path} ({e.strerror or e}); check the file") from e
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None  # as stored
+    except cv2.error as e:  # e.g. a corrupt header declaring more pixels than OpenCV accepts
+        why = (str(e).strip().splitlines() or ["OpenCV error"])[-1]
+        raise DataFormatError(f"cannot decode frame {path} ({why}); re-extract it") from None
     if img is None:
-        if not path.is_file():
-            raise DataFormatError(f"frame {path} does not exist; check --root or re-extract the frames")
-        raise DataFormatError(f"cannot decode frame {path} (empty or corrupt image); re-extract it")
+        raise DataFormatError(f"cannot decode frame {path} (empty, truncated or corrupt image); re-extract it")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -173,6 +185,8 @@ def extract_video_frames(
     """
     video, out = Path(video), Path(out)
     _check_pattern(pattern)
+    if start < 0:  # "%05d" % -1 is "-0001": a file whose number reads as 1
+        raise InputError(f"--start must be >= 0 (the number of the first frame file), got {start}")
     if not video.is_file():
         raise InputError(f"video {video} {'is a folder' if video.is_dir() else 'does not exist'}; pass a video file")
     if out.exists() and not out.is_dir():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,11 +76,15 @@ class BuildSummary:
         ]
         out += [f"  flagged: {r}: {n}" for r, n in self.reasons.most_common(10)]
         if self.skipped_human:
+            more = len(self.skipped_human) - 10
             out.append(
                 "  human edits / imported masks kept (rerun with --overwrite-human to rebuild): "
                 + ", ".join(self.skipped_human[:10])
+                + (f" and {more} more" if more > 0 else "")
             )
         out += [f"  failed {sid}: {msg}" for sid, msg in list(self.failed.items())[:10]]
+        if len(self.failed) > 10:
+            out.append(f"  ... and {len(self.failed) - 10} more failed (hmtools inspect lists frame problems)")
         return out
 
 
@@ -124,6 +128,15 @@ def _any_head_mask(store: MaskStore, sample_id: str, condition: str) -> bool:
     return bool(rows[0][0])
 
 
+def no_frames_reason(sample: Sample, details: Mapping[str, str]) -> str:
+    """The failure line of a sample that lists no frame: its video is not extracted, or its frame folder
+    is missing or empty (``details``: the dataset index's problem detail, naming the folder)."""
+    if sample.video:
+        return f"frames not extracted from {sample.video}; run hmtools extract-frames --dataset {sample.dataset} --root DIR"
+    why = details.get(sample.sample_id, "its frame folder is missing or holds no image file")
+    return f"no frames: {why}; see hmtools inspect"
+
+
 def build_masks(
     samples: Sequence[Sample],
     root: Path,
@@ -136,6 +149,7 @@ def build_masks(
     overwrite_human: bool = False,
     progress: bool = True,
     desc: str = "build-masks",
+    no_frames: Mapping[str, str] | None = None,
 ) -> BuildSummary:
     """Build masks for ``samples`` into ``store``.
 
@@ -151,6 +165,8 @@ def build_masks(
         overwrite_human: Also rebuild samples with human edits, reviews or imported masks.
         progress: Show a tqdm bar (frames, frames/s).
         desc: Progress bar label.
+        no_frames: Why a sample lists no frame (sample id -> the dataset index's problem detail), for
+            the failure line.
 
     Returns:
         A :class:`BuildSummary`; failed samples are listed there and never half-written.
@@ -181,7 +197,7 @@ def build_masks(
     ) as bar:
         for s in todo:
             if not s.frames:
-                summary.failed[s.sample_id] = "no frames listed (videos not extracted? run hmtools extract-frames)"
+                summary.failed[s.sample_id] = no_frames_reason(s, no_frames or {})
                 continue
             try:
                 bar.set_postfix_str(s.sample_id, refresh=False)

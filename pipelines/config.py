@@ -114,4 +114,4 @@ def result_config(cfg: BuildConfig, weights: dict[str, str]) -> dict[str, Any]:
     body.pop("frames")
     for key in ("checkpoint", "sdpa", "fold_rel_pos", "compile"):
         body["segment"].pop(key)
-    return {"config": body, "weights": dict(sorted(weights.items())), "pipeline_version": 3}
+    return {"config": body, "weights": dict(sorted(weights.items())), "pipeline_version": 4}

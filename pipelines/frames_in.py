@@ -50,11 +50,10 @@ def read_frame(root: Path, key: str) -> tuple[np.ndarray | None, str | None]:
     """
     try:
         return read_rgb(root, key), None
-    except DataFormatError as e:
-        log.warning("sample frame %s: %s", key, e)
-        return None, "unreadable frame: missing file" if "does not exist" in str(
-            e
-        ) else "unreadable frame: cannot decode"
+    except DataFormatError as e:  # the caller reports a sample's unreadable frames in one line
+        log.debug("sample frame %s: %s", key, e)
+        missing = "does not exist" in str(e)
+        return None, "unreadable frame: missing file" if missing else "unreadable frame: cannot decode"
 
 
 def _read_batch(root: Path, keys: Sequence[str], start: int) -> FrameBatch:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import reduce
 from pathlib import Path
 
@@ -29,7 +29,9 @@ def pick_samples(samples: Sequence[Sample], ids: Sequence[str] | None, limit: in
     """
     chosen = list(samples)
     if ids:
-        wanted = [i for item in ids for i in item.split(",") if i]
+        wanted = [i.strip() for item in ids for i in item.split(",") if i.strip()]  # "a, b" too
+        if not wanted:  # e.g. --samples "$IDS" with IDS unset: not "build nothing, exit 0"
+            raise InputError("--samples names no sample id; pass ids such as diving/001 (or leave --samples out)")
         by_id = {s.sample_id: s for s in samples}
         missing = [i for i in wanted if i not in by_id]
         if missing:
@@ -83,6 +85,11 @@ def run_build_masks(
     check_names(cfg)
     index = load_dataset(dataset, root, annotations)
     samples = pick_samples(index.samples, sample_ids, limit)
+    kinds = ("missing_frames", "empty_folder", "unreadable_folder", "frame_count_mismatch")
+    no_frames: dict[str, str] = {}  # why a sample lists no frame, for its failure line
+    for p in index.problems:
+        if p.kind in kinds:
+            no_frames.setdefault(p.sample_id, p.detail)
     return run_sharded(
         samples,
         index.root,  # the frame folder the adapter found: frame keys are relative to it, not to --root
@@ -94,6 +101,7 @@ def run_build_masks(
         overwrite_human=overwrite_human,
         progress=progress,
         rank_stores=rank_stores,
+        no_frames=no_frames,
     )
 
 
@@ -125,6 +133,7 @@ def run_sharded(
     overwrite_human: bool = False,
     progress: bool = True,
     rank_stores: bool = False,
+    no_frames: Mapping[str, str] | None = None,
 ) -> BuildSummary:
     """Build this rank's share (``samples[rank::world]``) with models from ``models_factory(cfg, device)``.
 
@@ -158,5 +167,6 @@ def run_sharded(
                 overwrite_human=overwrite_human,
                 progress=progress,
                 desc=desc,
+                no_frames=no_frames,
             )
         return reduce(BuildSummary.merge, gather(summary, rank))

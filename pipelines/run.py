@@ -17,6 +17,8 @@ clip's gets an empty mask at its own size (masks are stored at their frame's res
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +37,9 @@ from pipelines.prompts import athlete_prompt
 from pipelines.repair import INTERPOLATED, MISSING, box_reason, fill_gaps, jump_reason
 from pipelines.segment_types import Prediction, Prompt, Segmenter
 from pipelines.select import Selection, select_athletes
+
+log = logging.getLogger(__name__)
+SIZE_DIFFERS = "unreadable frame: size differs from the clip"
 
 
 @dataclass
@@ -62,14 +67,21 @@ class _Athlete:
 
 
 def detect_pass(
-    sample: Sample, root: Path, models: Models, cfg: BuildConfig
+    sample: Sample, root: Path, models: Models, cfg: BuildConfig, hw: tuple[int, int] | None = None
 ) -> tuple[list[np.ndarray], list[str | None], tuple[int, int], np.ndarray | None]:
     """Pass 1: per-frame detections, unreadable-frame reasons, the frame size ``(H, W)`` and the
     camera path (``(T, 2)`` cumulative background shift, :class:`pipelines.camera.CameraPath`; ``None``
-    without ``select.camera_motion``, which alone uses it)."""
+    without ``select.camera_motion``, which alone uses it).
+
+    The clip's size is the most common size of its readable frames: frames of another size are
+    unreadable for the clip (flagged). With ``hw`` unset it is taken from the first readable frame,
+    and the pass runs again with the most common size when that differs (an odd first frame would
+    otherwise put every other frame of the clip out). One warning per sample lists unreadable frames.
+    """
     dets: list[np.ndarray] = []
     errors: list[str | None] = []
-    hw: tuple[int, int] | None = None
+    sizes: Counter[tuple[int, int]] = Counter()
+    first = hw
     camera = CameraPath() if cfg.select.camera_motion else None
     fc = cfg.frames
     for batch in iter_frame_batches(root, sample.frames, fc.batch_size, workers=fc.workers, prefetch=fc.prefetch):
@@ -77,12 +89,10 @@ def detect_pass(
         for j, img in enumerate(images):
             if img is None:
                 continue
-            hw = hw or (int(img.shape[0]), int(img.shape[1]))
-            if img.shape[:2] != hw:
-                images[j], errs[j] = (
-                    None,
-                    "unreadable frame: size differs from the clip",
-                )
+            sizes[img.shape[:2]] += 1
+            first = first or (int(img.shape[0]), int(img.shape[1]))
+            if img.shape[:2] != first:
+                images[j], errs[j] = None, SIZE_DIFFERS
         found = iter(models.detect([img for img in images if img is not None]))
         batch_dets = [next(found) if img is not None else np.zeros((0, 5), np.float32) for img in images]
         if camera is not None:
@@ -90,9 +100,30 @@ def detect_pass(
                 camera.add(img, d)  # the background's shift, people left out
         dets += batch_dets
         errors += errs
-    if hw is None:
-        raise HMToolsError(f"sample {sample.sample_id}: none of its {len(sample.frames)} frames could be read")
-    return dets, errors, hw, None if camera is None else camera.path
+    if first is None or not sizes:
+        raise HMToolsError(
+            f"none of its {len(sample.frames)} frames could be read ({_unreadable(sample.frames, errors)})"
+        )
+    common, n = sizes.most_common(1)[0]
+    if hw is None and common != first and n > sizes[first]:
+        return detect_pass(sample, root, models, cfg, (int(common[0]), int(common[1])))
+    if any(e is not None for e in errors):
+        n_bad = sum(e is not None for e in errors)
+        log.warning(
+            "sample %s: %d of %d frames unreadable (%s)",
+            sample.sample_id,
+            n_bad,
+            len(errors),
+            _unreadable(sample.frames, errors),
+        )
+    return dets, errors, first, None if camera is None else camera.path
+
+
+def _unreadable(keys: Sequence[str], errors: Sequence[str | None]) -> str:
+    """Why frames are unreadable, counted, and the first few keys: ``"2 cannot decode, 1 missing file: a, b, c"``."""
+    bad = [(k, e) for k, e in zip(keys, errors, strict=True) if e is not None]
+    why = ", ".join(f"{n} {r.removeprefix('unreadable frame: ')}" for r, n in Counter(e for _, e in bad).items())
+    return f"{why}: " + ", ".join(k for k, _ in bad[:3]) + (", ..." if len(bad) > 3 else "")
 
 
 def build_sample_masks(
@@ -157,7 +188,7 @@ def _embed_batch(
     jobs: list[_Job] = []
     for j, img in enumerate(images):
         t = start + j
-        if img is None or clip.errors[t] is not None:
+        if img is None or clip.errors[t] is not None or img.shape[:2] != clip.hw:  # (a file replaced meanwhile)
             continue
         for k, (boxes, kind) in enumerate(clip.filled):
             if kind[t] != MISSING:
@@ -203,10 +234,10 @@ def _finish_batch(
     """Repair, flag and encode a batch's frames in order, appending to ``clip.writes``."""
     for j, img in enumerate(batch.images):
         t = batch.start + j
-        if clip.errors[t] is not None or img is None:
+        if clip.errors[t] is not None or img is None or img.shape[:2] != clip.hw:
             hw = clip.hw if img is None else img.shape[:2]  # a frame of another size gets a mask of its size
             mask = clip.carry if clip.carry is not None and clip.carry.shape == hw else np.zeros(hw, bool)
-            reason = clip.errors[t] or "unreadable frame"
+            reason = clip.errors[t] or batch.errors[j] or SIZE_DIFFERS  # (changed since pass 1)
             clip.writes.append(
                 MaskWrite(rle=encode_rle(mask), score=None, status="flagged", reason=reason, frame_idx=t)
             )

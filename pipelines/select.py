@@ -99,8 +99,19 @@ def _diag(b: np.ndarray) -> np.ndarray:
     return np.hypot(b[..., 2] - b[..., 0], b[..., 3] - b[..., 1])
 
 
+def _predict(track: dict[str, list], t: int, span: int = 3) -> np.ndarray:
+    """Where a track's box should be at frame ``t``: its last box moved on at the mean velocity of its last
+    ``span`` steps (its last box when it has one). Matching against it, not the last box, keeps two people
+    who cross (a vault run-up past a coach, skiers passing) on their own tracks instead of swapping."""
+    frames, boxes = track["frames"][-span - 1 :], track["boxes"][-span - 1 :]
+    if len(frames) < 2:
+        return boxes[-1]
+    v = (boxes[-1] - boxes[0]) / float(frames[-1] - frames[0])
+    return boxes[-1] + v * float(t - frames[-1])
+
+
 def link_tracks(detections: Sequence[np.ndarray], cfg: SelectConfig) -> list[Track]:
-    """Link per-frame detections into tracks.
+    """Link per-frame detections into tracks, matching each to where a track is heading (:func:`_predict`).
 
     Args:
         detections: Per frame an ``(N, 5)`` array ``[x1, y1, x2, y2, conf]``.
@@ -117,7 +128,7 @@ def link_tracks(detections: Sequence[np.ndarray], cfg: SelectConfig) -> list[Tra
         matched_t: set[int] = set()
         matched_d: set[int] = set()
         if active and len(dets):
-            last = np.array([tracks[i]["boxes"][-1] for i in active], np.float32)
+            last = np.array([_predict(tracks[i], t) for i in active], np.float32)
             aff = box_iou(last, dets)
             dist = np.linalg.norm(_centre(last)[:, None] - _centre(dets[:, :4])[None], axis=-1)
             aff = aff + 0.5 * np.clip(1 - dist / (cfg.link_dist * _diag(last)[:, None] + 1e-9), 0, None)

@@ -115,3 +115,52 @@ def test_doubled_zip_folder_is_followed(tmp_path: Path) -> None:
     idx = load_dataset("aqa7", tmp_path)
     assert idx.root == tmp_path / "AQA-7"
     assert next(s for s in idx.samples if s.sample_id == "diving/001").video == "Actions/diving/001.avi"
+
+
+def test_doubled_zip_folder_is_followed_with_annotations_elsewhere(tmp_path: Path) -> None:
+    """With --annotations pointing at split files elsewhere (e.g. the consolidated copies), the zip's outer
+    folder as --root found no frame of any sample: every sample was missing_frames."""
+    make_aqa7(tmp_path / "zip" / "AQA-7", extracted={"diving/001": 3})
+    make_aqa7(tmp_path / "splits")
+    idx = load_dataset("aqa7", tmp_path / "zip", tmp_path / "splits" / "Split_4")
+    assert idx.root == tmp_path / "zip" / "AQA-7"
+    assert next(s for s in idx.samples if s.sample_id == "diving/001").frames[0] == "diving-out/001/img_00001.jpg"
+    assert any("dataset found at" in n for n in idx.notes)
+    plain = load_dataset("aqa7", tmp_path / "zip" / "AQA-7", tmp_path / "splits" / "Split_4")
+    assert plain.root == tmp_path / "zip" / "AQA-7" and not any("dataset found at" in n for n in plain.notes)
+
+
+def test_gaps_in_frame_numbers_are_reported(tmp_path: Path) -> None:
+    """CoRe-style loaders open img_00001..img_00103 by name: a folder of 104 files with img_00050 missing, or
+    one numbered from 0, passed inspect without a word and crashed those loaders (and misaligned masks)."""
+    from _datasets_fixtures import write_frames
+
+    make_aqa7(tmp_path, extracted={"gym_vault/002": 20})
+    write_frames(tmp_path / "diving-out" / "001", [f"img_{i:05d}.jpg" for i in range(1, 106) if i != 50])
+    write_frames(tmp_path / "diving-out" / "002", [f"img_{i:05d}.jpg" for i in range(0, 103)])
+    write_frames(tmp_path / "diving-out" / "003", [f"img_{i:05d}.jpg" for i in range(1, 31) if i not in (7, 8)])
+    idx = load_dataset("aqa7", tmp_path)
+    gaps = {p.sample_id: p.detail for p in idx.problems if p.kind == "frame_range_mismatch"}
+    assert set(gaps) == {"diving/001", "diving/002", "diving/003"}
+    assert "lacks frame numbers 50 (1 of 1..103)" in gaps["diving/001"]
+    assert "lacks frame numbers 103 (1 of 1..103)" in gaps["diving/002"]
+    assert "lacks frame numbers 7, 8 (2 of 1..30)" in gaps["diving/003"]
+    assert ("diving/001", "frame_count_mismatch") not in _kinds(idx)
+    assert ("gym_vault/002", "frame_count_mismatch") in _kinds(idx)  # 1..20: short, but no gap
+
+
+def test_two_files_for_one_frame_number_are_reported(tmp_path: Path) -> None:
+    """Frames converted to PNG beside the JPEGs doubled the sample silently (206 'frames', each twice, all
+    built and trained on); with 103 numbers present nothing else is reported."""
+    from _datasets_fixtures import write_frames
+
+    make_aqa7(tmp_path)
+    names = [f"img_{i:05d}.{ext}" for i in range(1, 104) for ext in ("jpg", "png")]
+    write_frames(tmp_path / "diving-out" / "001", names)
+    write_frames(tmp_path / "diving-out" / "002", [f"img_{i:05d}.jpg" for i in range(1, 104)] + ["img_007.jpg"])
+    idx = load_dataset("aqa7", tmp_path)
+    dups = {p.sample_id: p.detail for p in idx.problems if p.kind == "duplicate_frames"}
+    assert set(dups) == {"diving/001", "diving/002"}
+    assert "for 103 frame numbers (e.g. img_00001.jpg, img_00001.png)" in dups["diving/001"]
+    assert "for 1 frame numbers (e.g. img_00007.jpg, img_007.jpg)" in dups["diving/002"]
+    assert {p.kind for p in idx.problems if p.sample_id == "diving/001"} == {"duplicate_frames"}

@@ -145,3 +145,16 @@ def test_real_pickles() -> None:
     assert by_id["14/55"].expected_frames == 94 and by_id["14/55"].extra["start_frame"] == 94829
     assert sum(s.expected_frames for s in idx.samples) == 312256
     assert len({s.sample_id.rsplit("/", 1)[0] for s in idx.samples}) == 135
+
+
+def test_a_sample_in_both_split_files_is_reported(tmp_path: Path) -> None:
+    """A key in both train_split.pkl and test_split.pkl (an edited split) was put in train without a word:
+    test data trained on, and the test figures quietly wrong."""
+    from _datasets_fixtures import dump
+
+    make_finediving(tmp_path)
+    dump(tmp_path / "Annotations" / "test_split.pkl", [(FD_V1, 2), ("14", 55), ("01", 1)])  # ("01", 1) is train
+    idx = load_dataset("finediving", tmp_path)
+    both = [p for p in idx.problems if "both the train and the test" in p.detail]
+    assert [(p.sample_id, p.kind) for p in both] == [("01/1", "annotation_anomaly")]
+    assert next(s for s in idx.samples if s.sample_id == "01/1").split == "train"

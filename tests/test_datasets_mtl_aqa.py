@@ -133,3 +133,17 @@ def test_whole_video_listings_are_not_all_held_at_once(tmp_path: Path) -> None:
 
     one, four = peak(1), peak(4)
     assert four < 1.5 * one, (one, four)
+
+
+def test_a_sample_in_both_split_files_is_reported(tmp_path: Path) -> None:
+    """A (video, clip) in both split files was put in train without a word (test data trained on)."""
+    from _datasets_fixtures import MTL_ENTRIES, dump
+
+    make_mtl_aqa(tmp_path)
+    folder = tmp_path / "MTL-AQA_split_0_data"
+    dump(folder / "test_split_0.pkl", list(MTL_ENTRIES))  # every key, the train ones too
+    idx = load_dataset("mtl-aqa", tmp_path)
+    train = sorted(f"{v:02d}/{c}" for (v, c), e in MTL_ENTRIES.items() if e[2] == "train")
+    both = sorted(p.sample_id for p in idx.problems if "both the train and the test" in p.detail)
+    assert both == train and train
+    assert all(s.split == "train" for s in idx.samples if s.sample_id in train)

@@ -32,6 +32,22 @@ def test_list_frame_files_sorts_numerically(tmp_path: Path) -> None:
         list_frame_files(tmp_path / "nope")
 
 
+def test_hidden_files_are_not_frames(tmp_path: Path) -> None:
+    """Frames copied from a Mac to exFAT/SMB get an AppleDouble ``._img_00001.jpg`` beside each: they were
+    listed as frames (each number twice, every second frame undecodable and flagged)."""
+    write_frames(tmp_path, ["img_00001.jpg", "img_00002.jpg"])
+    (tmp_path / "._img_00001.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / ".DS_Store.png").write_bytes(b"x")
+    assert list_frame_files(tmp_path) == ["img_00001.jpg", "img_00002.jpg"]
+    make_aqa7(tmp_path / "aqa7", extracted={"diving/001": 3})
+    (tmp_path / "aqa7" / "diving-out" / "001" / "._img_00002.jpg").write_bytes(b"\x00\x05\x16\x07")
+    idx = load_dataset("aqa7", tmp_path / "aqa7")
+    assert next(s for s in idx.samples if s.sample_id == "diving/001").frames == tuple(
+        f"diving-out/001/img_{i:05d}.jpg" for i in (1, 2, 3)
+    )
+    assert not [p for p in idx.problems if p.sample_id == "diving/001" and p.kind != "frame_count_mismatch"]
+
+
 def test_read_frame_rgb_and_errors(tmp_path: Path) -> None:
     bgr = np.zeros((6, 8, 3), np.uint8)
     bgr[..., 0] = 200  # blue in OpenCV's BGR order
@@ -49,6 +65,55 @@ def test_read_frame_rgb_and_errors(tmp_path: Path) -> None:
         read_frame(tmp_path, "missing.jpg")
     with pytest.raises(DataFormatError, match="header"):
         frame_size(tmp_path, "bad.jpg")
+
+
+def test_truncated_jpeg_is_refused_and_odd_colour_models_are_read(tmp_path: Path) -> None:
+    """A JPEG cut short (an interrupted copy or extraction) was decoded by ``cv2.imread`` with its
+    missing part grey and no error: build-masks segmented half a frame and stored it unflagged.
+    Grayscale, CMYK, RGBA and 16-bit frames must still read as ``(H, W, 3)`` uint8 RGB."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (48, 64, 3), np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "full.jpg", quality=90)
+    data = (tmp_path / "full.jpg").read_bytes()
+    assert read_frame(tmp_path, "full.jpg").shape == (48, 64, 3)
+    for name, cut in (("half.jpg", len(data) // 2), ("no_eoi.jpg", len(data) - 2)):
+        (tmp_path / name).write_bytes(data[:cut])
+        with pytest.raises(DataFormatError, match="truncated"):
+            read_frame(tmp_path, name)
+    Image.fromarray(pixels).save(tmp_path / "full.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:-20])
+    with pytest.raises(DataFormatError, match="cannot decode"):
+        read_frame(tmp_path, "cut.png")
+    Image.fromarray(pixels).convert("L").save(tmp_path / "grey.jpg")
+    Image.fromarray(pixels).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    Image.fromarray(pixels).convert("RGBA").save(tmp_path / "rgba.png")
+    cv2.imwrite(str(tmp_path / "deep.png"), pixels[..., ::-1].astype(np.uint16) * 257)
+    for name in ("grey.jpg", "cmyk.jpg", "rgba.png", "deep.png"):
+        img = read_frame(tmp_path, name)
+        assert img.shape == (48, 64, 3) and img.dtype == np.uint8, name
+    assert np.abs(read_frame(tmp_path, "cmyk.jpg").astype(int) - pixels).mean() < 20  # colours, not inverted
+    assert np.array_equal(read_frame(tmp_path, "deep.png"), pixels)
+    (tmp_path / "dir.jpg").mkdir()
+    with pytest.raises(DataFormatError, match="dir.jpg"):
+        read_frame(tmp_path, "dir.jpg")
+
+
+def test_a_corrupt_header_declaring_a_huge_image_is_a_decode_error(tmp_path: Path) -> None:
+    """OpenCV raises ``cv2.error`` (not ``None``) for a header over its pixel limit: from a decoding thread
+    of build-masks that ended the whole run with a traceback instead of flagging the frame."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 200_000, 200_000, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    (tmp_path / "img_00001.png").write_bytes(png)
+    with pytest.raises(DataFormatError, match="cannot decode frame .*img_00001.png"):
+        read_frame(tmp_path, "img_00001.png")
 
 
 def test_exif_rotated_frame_reads_as_stored_everywhere(tmp_path: Path) -> None:
@@ -133,6 +198,9 @@ def test_extract_frames_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         ["extract-frames", "--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "z"), "--start", "0"], capsys
     )
     assert list_frame_files(tmp_path / "z")[0] == "00000.jpg"
+    args = ["extract-frames", "--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "neg"), "--start", "-1"]
+    code, _, err = run_cli(args, capsys)  # wrote -0001.jpg, -0000.jpg, 00001.jpg: numbers 1, 0, 1
+    assert code == 2 and "--start must be >= 0" in err and not (tmp_path / "neg").exists()
     code, _, err = run_cli(["extract-frames", "--dataset", "aqa7", "--root", str(tmp_path)], capsys)
     assert code == 2 and "Actions" in err
     code, _, err = run_cli(["extract-frames", "--root", str(tmp_path)], capsys)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hmtools.errors import DataFormatError, InputError
-from hmtools.frames import scan_frame_files
+from hmtools.frames import frame_number, scan_frame_files
 from hmtools.schema import Problem
 
 
@@ -83,7 +83,8 @@ def list_folder(
         rel: Folder path relative to ``root`` (``/`` separators).
         sample_id: For the problems.
         problems: Appended to: ``missing_frames``, ``unreadable_folder``, ``empty_folder``,
-            ``unreadable_frames`` (zero-byte files), ``frame_count_mismatch`` (when ``expected`` is set).
+            ``unreadable_frames`` (zero-byte files), ``duplicate_frames`` (two files with one frame number),
+            ``frame_count_mismatch`` (when ``expected`` is set).
         expected: Frame count the annotation implies.
 
     Returns:
@@ -106,6 +107,16 @@ def list_folder(
         problems.append(
             Problem(sample_id, "unreadable_frames", f"{len(empty)} zero-byte frame files in {rel}/: {shown}")
         )
+    dup = _duplicate_numbers(names)
+    if dup:
+        problems.append(
+            Problem(
+                sample_id,
+                "duplicate_frames",
+                f"{rel}/ holds more than one file for {len(dup)} frame numbers (e.g. {', '.join(dup[0])}); "
+                "every one is taken as a frame: keep one file per frame",
+            )
+        )
     if expected is not None and len(names) != expected:
         problems.append(
             Problem(
@@ -115,6 +126,27 @@ def list_folder(
             )
         )
     return tuple(f"{rel}/{n}" for n in names), names
+
+
+def _duplicate_numbers(names: Sequence[str]) -> list[list[str]]:
+    """Groups of file names that share a frame number (``img_00001.jpg`` beside ``img_00001.png``), in
+    numeric order; ``names`` are sorted by frame number, so such files are neighbours."""
+    groups: list[list[str]] = []
+    prev: int | None = None
+    for i, name in enumerate(names):
+        n = frame_number(name)
+        if n is not None and n == prev:
+            if groups and groups[-1][-1] == names[i - 1]:
+                groups[-1].append(name)
+            else:
+                groups.append([names[i - 1], name])
+        prev = n
+    return groups
+
+
+def both_splits_problem(sample_id: str) -> Problem:
+    """An ``annotation_anomaly`` for a sample listed in both the train and the test split file."""
+    return Problem(sample_id, "annotation_anomaly", "listed in both the train and the test split file (kept in train)")
 
 
 def middle_sum(scores: Sequence[float], keep: int) -> float:

@@ -22,6 +22,7 @@ import numpy as np
 from hmtools.datasets._common import check, find_annotation_dir, first_file, list_folder
 from hmtools.datasets.index import DatasetIndex
 from hmtools.errors import DataFormatError, InputError
+from hmtools.frames import frame_number
 from hmtools.schema import Problem, Sample
 
 CLASSES = {
@@ -128,6 +129,26 @@ def _scale(rows: np.ndarray, option: Any, notes: list[str], problems: list[Probl
     return scale
 
 
+def _numbering_problem(sid: str, rel: str, names: list[str]) -> Problem | None:
+    """A ``frame_range_mismatch`` when numbers the CoRe-style loaders open by name (``img_%05d.jpg`` of
+    1..103) are missing: a gap, or a folder numbered from 0. Up to the highest number present when the
+    folder holds fewer than 103 files (the count is reported on its own)."""
+    numbers = {n for n in map(frame_number, names) if n is not None}
+    if not numbers:
+        return None
+    upto = CORE_FRAMES if len(names) >= CORE_FRAMES else min(max(numbers), CORE_FRAMES)
+    missing = [n for n in range(1, upto + 1) if n not in numbers]
+    if not missing:
+        return None
+    shown = ", ".join(str(n) for n in missing[:5]) + (", ..." if len(missing) > 5 else "")
+    return Problem(
+        sid,
+        "frame_range_mismatch",
+        f"{rel}/ lacks frame numbers {shown} ({len(missing)} of 1..{upto}), which CoRe-style loaders open "
+        f"as img_%05d.jpg; re-extract it (hmtools extract-frames numbers from 1)",
+    )
+
+
 def _sample(root: Path, split: str, row: np.ndarray, scale: float, problems: list[Problem]) -> Sample:
     cls = CLASSES[int(row[0])]
     nnn = int(row[1])
@@ -136,7 +157,7 @@ def _sample(root: Path, split: str, row: np.ndarray, scale: float, problems: lis
     video_rel = f"Actions/{cls}/{nnn:03d}.avi"
     video = None
     if (root / rel).is_dir():
-        frames, _ = list_folder(root, rel, sid, problems)
+        frames, names = list_folder(root, rel, sid, problems)
         if frames and len(frames) < CORE_FRAMES:
             problems.append(
                 Problem(
@@ -145,6 +166,9 @@ def _sample(root: Path, split: str, row: np.ndarray, scale: float, problems: lis
                     f"{rel}/ holds {len(frames)} frames, fewer than the {CORE_FRAMES} CoRe-style loaders read",
                 )
             )
+        gap = _numbering_problem(sid, rel, names)
+        if gap is not None:
+            problems.append(gap)
     elif (root / video_rel).is_file():
         frames, video = (), video_rel
         problems.append(
@@ -167,6 +191,11 @@ def _sample(root: Path, split: str, row: np.ndarray, scale: float, problems: lis
         video=video,
         extra={"class_idx": int(row[0]), "sample_idx": nnn, "raw_score": float(row[2])},
     )
+
+
+def _has_data(folder: Path) -> bool:
+    """Whether ``folder`` holds AQA-7 frames or videos (``<class>-out/`` or ``Actions/``)."""
+    return (folder / "Actions").is_dir() or any((folder / f"{c}-out").is_dir() for c in CLASSES.values())
 
 
 def load(root: Path, annotations: Path | None = None, score_scale: Any = "auto", **_: Any) -> DatasetIndex:
@@ -193,8 +222,9 @@ def load(root: Path, annotations: Path | None = None, score_scale: Any = "auto",
         assert path is not None  # guaranteed by find_annotation_dir
         rows[split] = _read_mat(path, split)
     notes: list[str] = [f"split files read from {folder}"]
-    if annotations is None and folder == root / "AQA-7" / "Split_4":  # the zip's doubled AQA-7/AQA-7/
-        root = folder.parent
+    doubled = root / "AQA-7"  # the zip's doubled AQA-7/AQA-7/, also with --annotations elsewhere
+    if (annotations is None and folder == doubled / "Split_4") or (not _has_data(root) and _has_data(doubled)):
+        root = doubled
         notes.append(f"dataset found at {root}; frame keys are relative to it")
     problems: list[Problem] = []
     scale = _scale(np.concatenate(list(rows.values())), score_scale, notes, problems)

@@ -22,6 +22,7 @@ import numpy as np
 from hmtools.datasets._common import (
     as_float,
     as_int,
+    both_splits_problem,
     check,
     find_annotation_dir,
     first_file,
@@ -178,14 +179,17 @@ def _sample(
     )
 
 
-def _read_splits(folder: Path) -> dict[Key, str]:
+def _read_splits(folder: Path, problems: list[Problem]) -> dict[Key, str]:
+    """Split of each key; a key in both files stays in train and is reported (test data trained on)."""
     where: dict[Key, str] = {}
     for split, name in SPLITS.items():
         path = folder / name
         data = load_pickle(path)
         check(isinstance(data, (list, tuple)), path, "expected a list of (video_name, idx) tuples")
         for k in data:
-            where.setdefault(_key(tuple(k) if isinstance(k, list) else k, path), split)
+            key = _key(tuple(k) if isinstance(k, list) else k, path)
+            if where.setdefault(key, split) != split:
+                problems.append(both_splits_problem(f"{key[0]}/{key[1]}"))
     return where
 
 
@@ -208,7 +212,8 @@ def load(root: Path, annotations: Path | None = None, **_: Any) -> DatasetIndex:
     folder = find_annotation_dir("finediving", annotations, cands, [[COARSE], [SPLITS["train"]], [SPLITS["test"]]])
     coarse_path = folder / COARSE
     coarse = _read_dict(coarse_path)
-    split_of = _read_splits(folder)
+    problems: list[Problem] = []
+    split_of = _read_splits(folder, problems)
     fine_path = first_file(folder, FINE)
     fine = {} if fine_path is None else _read_dict(fine_path)
     table_path = first_file(folder, [TABLE])
@@ -219,7 +224,6 @@ def load(root: Path, annotations: Path | None = None, **_: Any) -> DatasetIndex:
     frame_root = _frame_root(root, {k[0] for k in coarse})
     if frame_root != root:
         notes.append(f"frame folder found at {frame_root}; frame keys are relative to it")
-    problems: list[Problem] = []
     samples = []
     for key in sorted(coarse):
         sid = f"{key[0]}/{key[1]}"

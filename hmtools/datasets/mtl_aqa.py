@@ -27,6 +27,7 @@ from typing import Any
 from hmtools.datasets._common import (
     as_float,
     as_int,
+    both_splits_problem,
     check,
     find_annotation_dir,
     first_file,
@@ -257,15 +258,17 @@ def load(root: Path, annotations: Path | None = None, annotation_file: str | Non
         check(isinstance(k, tuple) and len(k) == 2, path, f"keys must be (video_id, clip_id), found {k!r}")
         ann[(as_int(k[0], path, f"video id in {k!r}"), as_int(k[1], path, f"clip id in {k!r}"))] = v
     split_of: dict[Key, str] = {}
+    in_both: set[Key] = set()
     for split, name in SPLITS.items():
         for k in _read_keys(folder / name):
-            split_of.setdefault(k, split)
+            if split_of.setdefault(k, split) != split:
+                in_both.add(k)
     frame_root, layout = _layout(root)
     notes = [
         f"annotations read from {path}",
         f"frame layout: {'per-video folders' if layout == 'video' else 'MUSDL per-clip folders'} under {frame_root}",
     ]
-    problems: list[Problem] = []
+    problems: list[Problem] = [both_splits_problem(f"{k[0]:02d}/{k[1]}") for k in sorted(in_both)]
     videos = _Videos(frame_root)
     samples = []
     for key in sorted(ann):
