@@ -21,13 +21,21 @@ from pipelines.run import Models
 log = logging.getLogger(__name__)
 
 
-def pick_samples(samples: Sequence[Sample], ids: Sequence[str] | None, limit: int | None) -> list[Sample]:
-    """Samples named by ``ids`` (all when ``None``; comma-separated items are split), then the first ``limit``.
+def pick_samples(
+    samples: Sequence[Sample], ids: Sequence[str] | None, limit: int | None, split: str | None = None
+) -> list[Sample]:
+    """Samples of ``split`` (any when ``None``), named by ``ids`` (all when ``None``; comma-separated items
+    are split), then the first ``limit``.
 
     Raises:
-        InputError: an id is not in the dataset (the first few valid ids are named).
+        InputError: an id is not in the dataset (the first few valid ids are named), or no sample has ``split``.
     """
     chosen = list(samples)
+    if split is not None:
+        splits = sorted({s.split for s in samples})
+        if split not in splits:
+            raise InputError(f"--split {split!r}: the dataset's splits are {', '.join(splits) or 'none'}")
+        chosen = [s for s in chosen if s.split == split]
     if ids:
         wanted = [i.strip() for item in ids for i in item.split(",") if i.strip()]  # "a, b" too
         if not wanted:  # e.g. --samples "$IDS" with IDS unset: not "build nothing, exit 0"
@@ -37,7 +45,7 @@ def pick_samples(samples: Sequence[Sample], ids: Sequence[str] | None, limit: in
         if missing:
             some = ", ".join(list(by_id)[:5])
             raise InputError(f"sample {missing[0]!r} is not in the dataset ({len(by_id)} samples, e.g. {some})")
-        chosen = [by_id[i] for i in dict.fromkeys(wanted)]
+        chosen = [by_id[i] for i in dict.fromkeys(wanted) if split is None or by_id[i].split == split]
     if limit is not None:
         if limit < 0:
             raise InputError(f"--limit must be >= 0, got {limit}")
@@ -54,6 +62,7 @@ def run_build_masks(
     *,
     sample_ids: Sequence[str] | None = None,
     limit: int | None = None,
+    split: str | None = None,
     force: bool = False,
     keep_built: bool = False,
     overwrite_human: bool = False,
@@ -84,7 +93,7 @@ def run_build_masks(
             return merge_stores(target, parts, overwrite_human=overwrite_human)
     check_names(cfg)
     index = load_dataset(dataset, root, annotations)
-    samples = pick_samples(index.samples, sample_ids, limit)
+    samples = pick_samples(index.samples, sample_ids, limit, split)
     kinds = ("missing_frames", "empty_folder", "unreadable_folder", "frame_count_mismatch")
     no_frames: dict[str, str] = {}  # why a sample lists no frame, for its failure line
     for p in index.problems:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from hmtools.cli import main
 from hmtools.errors import InputError
 from hmtools.masks import decode_rle
 from hmtools.store import MaskStore
@@ -125,6 +126,25 @@ def test_sample_ids_with_spaces_after_commas(tmp_path: Path) -> None:
     assert [s.sample_id for s in got] == ["diving/003", "diving/001", "diving/002"]
     with pytest.raises(InputError, match="names no sample id"):  # --samples "$IDS" with IDS unset built nothing
         pick_samples(samples, ["", " , "], None)
+
+
+def test_split_picks_the_samples_of_one_split(tmp_path: Path) -> None:
+    """``--split test`` builds the test split first (the masks evaluation reads, reviewed before the rest)."""
+    for i in (1, 2, 3):
+        write_clip(tmp_path, f"diving-out/{i:03d}", n=2)
+    write_aqa7_splits(tmp_path, 3)  # diving/003 is the test sample
+    samples = worker_samples(tmp_path, 3)
+    assert [s.sample_id for s in pick_samples(samples, None, None, "test")] == ["diving/003"]
+    assert [s.sample_id for s in pick_samples(samples, None, 1, "train")] == ["diving/001"]
+    assert [s.sample_id for s in pick_samples(samples, ["diving/001,diving/003"], None, "test")] == ["diving/003"]
+    with pytest.raises(InputError, match=r"--split 'val': the dataset's splits are test, train"):
+        pick_samples(samples, None, None, "val")
+    args = ["build-masks", "--dataset", "aqa7", "--root", str(tmp_path), "--store", str(tmp_path / "m.db")]
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--detector", "lite", "--segmenter", "lite", "--split", "test"])
+    assert e.value.code in (0, None)
+    with MaskStore(tmp_path / "m.db") as st:
+        assert st.build_config("diving/003") is not None and st.build_config("diving/001") is None
 
 
 def _walk(t: np.ndarray, cx: np.ndarray, cy: np.ndarray, w: float = 80, h: float = 180) -> np.ndarray:

@@ -35,6 +35,9 @@ def build_masks(
         list[str] | None, Opt("--samples", help="Only these sample ids (repeat, or comma-separated).")
     ] = None,
     limit: Annotated[int | None, Opt("--limit", help="Only the first N samples.")] = None,
+    split: Annotated[
+        str | None, Opt("--split", help="Only the samples of this split (train or test), e.g. test first.")
+    ] = None,
     force: Annotated[bool, Opt("--force", help="Rebuild samples already built with this configuration.")] = False,
     keep_built: Annotated[
         bool,
@@ -81,6 +84,7 @@ def build_masks(
         cfg,
         sample_ids=samples,
         limit=limit,
+        split=split,
         force=force,
         keep_built=keep_built,
         overwrite_human=overwrite_human,
