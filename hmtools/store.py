@@ -171,7 +171,8 @@ class MaskStore:
         """
         with self.transaction() as c:
             added = sum(register_sample(c, s) for s in samples)
-            self._audit(c, author, "add_samples", None, {"added": added})
+            if added:  # a rerun registers nothing: no audit row for it
+                self._audit(c, author, "add_samples", None, {"added": added})
         return added
 
     def sample_ids(self, dataset: str | None = None, split: str | None = None) -> list[str]:

@@ -46,6 +46,9 @@ def test_write_sample_and_read_back(store: MaskStore) -> None:
     assert [(f.height, f.width) for f in store.frames("clip0/0")] == [(H, W)] * 6
     assert store.current_masks("clip1/0") == [None] * 6
     assert audit_log(store, "clip0/0")[0]["action"] == "write_sample_masks"
+    registered = [a for a in audit_log(store) if a["action"] == "add_samples"]
+    assert store.add_samples(make_samples(2, 6)) == 0  # a rerun registers nothing and logs nothing
+    assert [a for a in audit_log(store) if a["action"] == "add_samples"] == registered
 
 
 def test_partial_and_repeated_frame_writes(store: MaskStore) -> None:
