@@ -31,6 +31,10 @@ from pipelines.config import BuildConfig, result_config
 from pipelines.run import Models, build_sample_masks
 
 log = logging.getLogger(__name__)
+
+UNEXPECTED_IN_A_ROW = 3
+"""Samples in a row that may fail with an unexpected error (a bug, a broken GPU) before the run stops:
+one odd sample must not end an overnight run, a systematic error must not fail every sample."""
 AUTHOR = "build-masks"
 MERGE_AUTHOR = "build-masks merge"  # pipelines.merge writes the per-rank stores' masks as this
 
@@ -188,7 +192,7 @@ def build_masks(
             summary.skipped_human.append(s.sample_id)
         else:
             todo.append(s)
-    t0 = time.perf_counter()
+    t0, unexpected = time.perf_counter(), 0
     with tqdm(
         total=sum(len(s.frames) for s in todo),
         unit="frame",
@@ -216,6 +220,14 @@ def build_masks(
                 summary.failed[s.sample_id] = str(e)
                 log.error("sample %s failed: %s", s.sample_id, e)
                 continue
+            except Exception as e:  # not bad input: a bug or the machine; the sample is not written
+                unexpected += 1
+                log.exception("sample %s failed with an unexpected error (please report it)", s.sample_id)
+                if unexpected >= UNEXPECTED_IN_A_ROW:
+                    raise
+                summary.failed[s.sample_id] = f"unexpected error {type(e).__name__}: {e} (traceback in the log)"
+                continue
+            unexpected = 0
             summary.built += 1
             summary.frames += len(writes)
             for w in writes:

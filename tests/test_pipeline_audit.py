@@ -195,3 +195,32 @@ def test_the_summary_says_how_many_failures_it_does_not_list() -> None:
     assert sum(line.startswith("  failed ") for line in lines) == 10
     assert "  ... and 15 more failed (hmtools inspect lists frame problems)" in lines
     assert any(line.endswith("x/9 and 2 more") for line in lines)
+
+
+def test_an_unexpected_error_fails_its_sample_and_a_systematic_one_stops_the_run(tmp_path: Path, monkeypatch) -> None:
+    """A bug hit by one sample (here a RuntimeError) ended the whole run with a traceback; now that sample
+    fails (nothing written, traceback logged) and the rest are built. Three in a row stop the run."""
+    import pipelines.build as build_mod
+
+    for i in (1, 2, 3, 4, 5):
+        write_clip(tmp_path, f"diving-out/{i:03d}", n=2)
+    write_aqa7_splits(tmp_path, 5)
+    monkeypatch.setattr("pipelines.job.check_names", lambda cfg: None)
+    monkeypatch.setattr("pipelines.job.load_models", lambda cfg, device: _models())
+    real = build_mod.build_sample_masks
+    bad = {"diving/002"}
+
+    def flaky(s, *a, **k):  # type: ignore[no-untyped-def]
+        if s.sample_id in bad:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(s, *a, **k)
+
+    monkeypatch.setattr(build_mod, "build_sample_masks", flaky)
+    summary = run_build_masks("aqa7", tmp_path, None, tmp_path / "m.db", CFG, progress=False)
+    assert summary.built == 4 and list(summary.failed) == ["diving/002"]
+    assert summary.failed["diving/002"].startswith("unexpected error RuntimeError: CUDA error")
+    with MaskStore(tmp_path / "m.db") as st:
+        assert st.current_masks("diving/002") == [None, None] and st.build_config("diving/003") is not None
+    bad.update({"diving/001", "diving/003", "diving/004"})  # 001-004 fail in a row: a systematic error
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        run_build_masks("aqa7", tmp_path, None, tmp_path / "n.db", CFG, progress=False)
