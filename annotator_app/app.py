@@ -189,9 +189,13 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         wire(save_prev.click, eh.on_save_preview, queue=True)
         wire(discard.click, eh.on_discard_preview)
         saved = wire(apply_brush.click, eh.on_brush_apply, [editor])
-        saved.then(  # fresh strokes layer, unless the save was refused and the strokes can be saved again
-            lambda st: (st, gr.skip()) if eh.brush_kept(ctx, st) else eh.brush_value(ctx, st), [state], [state, editor]
-        )
+
+        def after_brush(st: SessionState) -> tuple[Any, Any]:
+            # fresh strokes layer after a save; the strokes kept when they can be saved again
+            out = eh.brush_after_save(ctx, st)
+            return (st, gr.skip()) if out is None else out
+
+        saved.then(after_brush, [state], [state, editor])
         demo.unload(_closed)
         load_brush.click(lambda st: eh.brush_value(ctx, st), [state], [state, editor])
     return demo

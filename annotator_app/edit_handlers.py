@@ -17,6 +17,7 @@ from annotator_app.handlers import Result, frame_loader, run_action
 from annotator_app.propagate import persons_of, propagate_persons
 from annotator_app.render import render_frame
 from annotator_app.state import AppContext, Clicks, SessionState
+from annotator_app.view import checked_frame, shown_frame
 from hmtools.errors import DataFormatError, InputError
 from hmtools.store_types import MaskRecord
 from hmtools.tracks import add_person, track_masks
@@ -38,6 +39,9 @@ def on_click(ctx: AppContext, state: SessionState, x: float, y: float) -> Result
         i = state.frame_idx
         if state.preview:
             raise InputError("save or discard the propagation preview first")
+        fh, fw = checked_frame(ctx, state.keys[i]).shape[:2]
+        if not (0 <= x < fw and 0 <= y < fh):
+            raise InputError(f"the click at ({x:.0f}, {y:.0f}) lies outside the {fw}x{fh} frame; nothing was saved")
         if state.clicks is None or state.clicks.frame_idx != i or state.clicks.head != state.seen[i]:
             state.clicks = Clicks(i, base=state.seen[i], head=state.seen[i])
         c = state.clicks
@@ -94,15 +98,47 @@ def _mask_at(ctx: AppContext, key: str, version: int) -> np.ndarray:
 
 def brush_value(ctx: AppContext, state: SessionState) -> tuple[SessionState, dict[str, Any] | None]:
     """The brush editor's value for the frame on screen: the frame with its mask tinted as the
-    background, and no strokes yet. Remembers which frame version the strokes will apply to."""
+    background, and no strokes yet (strokes kept from a refused save are dropped). Remembers which
+    frame version the strokes will apply to."""
+    state.brush_kept_strokes = None
+    return _brush_picture(ctx, state)
+
+
+def _brush_picture(ctx: AppContext, state: SessionState) -> tuple[SessionState, dict[str, Any] | None]:
+    """:func:`brush_value` drawing ``state.brush_kept_strokes`` (when they are of this frame) on the
+    background: red and green as they were painted."""
     if state.sample_id is None:
         return state, None
     i = state.frame_idx
     rec = ctx.store.current_mask(state.keys[i])
     mask = None if rec is None else rec.mask()
-    background = render_frame(ctx.frames.load(state.keys[i]), mask, opacity=0.35)
+    try:
+        frame, _ = shown_frame(ctx, state.keys[i], rec)
+    except InputError:  # no picture and no known size: nothing to paint on
+        state.brush_for = None
+        return state, None
+    background = render_frame(frame, mask, opacity=0.35)
+    kept = state.brush_kept_strokes
+    if kept is not None and kept[0] == state.keys[i]:
+        for layer in kept[1]:
+            painted = layer[..., 3] > 0
+            green = layer[..., 1].astype(np.int16) > layer[..., 0].astype(np.int16)
+            background[painted & green] = (0, 255, 0)
+            background[painted & ~green] = (255, 0, 0)
+    else:
+        state.brush_kept_strokes = None
     state.brush_for = (state.keys[i], 0 if rec is None else rec.version)
     return state, {"background": background, "layers": [], "composite": None}
+
+
+def brush_after_save(ctx: AppContext, state: SessionState) -> tuple[SessionState, dict[str, Any] | None] | None:
+    """The brush editor's value after a save attempt, or ``None`` to leave the editor as it is
+    (:func:`brush_kept`). After a save: the new version, no strokes. When the save was refused
+    because the frame changed meanwhile (another tab, a build-masks re-run), the new version with
+    the refused strokes drawn on it: the next save applies them (and any new strokes) to it."""
+    if brush_kept(ctx, state):
+        return None
+    return _brush_picture(ctx, state)
 
 
 def brush_kept(ctx: AppContext, state: SessionState) -> bool:
@@ -145,20 +181,30 @@ def on_brush_apply(ctx: AppContext, state: SessionState, value: dict[str, Any] |
             raise InputError("save or discard the propagation preview first")
         i = state.frame_idx
         rec = ctx.store.current_mask(state.keys[i])
-        if state.brush_for != (state.keys[i], 0 if rec is None else rec.version):
+        head = 0 if rec is None else rec.version
+        key = state.keys[i]
+        kept = state.brush_kept_strokes[1] if state.brush_kept_strokes and state.brush_kept_strokes[0] == key else []
+        layers = [*kept, *(np.asarray(v) for v in (value or {}).get("layers") or [] if v is not None)]
+        if state.brush_for is not None and state.brush_for[0] == key and state.brush_for[1] != head:
+            state.brush_kept_strokes = (key, layers)
+            raise InputError(
+                f"the frame changed since it was loaded into the brush (it is at version {head} now); nothing was "
+                "saved: your strokes are drawn on the new version, check them and save again"
+            )
+        if state.brush_for != (key, head):
             raise InputError("the brush holds another frame or an older version; press 'Load frame into brush' first")
-        old = np.zeros(ctx.frames.load(state.keys[i]).shape[:2], bool) if rec is None else rec.mask()
-        mask = mask_from_editor(value, old)
+        old = np.zeros(shown_frame(ctx, key, rec)[0].shape[:2], bool) if rec is None else rec.mask()
+        mask = mask_from_editor({"layers": layers}, old)
         if np.array_equal(old, mask):
             return "No pixel changed; nothing saved (load the frame into the brush, paint, then save)."
         change = session.save_mask(ctx, state, i, mask)
-        state.clicks, state.brush_for = None, None
+        state.clicks, state.brush_for, state.brush_kept_strokes = None, None, None
         return f"Saved brush edit as version {change.head} ({int(mask.sum())} px)."
 
     return run_action(ctx, state, action)
 
 
-def on_propagate(ctx: AppContext, state: SessionState, direction: int, n: int) -> Result:
+def on_propagate(ctx: AppContext, state: SessionState, direction: int, n: int | None) -> Result:
     """Preview re-prompting the ``n`` frames after (``direction`` = 1) or before (-1) this one from
     its saved mask. Nothing is saved until :func:`on_save_preview`."""
 
@@ -169,6 +215,8 @@ def on_propagate(ctx: AppContext, state: SessionState, direction: int, n: int) -
         start = state.preview.get(i, None if rec is None else rec.mask())
         if start is None:
             raise InputError("this frame has no mask to propagate")
+        if n is None or int(n) < 1:
+            raise InputError("type how many frames to propagate (Propagate N, at least 1)")
         targets = [j for j in (i + direction * k for k in range(1, int(n) + 1)) if 0 <= j < len(state.keys)]
         if not targets:
             raise InputError("no frame in that direction")
@@ -233,7 +281,9 @@ def on_discard_preview(ctx: AppContext, state: SessionState) -> Result:
     return run_action(ctx, state, lambda: f"Discarded the preview of {n} frames.")
 
 
-def on_status(ctx: AppContext, state: SessionState, status: str, scope: str, first: int = 1, last: int = 1) -> Result:
+def on_status(
+    ctx: AppContext, state: SessionState, status: str, scope: str, first: int | None = 1, last: int | None = 1
+) -> Result:
     """Accept or reject (``status``) the ``frame`` on screen, a ``range`` of frames (1-based,
     inclusive ``first..last``) or the whole ``sample``."""
 
@@ -243,6 +293,8 @@ def on_status(ctx: AppContext, state: SessionState, status: str, scope: str, fir
         if scope == "frame":
             idxs = [state.frame_idx]
         elif scope == "range":
+            if first is None or last is None:
+                raise InputError("type the range's first and last frame (1-based)")
             lo, hi = sorted((int(first), int(last)))
             if lo < 1 or hi > n:
                 raise InputError(f"frame range must lie within 1..{n}; got {lo}..{hi}")

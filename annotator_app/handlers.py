@@ -17,7 +17,7 @@ from annotator_app import session
 from annotator_app.render import THUMB_WIDTH
 from annotator_app.review_queue import next_flagged, queue_rows
 from annotator_app.state import MODES, AppContext, SessionState
-from annotator_app.view import View, build_view
+from annotator_app.view import View, build_view, checked_frame
 from hmtools.errors import HMToolsError, StaleVersionError
 
 Result = tuple[SessionState, View]
@@ -41,11 +41,16 @@ def run_action(ctx: AppContext, state: SessionState, action: Callable[[], str]) 
         return state, build_view(ctx, state, message)
     except HMToolsError as e:
         return state, View(message=f"{message}  \n**Cannot show the frame:** {e}")
+    except Exception as e:  # a drawing failure must not break the page: the next action may show it again
+        log.exception("annotator view failed")
+        return state, View(message=f"{message}  \n**Cannot show the frame:** {type(e).__name__}: {e}")
 
 
 def frame_loader(ctx: AppContext, key: str) -> Callable[[], np.ndarray]:
-    """A callable that reads frame ``key`` (``(H, W, 3)`` uint8) when the backend needs it."""
-    return lambda: ctx.frames.load(key)
+    """A callable that reads frame ``key`` (``(H, W, 3)`` uint8) when the backend needs it; it raises
+    :class:`InputError` for a file that cannot be read or is not the size of the frame's masks
+    (:func:`view.checked_frame`)."""
+    return lambda: checked_frame(ctx, key)
 
 
 def _arrive(ctx: AppContext, state: SessionState, idx: int) -> None:
@@ -110,7 +115,16 @@ def on_next_flagged(ctx: AppContext, state: SessionState, split: str = "all", re
 
 def on_release(ctx: AppContext, state: SessionState) -> Result:
     """Close the sample and give its lease back."""
-    return run_action(ctx, state, lambda: "Released." if session.release(ctx, state) else "Nothing to release.")
+
+    def action() -> str:
+        sample = state.sample_id
+        if sample is None:
+            return "Nothing to release."
+        shared = ctx.open_elsewhere(state.user, sample)
+        session.release(ctx, state)
+        return f"Closed {sample}; its lease stays while another tab of yours has it open." if shared else "Released."
+
+    return run_action(ctx, state, action)
 
 
 # -- navigation and display ---------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from annotator_app.backend import Prompt, SegmentBackend
+from hmtools.errors import InputError
 
 
 def prompt_from_mask(mask: np.ndarray, pad: float = 0.08, max_parts: int = 2) -> Prompt:
@@ -141,7 +142,8 @@ def propagate_persons(
         ``({position in keys: [each person's (H, W) bool mask]}, {position: SAM score}, note)``;
         the chain stops early (``note`` says where, and which athlete when there are several) when
         a person is lost: its answer under ``min_area`` pixels, or under half that person's start
-        area when that is smaller (a small athlete far away). No persons: nothing, "the mask is empty".
+        area when that is smaller (a small athlete far away), or at a frame whose loader raises
+        :class:`InputError` (its file gone or of another size). No persons: nothing, "the mask is empty".
     """
     parts: dict[int, list[np.ndarray]] = {}
     scores: dict[int, float] = {}
@@ -152,7 +154,10 @@ def propagate_persons(
     current = list(persons)
     for pos, (key, load) in enumerate(zip(keys, loaders, strict=True)):
         centres = [deepest_point(m) for m in current] if len(current) > 1 else []  # each computed once a frame
-        preds = [backend.predict(key, load, _person_prompt(current, centres, i)) for i in range(len(current))]
+        try:
+            preds = [backend.predict(key, load, _person_prompt(current, centres, i)) for i in range(len(current))]
+        except InputError as e:  # a frame file gone or of another size: keep the frames before it
+            return parts, scores, f"stopped at {key}: {e}"
         for i, (pred, below) in enumerate(zip(preds, lost_below, strict=True)):
             if int(pred.mask.sum()) < below:
                 who = "the athlete" if len(persons) == 1 else f"athlete {i + 1} of {len(persons)} (from the left)"

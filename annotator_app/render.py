@@ -106,6 +106,8 @@ def _rect(img: np.ndarray, box: Sequence[float], color: Color, t: int = 2) -> No
 def _dot(img: np.ndarray, x: float, y: float, r: int, color: Color) -> None:
     h, w = img.shape[:2]
     y0, y1, x0, x1 = max(0, int(y) - r - 1), min(h, int(y) + r + 2), max(0, int(x) - r - 1), min(w, int(x) + r + 2)
+    if y0 >= y1 or x0 >= x1:  # wholly outside the image (a click recorded on a larger picture)
+        return
     yy, xx = np.mgrid[y0:y1, x0:x1]
     d2 = (xx - x) ** 2 + (yy - y) ** 2
     patch = img[y0:y1, x0:x1]

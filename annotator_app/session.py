@@ -21,8 +21,10 @@ from hmtools.tracks import split_tracks, tracks_from_parts
 
 
 def open_sample(ctx: AppContext, state: SessionState, sample_id: str, frame_idx: int = 0) -> None:
-    """Take the lease on ``sample_id`` and make it the session's sample (undo history is kept
-    per sample: opening another sample clears it, and releases the previous lease).
+    """Take the lease on ``sample_id`` and make it the session's sample, releasing the previous
+    sample's lease. Undo history is kept per sample for the session's life: leaving a sample puts
+    its undo/redo lists aside and opening it again brings them back (a step changed elsewhere
+    meanwhile is refused when replayed, as always).
 
     Raises:
         InputError: no such sample, or an unsaved propagation preview is pending (it would be
@@ -33,16 +35,24 @@ def open_sample(ctx: AppContext, state: SessionState, sample_id: str, frame_idx:
     if not sample.frames:
         raise InputError(f"sample {sample_id} has no frames")
     lock = acquire_lock(ctx.store, sample_id, state.user, ctx.lock_ttl_s)
-    if state.sample_id not in (None, sample_id):
+    if state.sample_id not in (None, sample_id) and not ctx.open_elsewhere(state.user, state.sample_id):
         release_lock(ctx.store, state.sample_id, state.user)
     if state.sample_id != sample_id:
-        state.undo, state.redo = [], []
+        _put_history_aside(state)
+        state.undo, state.redo = state.histories.pop(sample_id, ([], []))
     state.sample_id, state.keys = sample_id, list(sample.frames)
     state.frame_idx = max(0, min(frame_idx, len(state.keys) - 1))
     state.clear_preview()
     state.clicks = None
     state.lock_until = lock.expires_at
     refresh(ctx, state)
+
+
+def _put_history_aside(state: SessionState) -> None:
+    """Keep the open sample's undo/redo lists in ``state.histories`` for when it is opened again."""
+    if state.sample_id is not None and (state.undo or state.redo):
+        state.histories[state.sample_id] = (state.undo, state.redo)
+    state.undo, state.redo = [], []
 
 
 def _keep_preview(state: SessionState) -> None:
@@ -54,7 +64,8 @@ def _keep_preview(state: SessionState) -> None:
 
 
 def release(ctx: AppContext, state: SessionState) -> bool:
-    """Give the lease back and close the sample; returns whether a lease was released.
+    """Give the lease back and close the sample; returns whether a lease was released (not while
+    another tab of the same user has the sample open: that tab keeps working under it).
 
     Raises:
         InputError: an unsaved propagation preview is pending (it would be dropped).
@@ -62,11 +73,14 @@ def release(ctx: AppContext, state: SessionState) -> bool:
     if state.sample_id is None:
         return False
     _keep_preview(state)
-    released = release_lock(ctx.store, state.sample_id, state.user)
+    released = not ctx.open_elsewhere(state.user, state.sample_id) and release_lock(
+        ctx.store, state.sample_id, state.user
+    )
+    _put_history_aside(state)
     state.sample_id, state.keys, state.seen, state.statuses = None, [], [], []
     state.clear_preview()
     state.clicks = None
-    state.undo, state.redo, state.lock_until = [], [], 0.0
+    state.lock_until = 0.0
     return released
 
 
@@ -181,7 +195,12 @@ def set_status(ctx: AppContext, state: SessionState, idxs: list[int], status: st
 
 
 def undo(ctx: AppContext, state: SessionState) -> list[Change]:
-    """Undo the newest group: write each frame's earlier content again as a new version."""
+    """Undo the newest group: write each frame's earlier content again as a new version.
+
+    Raises:
+        StaleVersionError: a frame of the group changed elsewhere since (the group is dropped).
+        InputError: an unsaved propagation preview covers a frame of the group (nothing written).
+    """
     return _replay(ctx, state, state.undo, state.redo)
 
 
@@ -196,6 +215,8 @@ def _replay(
     if not source:
         return []
     group = source[-1]
+    if state.preview.keys() & {c.frame_idx for c in group}:  # the save of the preview would then be refused
+        raise InputError("save or discard the propagation preview first: this step changes frames it covers")
     expected = {c.frame_idx: c.head for c in group}
     try:
         _check_fresh(ctx, state, list(expected), expected)

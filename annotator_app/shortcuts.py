@@ -2,31 +2,57 @@
 
 from __future__ import annotations
 
+import json
+
 SHORTCUTS = (
-    ("d / →", "next frame", "hm-next"),
-    ("a / ←", "previous frame", "hm-prev"),
-    ("y", "accept frame", "hm-accept"),
-    ("x", "reject frame", "hm-reject"),
-    ("t", "toggle positive / negative click", "hm-toggle"),
-    ("z / Ctrl+Z", "undo", "hm-undo"),
-    ("Shift+Z / Ctrl+Y", "redo", "hm-redo"),
-    ("f", "next flagged frame", "hm-next-flagged"),
-    ("c", "clear clicks on this frame", "hm-clear"),
-    ("g", "toggle Add to mask (another person)", "hm-add"),
+    (("d", "ArrowRight"), "next frame", "hm-next"),
+    (("a", "ArrowLeft"), "previous frame", "hm-prev"),
+    (("y",), "accept frame", "hm-accept"),
+    (("x",), "reject frame", "hm-reject"),
+    (("t",), "toggle positive / negative click", "hm-toggle"),
+    (("z", "Ctrl+z"), "undo", "hm-undo"),
+    (("Shift+z", "Ctrl+y", "Ctrl+Shift+z"), "redo", "hm-redo"),
+    (("f",), "next flagged frame", "hm-next-flagged"),
+    (("c",), "clear clicks on this frame", "hm-clear"),
+    (("g",), "toggle Add to mask (another person)", "hm-add"),
 )
-"""(keys, action, id of the button, or checkbox, clicked)."""
+"""(key combinations, action, id of the button, or checkbox, clicked). A combination is
+``[Ctrl+][Shift+]KEY``: ``KEY`` a lower-case letter (Caps Lock does not matter) or a ``KeyboardEvent.key``
+name such as ``ArrowRight``."""
+
+_NAMES = {"ArrowRight": "→", "ArrowLeft": "←"}
+
+
+def key_label(combo: str) -> str:
+    """How the help table writes a combination: ``Ctrl+Shift+z`` -> ``Ctrl+Shift+Z``, ``z`` -> ``z``,
+    ``ArrowRight`` -> ``→``."""
+    *mods, key = combo.split("+")
+    key = _NAMES.get(key, key.upper() if mods else key)
+    return "+".join([*mods, key])
 
 
 def shortcuts_markdown() -> str:
-    """The shortcut table shown in the app."""
-    rows = "\n".join(f"| `{keys}` | {action} |" for keys, action, _ in SHORTCUTS)
+    """The shortcut table shown in the app (and in docs/annotator.md)."""
+    rows = "\n".join(f"| {' / '.join(f'`{key_label(k)}`' for k in keys)} | {action} |" for keys, action, _ in SHORTCUTS)
     return "| key | action |\n|---|---|\n" + rows
 
 
+def key_map() -> dict[str, str]:
+    """``{combination: element id}`` over :data:`SHORTCUTS` (what the page's listener looks up)."""
+    return {combo: target for keys, _, target in SHORTCUTS for combo in keys}
+
+
 def shortcuts_head() -> str:
-    """A ``<script>`` for ``launch(head=...)``: keys outside text fields click the buttons (and the checkbox)."""
-    return """<script>
+    """A ``<script>`` for ``launch(head=...)``: keys typed outside a text field click the buttons (and
+    the checkbox). Checkboxes, radio buttons and sliders keep no keys: after the mouse used one
+    (Add to mask, the click mode, the frame slider) the shortcuts still work."""
+    return (
+        """<script>
 (() => {
+  const KEYS = """
+        + json.dumps(key_map())
+        + """;
+  const TEXT = new Set(["text", "password", "number", "search", "email", "url", "tel", "date", "time"]);
   const press = (id) => {
     const el = document.getElementById(id);
     if (!el) return false;
@@ -36,27 +62,16 @@ def shortcuts_head() -> str:
   };
   document.addEventListener("keydown", (e) => {
     const t = e.target;
-    if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
+    if (t && (t.isContentEditable || t.tagName === "TEXTAREA" || t.tagName === "SELECT")) return;
+    if (t && t.tagName === "INPUT" && TEXT.has((t.type || "text").toLowerCase())) return;
     if (e.altKey || e.metaKey) return;
-    const k = e.key, ctrl = e.ctrlKey;
-    let id = null;
-    if (ctrl && (k === "z" || k === "Z")) id = e.shiftKey ? "hm-redo" : "hm-undo";
-    else if (ctrl && (k === "y" || k === "Y")) id = "hm-redo";
-    else if (ctrl) return;
-    else if (k === "ArrowRight" || k === "d") id = "hm-next";
-    else if (k === "ArrowLeft" || k === "a") id = "hm-prev";
-    else if (k === "y") id = "hm-accept";
-    else if (k === "x") id = "hm-reject";
-    else if (k === "t") id = "hm-toggle";
-    else if (k === "z") id = "hm-undo";
-    else if (k === "Z") id = "hm-redo";
-    else if (k === "f") id = "hm-next-flagged";
-    else if (k === "c") id = "hm-clear";
-    else if (k === "g") id = "hm-add";
+    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    const id = KEYS[(e.ctrlKey ? "Ctrl+" : "") + (e.shiftKey ? "Shift+" : "") + key];
     if (id && press(id)) e.preventDefault();
   });
 })();
 </script>"""
+    )
 
 
 CSS = """

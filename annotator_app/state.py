@@ -56,7 +56,8 @@ class Change:
 
 @dataclass
 class SessionState:
-    """Everything one browser session knows; no pixels except the unsaved propagation preview.
+    """Everything one browser session knows; no pixels except the unsaved propagation preview and
+    brush strokes whose save was refused.
 
     Attributes:
         user: Logged-in user (the author of every version this session writes).
@@ -74,6 +75,8 @@ class SessionState:
         clicks: Prompts on the frame on screen.
         undo: Groups of changes, newest last; one group per user action.
         redo: Groups undone, newest last.
+        histories: ``{sample_id: (undo, redo)}`` of the samples this session has left (released or
+            moved on from), given back when it opens them again.
         preview: Unsaved propagated masks ``{frame_idx: (H, W) bool}``.
         preview_scores: SAM scores of the preview masks.
         preview_base: Per preview frame, the version seen when it was previewed: its save expects it.
@@ -83,6 +86,9 @@ class SessionState:
         display_scale: Integer factor the main view is enlarged by (small frames); clicks on the
             view are divided by it.
         brush_for: ``(frame key, version)`` loaded into the brush editor; strokes apply only to it.
+        brush_kept_strokes: ``(frame key, [(H, W, 4) uint8 RGBA layers])``: strokes whose save was
+            refused because the frame changed meanwhile, drawn on the reloaded picture and applied by
+            the next save (or dropped by *Load frame into brush*), or ``None``.
     """
 
     user: str = ""
@@ -98,6 +104,7 @@ class SessionState:
     clicks: Clicks | None = None
     undo: list[list[Change]] = field(default_factory=list)
     redo: list[list[Change]] = field(default_factory=list)
+    histories: dict[str, tuple[list[list[Change]], list[list[Change]]]] = field(default_factory=dict)
     preview: dict[int, np.ndarray] = field(default_factory=dict)
     preview_scores: dict[int, float] = field(default_factory=dict)
     preview_base: dict[int, int] = field(default_factory=dict)
@@ -105,6 +112,7 @@ class SessionState:
     lock_until: float = 0.0
     display_scale: int = 1
     brush_for: tuple[str, int] | None = None
+    brush_kept_strokes: tuple[str, list[np.ndarray]] | None = None
 
     def clear_preview(self) -> None:
         """Drop the unsaved propagation preview (its masks, scores, athletes and the versions it was made from)."""
@@ -182,6 +190,12 @@ class AppContext:
         """Remember which sample a browser session has open (for :meth:`close_session`)."""
         with self._locks_guard:
             self._open_samples[session] = (state.user, state.sample_id)
+
+    def open_elsewhere(self, user: str, sample_id: str) -> bool:
+        """Whether ``user`` has ``sample_id`` open in two or more browser sessions (the asking one and
+        another): leaving it in one must not give up the lease the other works under."""
+        with self._locks_guard:
+            return sum(v == (user, sample_id) for v in self._open_samples.values()) > 1
 
     def close_session(self, session: str) -> tuple[str, str] | None:
         """Forget a closed browser session; returns ``(user, sample_id)`` whose lease should be

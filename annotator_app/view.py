@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from annotator_app.render import THUMB_WIDTH, filmstrip, render_frame, status_strip, thumbnail_with_mask
@@ -48,6 +49,59 @@ def decoded(ctx: AppContext, rec: MaskRecord) -> np.ndarray:
         mask = rec.mask()
         ctx.masks.put((rec.frame_key, rec.version), mask)
     return mask
+
+
+def stored_size(ctx: AppContext, key: str, rec: MaskRecord | None = None) -> tuple[int, int] | None:
+    """The size ``(H, W)`` in pixels the store gives frame ``key`` (its recorded frame size, else its
+    mask's size ``rec``), or ``None`` when it knows none (no size recorded and no mask)."""
+    rows = ctx.store.query("SELECT height, width FROM frames WHERE key=?", (key,))
+    if rows and rows[0][0] and rows[0][1]:
+        return int(rows[0][0]), int(rows[0][1])
+    if rec is not None:
+        return int(rec.rle["size"][0]), int(rec.rle["size"][1])
+    return None
+
+
+def checked_frame(ctx: AppContext, key: str) -> np.ndarray:
+    """Frame ``key`` as ``(H, W, 3)`` uint8 for SAM, which must segment it at its masks' size.
+
+    Raises:
+        InputError: the file cannot be read, or it is not the size the store gives the frame (a
+            re-extracted video, or --root pointing at another copy of the dataset).
+    """
+    frame = ctx.frames.load(key)
+    size = stored_size(ctx, key)
+    if size is not None and frame.shape[:2] != size:
+        raise InputError(
+            f"frame file {key} is {frame.shape[1]}x{frame.shape[0]} but the store's masks of it are "
+            f"{size[1]}x{size[0]}; clicks and propagation need the frames the masks were made on (check --root)"
+        )
+    return frame
+
+
+def shown_frame(ctx: AppContext, key: str, rec: MaskRecord | None) -> tuple[np.ndarray, str]:
+    """The picture to draw frame ``key``'s masks on, ``(H, W, 3)`` uint8 at the size the store gives
+    the frame, and a warning (Markdown, ``""`` when none): a frame file of another size is shown
+    resized to it; an unreadable one as a grey stand-in, so its mask, the filmstrip and the status
+    strip still show.
+
+    Raises:
+        InputError: the file cannot be read and the store knows no size for the frame.
+    """
+    size = stored_size(ctx, key, rec)
+    try:
+        frame = ctx.frames.load(key)
+    except InputError as e:
+        if size is None:
+            raise
+        return np.full((*size, 3), 60, np.uint8), f"**Cannot show the frame:** {e}; a grey stand-in is shown."
+    if size is None or frame.shape[:2] == size:
+        return frame, ""
+    warning = (
+        f"**Frame size mismatch:** the file is {frame.shape[1]}x{frame.shape[0]}, the store's masks of it are "
+        f"{size[1]}x{size[0]}; shown resized; clicks and propagation are refused (check --root)."
+    )
+    return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA), warning
 
 
 def _mask_of(ctx: AppContext, recs: list[MaskRecord | None], state: SessionState, i: int) -> np.ndarray | None:
@@ -115,7 +169,9 @@ def build_view(ctx: AppContext, state: SessionState, message: str = "") -> View:
     state.statuses = ["none" if r is None else r.status for r in recs]
     i, n = state.frame_idx, len(state.keys)
     rec = recs[i]
-    frame = ctx.frames.load(state.keys[i])
+    frame, warning = shown_frame(ctx, state.keys[i], rec)
+    if warning and warning not in message:
+        message = f"{message}  \n{warning}" if message else warning
     boxes = []
     if rec is not None:
         boxes = [t["bbox"] for t in rec.tracks or [] if t.get("bbox")] or ([rec.bbox] if rec.bbox else [])

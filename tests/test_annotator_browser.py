@@ -24,6 +24,7 @@ from conftest import REPO
 
 from hmtools.store import MaskStore
 from hmtools.store_admin import lock_holder
+from hmtools.store_types import MaskWrite
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -280,4 +281,64 @@ def test_server_killed_and_restarted_loses_nothing(env):
         expect(page.locator("#hm-info")).to_contain_text(f"frame {i}/8")
     expect(page.locator("#hm-info")).to_contain_text(f"version {before.version} · source human · status accepted")
     assert _head(ds.store_path, key) == before
+    page.context.close()
+
+
+def test_shortcuts_work_after_the_mouse_used_a_checkbox_or_the_click_mode(env):
+    """The listener skipped every <input>: after a click on a checkbox or a radio button (which
+    keep the focus) no shortcut worked, and the arrow keys changed the click mode instead."""
+    ds, server, browser, shots = env
+    page = _login(browser, server, "bob")
+    _open(page, ds.samples[1].sample_id)
+    info = page.locator("#hm-info")
+    expect(info).to_contain_text("frame 1/8")
+    onion = page.locator("#hm-onion input[type=checkbox]")
+    onion.click()
+    expect(onion).to_be_focused()
+    page.keyboard.press("d")
+    expect(info).to_contain_text("frame 2/8")
+    negative = page.locator("#hm-mode input[type=radio][value=negative]")
+    negative.click()
+    expect(info).to_contain_text("mode negative")
+    expect(negative).to_be_focused()
+    page.keyboard.press("ArrowRight")
+    expect(info).to_contain_text("frame 3/8")
+    expect(negative).to_be_checked()  # the arrow moved the frame, not the click mode
+    page.keyboard.press("CapsLock")
+    page.keyboard.press("Z")  # z with Caps Lock: undo, not redo
+    expect(page.locator("#hm-message")).to_contain_text("Nothing to undo")
+    page.context.close()
+
+
+def test_brush_strokes_survive_a_save_refused_for_a_newer_version(env):
+    """A re-run writes the frame while the strokes are in the editor: the save is refused, the editor
+    shows the new version with the same strokes, and a second save applies them to it."""
+    ds, server, browser, shots = env
+    sid, key = ds.samples[1].sample_id, ds.samples[1].frames[0]
+    page = _login(browser, server, "alice")
+    _open(page, sid)
+    page.click("#hm-brush-panel .label-wrap")
+    page.click("#hm-brush-load")
+    canvas = page.locator("#hm-editor canvas").first
+    expect(canvas).to_be_visible()
+    time.sleep(0.5)
+    cb = canvas.bounding_box()
+    x0, y0 = cb["x"] + cb["width"] * 0.5, cb["y"] + cb["height"] * 0.3
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(10):
+        page.mouse.move(x0 + 4 * k, y0 + 2 * k)
+    page.mouse.up()
+    with MaskStore(ds.store_path, create=False) as store:  # a build-masks re-run meanwhile
+        head = store.current_mask(key)
+        newer = np.zeros(SIZE, bool)
+        newer[200:230, 250:300] = True
+        store.put_mask(key, MaskWrite(mask=newer), author="build-masks", expected_version=head.version)
+    page.click("#hm-brush-apply")
+    expect(page.locator("#hm-message")).to_contain_text("changed since it was loaded into the brush")
+    time.sleep(1.0)  # the editor reloads with the new version, the strokes drawn on it
+    page.click("#hm-brush-apply")
+    expect(page.locator("#hm-message")).to_contain_text(f"Saved brush edit as version {head.version + 2}")
+    m = _head(ds.store_path, key).mask()
+    assert m[200:230, 250:300].all() and m.sum() > newer.sum()  # the newer mask and the strokes
     page.context.close()
