@@ -8,8 +8,8 @@
 #       process (needs .ref/FineParser_CVPR2024 from scripts/fetch_reference.py, carried, and the
 #       segmentation-models-pytorch wheel from scripts/fetch_device_wheels.sh); "loader": the training
 #       data path on the host's cores (benchmarks/loader_throughput.py, 0/4/8 workers)
-# plus the opt-in GPU tests. (Measured on an H100/H200 on 2026-11-26, see docs/; still missing for #7,
-# about 3 minutes:
+# plus the opt-in GPU tests. (Every step has run on an H100/H200, 2026-11-26 and 2026-11-27; the figures are
+# in docs/pipeline.md, docs/annotator.md and docs/training.md. The #7 run of 2026-11-27, about 5 minutes:
 #   run(command="STEPS='reference loader train' TRAIN_MAXB=0 TRAIN_CUDNN=1 TRAIN_COMPILE=1 bash benchmarks/gpu_session.sh",
 #       carry=[".whl", ".ref/FineParser_CVPR2024"], timeout_s=560)
 # .) Random weights everywhere (speed does not depend on their values; no checkpoint can be fetched
