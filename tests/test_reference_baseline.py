@@ -53,6 +53,17 @@ def test_fetch_cli_exit_code_2(http_root, tmp_path: Path) -> None:
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: could not download")
 
 
+def test_file_url_mirror_is_read_and_checked(tmp_path: Path) -> None:
+    """A folder laid out as GitHub's raw URLs works as --base-url file:///... (a machine without
+    internet), with the same checksum refusal."""
+    mirror = tmp_path / "mirror"
+    _serve(mirror, lambda path: b"# a different file\n")
+    dest = tmp_path / "FineParser"
+    with pytest.raises(FetchError, match=r"file://.*tools/__init__\.py: sha256 .*expected"):
+        fetch(dest, mirror.as_uri())
+    assert not dest.exists()
+
+
 @pytest.mark.skipif(not LOCAL_COPY.is_dir(), reason="no copy of the public FineParser code in .ref/")
 def test_fetch_reproduces_the_checked_copy_with_either_line_ending(http_root, tmp_path: Path) -> None:
     root, url = http_root
