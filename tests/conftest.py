@@ -54,3 +54,25 @@ def http_root(tmp_path: Path):  # type: ignore[no-untyped-def]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
+
+
+@pytest.fixture()
+def ds(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The annotator tests' small dataset with a built store (``_annotator_fixtures.make_dataset``)."""
+    from _annotator_fixtures import make_dataset
+
+    return make_dataset(tmp_path)
+
+
+@pytest.fixture()
+def ctx(ds):  # type: ignore[no-untyped-def]
+    """An annotator ``AppContext`` over ``ds``: its store opened for writing, frames from its root,
+    the fake segmenter; the store is closed after the test."""
+    from annotator_app.backend import FakeBackend
+    from annotator_app.frames import FrameSource
+    from annotator_app.state import AppContext
+    from hmtools.store import MaskStore
+
+    store = MaskStore(ds.store_path, create=False)
+    yield AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend(radius=0.1), min_display_width=1)
+    store.close()

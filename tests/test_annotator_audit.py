@@ -8,32 +8,16 @@ import re
 
 import numpy as np
 import pytest
-from _annotator_fixtures import make_dataset
 from conftest import REPO
 from PIL import Image
 
 from annotator_app import edit_handlers as eh
 from annotator_app import handlers as h
-from annotator_app.backend import FakeBackend
-from annotator_app.frames import FrameSource
 from annotator_app.render import render_frame
 from annotator_app.shortcuts import SHORTCUTS, key_map, shortcuts_head, shortcuts_markdown
-from annotator_app.state import AppContext, SessionState
+from annotator_app.state import SessionState
 from hmtools.errors import InputError
-from hmtools.store import MaskStore
 from hmtools.store_types import MaskWrite
-
-
-@pytest.fixture
-def ds(tmp_path):
-    return make_dataset(tmp_path)
-
-
-@pytest.fixture
-def ctx(ds):
-    store = MaskStore(ds.store_path, create=False)
-    yield AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend(radius=0.1), min_display_width=1)
-    store.close()
 
 
 def _open(ctx, user="alice", sample="diving/001", idx=0):

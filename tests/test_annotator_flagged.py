@@ -5,8 +5,7 @@ athlete small in frame (accept the choice, or re-segment the right person across
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from _annotator_fixtures import add_flagged_sample, make_dataset, person_mask
+from _annotator_fixtures import add_flagged_sample, person_mask
 
 from annotator_app import edit_handlers as eh
 from annotator_app import handlers as h
@@ -18,18 +17,6 @@ from hmtools.store_types import MaskWrite
 from pipelines.select import SMALL_ATHLETE, SYNC_PARTNER_MISSING
 
 H, W, N = 96, 128, 6
-
-
-@pytest.fixture
-def ds(tmp_path):
-    return make_dataset(tmp_path)
-
-
-@pytest.fixture
-def ctx(ds):
-    store = MaskStore(ds.store_path, create=False)
-    yield AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend(radius=0.1), min_display_width=1)
-    store.close()
 
 
 def _open(ctx, sample, idx=0):

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-from _annotator_fixtures import make_dataset
 from conftest import REPO
 
 from annotator_app import edit_handlers as eh
@@ -20,18 +19,6 @@ from annotator_app.state import AppContext, SessionState
 from hmtools.store import MaskStore
 from hmtools.store_admin import lock_holder
 from hmtools.store_types import MaskWrite
-
-
-@pytest.fixture
-def ds(tmp_path):
-    return make_dataset(tmp_path)
-
-
-@pytest.fixture
-def ctx(ds):
-    store = MaskStore(ds.store_path, create=False)
-    yield AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend(radius=0.1), min_display_width=1)
-    store.close()
 
 
 def _open(ctx, user="alice", sample="diving/001", idx=0):

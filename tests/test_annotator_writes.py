@@ -6,23 +6,10 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import pytest
-from _annotator_fixtures import make_dataset
 
 from annotator_app import edit_handlers as eh
 from annotator_app import handlers as h
-from annotator_app.backend import FakeBackend
-from annotator_app.frames import FrameSource
-from annotator_app.state import AppContext, SessionState
-from hmtools.store import MaskStore
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    ds = make_dataset(tmp_path)
-    store = MaskStore(ds.store_path, create=False)
-    yield AppContext(store=store, frames=FrameSource(ds.root), backend=FakeBackend(radius=0.1), min_display_width=1)
-    store.close()
+from annotator_app.state import SessionState
 
 
 def _open(ctx, user="alice", sample="diving/001", idx=0):
