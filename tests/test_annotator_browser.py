@@ -126,6 +126,23 @@ def _head(store_path, key):
         return store.current_mask(key)
 
 
+def _brush_stroke(page, start: tuple[float, float], steps: int, step: tuple[int, int]) -> None:
+    """Open the brush panel, load the frame into the brush and paint one stroke: from ``start``
+    (fractions of the canvas' width and height) ``steps`` moves of ``step`` pixels (x, y)."""
+    page.click("#hm-brush-panel .label-wrap")
+    page.click("#hm-brush-load")
+    canvas = page.locator("#hm-editor canvas").first
+    expect(canvas).to_be_visible()
+    time.sleep(0.5)
+    cb = canvas.bounding_box()
+    x0, y0 = cb["x"] + cb["width"] * start[0], cb["y"] + cb["height"] * start[1]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(steps):
+        page.mouse.move(x0 + step[0] * k, y0 + step[1] * k)
+    page.mouse.up()
+
+
 def test_click_brush_undo_accept_propagate(env):
     ds, server, browser, shots = env
     key = ds.samples[0].frames[3]
@@ -145,18 +162,7 @@ def test_click_brush_undo_accept_propagate(env):
     clicked = rec.mask()
     page.screenshot(path=shots / "annotator_click.png")
 
-    page.click("#hm-brush-panel .label-wrap")
-    page.click("#hm-brush-load")
-    canvas = page.locator("#hm-editor canvas").first
-    expect(canvas).to_be_visible()
-    time.sleep(0.5)
-    cb = canvas.bounding_box()
-    x0, y0 = cb["x"] + cb["width"] * 0.62, cb["y"] + cb["height"] * 0.7
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for k in range(15):
-        page.mouse.move(x0 + 4 * k, y0 - 2 * k)
-    page.mouse.up()
+    _brush_stroke(page, (0.62, 0.7), 15, (4, -2))
     page.screenshot(path=shots / "annotator_brush.png")
     page.click("#hm-brush-apply")
     expect(page.locator("#hm-message")).to_contain_text("Saved brush edit as version 3")
@@ -317,18 +323,7 @@ def test_brush_strokes_survive_a_save_refused_for_a_newer_version(env):
     sid, key = ds.samples[1].sample_id, ds.samples[1].frames[0]
     page = _login(browser, server, "alice")
     _open(page, sid)
-    page.click("#hm-brush-panel .label-wrap")
-    page.click("#hm-brush-load")
-    canvas = page.locator("#hm-editor canvas").first
-    expect(canvas).to_be_visible()
-    time.sleep(0.5)
-    cb = canvas.bounding_box()
-    x0, y0 = cb["x"] + cb["width"] * 0.5, cb["y"] + cb["height"] * 0.3
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for k in range(10):
-        page.mouse.move(x0 + 4 * k, y0 + 2 * k)
-    page.mouse.up()
+    _brush_stroke(page, (0.5, 0.3), 10, (4, 2))
     with MaskStore(ds.store_path, create=False) as store:  # a build-masks re-run meanwhile
         head = store.current_mask(key)
         newer = np.zeros(SIZE, bool)
