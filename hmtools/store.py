@@ -24,12 +24,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 from hmtools.errors import InputError
 from hmtools.schema import Sample
-from hmtools.store_open import connect, sqlite_failure
+from hmtools.store_open import check_writable, connect, sqlite_failure
 from hmtools.store_types import (
     MASK_COLUMNS,
     FrameRow,
@@ -78,8 +79,9 @@ class MaskStore:
         memory stays flat whatever the store's size.
 
         Raises:
-            InputError: ``path`` is a folder, ``create`` is false and no store exists at ``path``, or the store's schema
-                is newer than this hmtools.
+            InputError: ``path`` is a folder, ``create`` is false and no store exists at ``path``, the store's schema
+                is newer than this hmtools, or (unless ``read_only``) this process cannot write the file or its
+                folder (:func:`hmtools.store_open.check_writable`).
             DataFormatError: the file is not an hmtools mask store (not SQLite, or another program's).
         """
         self.path = Path(path)
@@ -95,7 +97,12 @@ class MaskStore:
         if not create and self.path.stat().st_size == 0:
             raise InputError(f"{self.path} is an empty file, not a mask store; pass a store made by hmtools")
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # a read-only folder above, a file in the way
+                raise InputError(f"cannot create the folder of mask store {self.path}: {e}; pick another path") from e
+        if not read_only:
+            check_writable(self.path)  # now, not at the first write deep inside a command
         self._lock = threading.RLock()
         self._busy_timeout_s = busy_timeout_s
         self._conn = connect(
@@ -204,10 +211,15 @@ class MaskStore:
         """Record frame sizes as ``{frame_key: (height, width)}`` in pixels.
 
         Raises:
-            InputError: a key is not a registered frame, or a frame that has masks would change size.
+            InputError: a key is not a registered frame, a size is not whole pixels >= 1, or a frame
+                that has masks would change size.
         """
         with self.transaction() as c:
             for key, (h, w) in sizes.items():
+                if not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in (h, w)):
+                    raise InputError(
+                        f"frame {key}: size must be whole pixels >= 1 as (height, width); got ({h!r}, {w!r})"
+                    )
                 row = c.execute("SELECT height, width, head_version FROM frames WHERE key=?", (key,)).fetchone()
                 if row is None:
                     raise InputError(f"no frame {key!r} in {self.path}; register its sample first")
@@ -238,27 +250,30 @@ class MaskStore:
             author: Who writes (``build-masks``, ``import``, a user name).
             build_config: Hash of the configuration that produced the masks, or ``None``.
             expected_versions: ``{frame_idx: head version the masks were based on}``; when given,
-                the write is compare-and-set on those frames (0 = "had no mask").
+                the write is compare-and-set on those frames (0 = "had no mask"). It may name frames
+                that are not written (all are checked), but only frames of the sample.
 
         Returns:
             Number of masks written.
 
         Raises:
-            InputError: unknown sample, a frame index out of range, or a mask whose size is not
-                its frame's.
+            InputError: unknown sample, a frame index out of range, a mask whose size is not its
+                frame's, or ``expected_versions`` naming a frame the sample does not have (nothing
+                written).
             StaleVersionError: a frame of ``expected_versions`` changed meanwhile (nothing written).
         """
         idx = [i if w.frame_idx is None else w.frame_idx for i, w in enumerate(writes)]
         prepared = list(zip(idx, prepare_masks(writes), strict=True))
-        now = time.time()
         with self.transaction() as c:
+            now = time.time()  # once the lock is held: a frame's versions stay in time order behind a waited-for writer
             n = insert_sample_masks(c, sample_id, prepared, author=author, now=now, expected_versions=expected_versions)
             if build_config is not None:
                 c.execute(
                     "UPDATE samples SET build_config=?, built_at=? WHERE sample_id=?",
                     (build_config, now, sample_id),
                 )
-            self._audit(c, author, "write_sample_masks", sample_id, {"masks": n, "config": build_config})
+            if n or build_config is not None:  # writing nothing changes nothing: no audit row for it
+                self._audit(c, author, "write_sample_masks", sample_id, {"masks": n, "config": build_config})
         return n
 
     def put_mask(
@@ -310,12 +325,14 @@ class MaskStore:
         Raises:
             StaleVersionError: any frame changed since the caller saw it (nothing written).
             InputError: a frame has no mask to review.
+
+        One audit row per sample whose frames changed (none when ``expected`` is empty).
         """
         check_vocab("human", status)
         with self.transaction() as c:
             out, samples = insert_status_versions(c, expected, status, reason, author=author, now=time.time())
-            sample = next(iter(samples)) if len(samples) == 1 else None  # so the sample's audit trail has it
-            self._audit(c, author, "set_status", sample, {"status": status, "frames": len(out)})
+            for sample, n in sorted(samples.items()):  # one row per sample: each sample's audit trail has it
+                self._audit(c, author, "set_status", sample, {"status": status, "frames": n})
         return out
 
     def current_mask(self, frame_key: str) -> MaskRecord | None:

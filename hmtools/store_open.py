@@ -72,6 +72,40 @@ def sqlite_failure(e: sqlite3.Error, path: Path, busy_timeout_s: float, *, writi
     return None
 
 
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, a store that this process could open but never write.
+
+    SQLite opens a file it cannot write read-only without a word, so a writer would otherwise
+    fail at its first write, deep inside a command (after a build's inference, say). A writer
+    needs the file writable, its folder too (WAL keeps the ``-wal``/``-shm`` files beside the
+    store), and those files where they already exist. A symlinked store is checked where it points (SQLite writes there). ``os.access``
+    decides, so root passes whatever the mode bits, and a read-only file system fails.
+
+    Raises:
+        InputError: the store file, or its folder, is not writable by this process.
+    """
+    real = path.resolve()
+    fix = "or copy the store (with its -wal and -shm files) to a writable folder and pass that"
+    readers = "; commands that only read (stats, validate, export) work on it as it is" if real.exists() else ""
+    if real.exists() and not os.access(real, os.W_OK):
+        raise InputError(
+            f"cannot open mask store {path} for writing: the file is read-only here; make it writable "
+            f"(chmod u+w {path}; another user's store: ask its owner) {fix}{readers}"
+        )
+    for beside in (Path(f"{real}-wal"), Path(f"{real}-shm")):  # left by a writer of another user, or copied
+        if beside.exists() and not os.access(beside, os.W_OK):
+            raise InputError(
+                f"cannot open mask store {path} for writing: {beside.name} beside it is read-only here (another "
+                f"user's process made it?); make it writable (chmod u+w {beside}) {fix}{readers}"
+            )
+    if not os.access(real.parent, os.W_OK | os.X_OK):
+        raise InputError(
+            f"cannot open mask store {path} for writing: its folder {real.parent} is not writable, and SQLite "
+            f"keeps the store's -wal/-shm files there; make the folder writable (chmod u+w {real.parent}) "
+            f"{fix}{readers}"
+        )
+
+
 def connect(path: Path, *, create: bool, read_only: bool, busy_timeout_s: float, streaming: bool) -> sqlite3.Connection:
     """An autocommit connection to the store at ``path``, at schema :data:`SCHEMA_VERSION`.
 

@@ -181,7 +181,9 @@ def prepare_mask(w: MaskWrite) -> PreparedMask:
     """Encode (or check) the mask of a write and compute its area and box.
 
     Raises:
-        InputError: unknown source/status, or a score that is NaN or infinite.
+        InputError: unknown source/status, a score that is NaN or infinite, a mask of no pixels
+            (0 rows or columns), or a float mask with values other than 0 and 1 (threshold soft
+            masks first; other dtypes count nonzero as foreground).
         DataFormatError: ``w.rle`` is malformed or its counts disagree with its size.
         ValueError: the write holds neither a mask nor an rle, or a mask that is not 2-D.
     """
@@ -199,6 +201,8 @@ def prepare_masks(writes: Sequence[MaskWrite]) -> list[PreparedMask]:
             raise InputError(f"mask score must be a finite number (nominally in [0, 1]) or None; got {w.score!r}")
         if w.rle is None and w.mask is None:
             raise ValueError("MaskWrite needs a mask or an rle")
+        if w.rle is None:
+            _check_binary(w.mask)  # type: ignore[arg-type]  # not None: checked above
     pixel = [w.mask for w in writes if w.rle is None]
     encoded = iter(encode_masks(pixel))  # type: ignore[arg-type]  # not None: checked above
     out = []
@@ -213,6 +217,10 @@ def prepare_masks(writes: Sequence[MaskWrite]) -> list[PreparedMask]:
             rle = check_rle(dict(w.rle))
             area, box = rle_area_box(rle)
             (height, width), counts = rle["size"], rle["counts"]
+        if height < 1 or width < 1:
+            raise InputError(
+                f"a mask of {height}x{width} (HxW) pixels has no pixels; masks are stored at the frame's size"
+            )
         out.append(
             PreparedMask(  # positional: height, width, counts, area, bbox, tracks, source, score, status, reason
                 int(height),
@@ -228,6 +236,19 @@ def prepare_masks(writes: Sequence[MaskWrite]) -> list[PreparedMask]:
             )
         )
     return out
+
+
+def _check_binary(mask: np.ndarray) -> None:
+    """Refuse a float mask that is not 0/1: nonzero = foreground would make a soft map all foreground.
+
+    Raises:
+        InputError: a float or complex mask holds a value other than 0 and 1 (NaN included).
+    """
+    if mask.dtype.kind in "fc" and bool(((mask != 0) & (mask != 1)).any()):
+        raise InputError(
+            f"a {mask.dtype} mask must hold only 0 and 1; got other values (probabilities or logits?): "
+            "threshold it first, e.g. mask > 0.5 or logits > 0"
+        )
 
 
 def _numpy_json(value: Any) -> Any:

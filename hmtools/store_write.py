@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from numbers import Integral
 
 from hmtools.errors import InputError, StaleVersionError
 from hmtools.schema import Sample
@@ -75,8 +76,13 @@ def insert_sample_masks(
 ) -> int:
     """Append ``(frame_idx, mask)`` versions to a sample's frames with two bulk statements.
 
+    ``expected_versions`` may name frames of the sample that are not written (build-masks checks
+    that no frame of the sample changed); every one of them is checked.
+
     Raises:
-        InputError: unknown sample, frame index out of range, or a mask not at its frame's size.
+        InputError: unknown sample, a frame index out of range, a mask not at its frame's size,
+            or ``expected_versions`` naming frames the sample does not have (or versions that are
+            not whole numbers >= 0).
         StaleVersionError: a frame of ``expected_versions`` is at another version.
     """
     frames = {  # idx -> [frame_id, height, width, head]
@@ -87,17 +93,18 @@ def insert_sample_masks(
     }
     if not frames and c.execute("SELECT 1 FROM samples WHERE sample_id=?", (sample_id,)).fetchone() is None:
         raise InputError(f"no sample {sample_id!r} in the store; add_samples first")
+    check_expected(sample_id, frames.keys(), expected_versions or {})
     for idx, version in (expected_versions or {}).items():
-        if idx in frames and frames[idx][3] != version:
+        if frames[idx][3] != version:
             raise StaleVersionError(
                 f"sample {sample_id} frame {idx} is at version {frames[idx][3]}, not {version}: "
                 "someone wrote it meanwhile; reload it and write again"
             )
     rows, touched = [], set()
     for idx, p in prepared:
-        frame = frames.get(idx)
+        frame = None if isinstance(idx, bool) else frames.get(idx)
         if frame is None:
-            raise InputError(f"sample {sample_id} has {len(frames)} frames; got a mask for frame index {idx}")
+            raise InputError(f"sample {sample_id} has {len(frames)} frames; got a mask for frame index {idx!r}")
         check_size(frame[1], frame[2], p, f"sample {sample_id} frame {idx}")
         frame[1], frame[2], frame[3] = p.height, p.width, frame[3] + 1
         rows.append((frame[0], frame[3], *p, author, now))
@@ -108,6 +115,31 @@ def insert_sample_masks(
         [(frames[i][3], frames[i][1], frames[i][2], frames[i][0]) for i in sorted(touched)],
     )
     return len(rows)
+
+
+def check_expected(sample_id: str, indices: Iterable[int], expected: Mapping[int, int]) -> None:
+    """Refuse ``{frame_idx: version}`` entries that could never be checked against the sample.
+
+    A caller that names a frame believes it is compare-and-set; a frame the sample does not have
+    (an index out of range, a frame key instead of an index) would otherwise be skipped silently.
+
+    Raises:
+        InputError: a key is not a frame index of the sample, or a version is not an int >= 0.
+    """
+    known = set(indices)
+    unknown = [k for k in expected if isinstance(k, bool) or k not in known]
+    if unknown:
+        shown = ", ".join(repr(k) for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise InputError(
+            f"sample {sample_id}: expected_versions names frames it does not have ({shown}); its keys are "
+            f"0-based frame indices below {len(known)}, so nothing of it could be checked; nothing was written"
+        )
+    bad = [(k, v) for k, v in expected.items() if isinstance(v, bool) or not isinstance(v, Integral) or v < 0]
+    if bad:
+        raise InputError(
+            f"sample {sample_id}: expected_versions must map frames to versions (whole numbers >= 0, 0 = no mask); "
+            f"got frame {bad[0][0]}: {bad[0][1]!r}"
+        )
 
 
 def insert_frame_mask(
@@ -148,18 +180,18 @@ def insert_status_versions(
     *,
     author: str,
     now: float,
-) -> tuple[dict[str, int], set[str]]:
+) -> tuple[dict[str, int], dict[str, int]]:
     """Copy each frame's head mask as a new version with a new status; all checked before any is written.
 
     Returns:
-        ``{frame_key: new version}`` and the ids of the samples those frames belong to.
+        ``{frame_key: new version}`` and ``{sample_id: number of those frames in it}``.
 
     Raises:
         InputError: unknown frame, or a frame without a mask.
         StaleVersionError: a frame's head is not the version the caller saw.
     """
     heads: dict[str, tuple[int, int]] = {}
-    samples: set[str] = set()
+    samples: dict[str, int] = {}
     for key, version in expected.items():
         row = c.execute("SELECT frame_id, head_version, sample_id FROM frames WHERE key=?", (key,)).fetchone()
         if row is None:
@@ -169,7 +201,7 @@ def insert_status_versions(
         if row[1] == 0:
             raise InputError(f"frame {key} has no mask to review yet")
         heads[key] = (row[0], row[1])
-        samples.add(row[2])
+        samples[row[2]] = samples.get(row[2], 0) + 1
     for frame_id, head in heads.values():
         c.execute(
             "INSERT INTO masks (frame_id, version, height, width, counts, area, bbox, tracks, source, score, "
