@@ -60,21 +60,6 @@ def check_bind(host: str, auth: list[tuple[str, str]]) -> None:
         )
 
 
-def check_writable(store: Path) -> None:
-    """Refuse a store file this process cannot write: the annotator saves every edit (and takes
-    its leases) in it, so on a read-only file every action would fail after the page opened.
-
-    Raises:
-        InputError: the file (or the file system it is on) is read-only.
-    """
-    real = Path(store).resolve()
-    if real.is_file() and not os.access(real, os.W_OK):
-        raise InputError(
-            f"mask store {store} is read-only here: the annotator saves every edit in it; make it writable "
-            "(chmod u+w, or another user's store: ask its owner) or copy it to a writable folder and pass that"
-        )
-
-
 def serve(
     store: Path,
     root: Path,
@@ -96,8 +81,8 @@ def serve(
     the store, root and backend have opened and the server listens.
 
     Raises:
-        InputError: refused bind (see :func:`check_bind`), missing store or root, a read-only store
-            (:func:`check_writable`).
+        InputError: refused bind (see :func:`check_bind`), missing store or root, a store this process
+            cannot write (the store's own check on opening for writing).
     """
     auth = auth or []
     check_bind(host, auth)
@@ -107,7 +92,6 @@ def serve(
     from hmtools.frame_root import store_frame_root
     from hmtools.store import MaskStore
 
-    check_writable(store)
     mask_store = MaskStore(store, create=False)
     if root.is_dir():  # the dataset root or its frame folder: the keys are relative to the latter
         root = store_frame_root(mask_store, root)
