@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from hmtools.errors import InputError
 from hmtools.store import MaskStore
 
-QUEUE_FILTERS = ("all", "has flagged", "has unreviewed", "has rejected", "done")
-"""Status filters of the queue; ``done`` = every frame accepted or rejected."""
+QUEUE_FILTERS = ("all", "has flagged", "has unreviewed", "has rejected", "done", "no frames")
+"""Status filters of the queue; ``done`` = a sample with frames, every one accepted or rejected;
+``no frames`` = samples registered without frames (e.g. AQA-7 videos whose frames were not extracted),
+which are never ``done`` (nothing was reviewed) nor ``has unreviewed`` (nothing can be)."""
 
 QUEUE_COLUMNS = ("sample", "locked by", "split", "frames", "acc", "flag", "rej", "todo", "none", "dataset")
 """Queue table headers: lease holder; frames accepted, flagged, rejected, unreviewed, without a mask."""
@@ -46,6 +49,7 @@ class QueueRow:
 
 
 def _keep(row: QueueRow, status: str) -> bool:
+    """Whether ``row`` passes the status filter ``status`` (one of :data:`QUEUE_FILTERS`)."""
     match status:
         case "has flagged":
             return row.flagged > 0
@@ -54,7 +58,9 @@ def _keep(row: QueueRow, status: str) -> bool:
         case "has rejected":
             return row.rejected > 0
         case "done":
-            return row.accepted + row.rejected == row.frames
+            return row.frames > 0 and row.accepted + row.rejected == row.frames
+        case "no frames":
+            return row.frames == 0
         case _:
             return True
 
@@ -67,11 +73,20 @@ FLAGGED_WITH = (
 the store's index of flagged versions (schema 4), not from every frame's newest mask."""
 
 
-def queue_rows(store: MaskStore, split: str | None = None, status: str = "all", reason: str = "") -> list[QueueRow]:
+def queue_rows(
+    store: MaskStore, split: str | None = None, status: str | None = "all", reason: str = ""
+) -> list[QueueRow]:
     """Samples with their progress, in sample order, filtered by split (``None`` = any), by one
     of :data:`QUEUE_FILTERS` and, when ``reason`` is not blank, to those with a flagged frame whose
     flag reason contains it (case-insensitive; e.g. ``"small in frame"``). One grouped query over
-    the store."""
+    the store. ``status`` ``""`` or ``None`` (a cleared filter) means ``all``.
+
+    Raises:
+        InputError: ``status`` is not one of :data:`QUEUE_FILTERS`.
+    """
+    status = status or "all"
+    if status not in QUEUE_FILTERS:
+        raise InputError(f"unknown queue filter {status!r}; use one of: {', '.join(QUEUE_FILTERS)}")
     sql = (  # review_progress: per-sample counts the store's triggers keep (not a join over every frame)
         "SELECT s.sample_id, s.dataset, s.split, COALESCE(SUM(p.n),0), "
         "COALESCE(SUM(CASE WHEN p.status='accepted' THEN p.n END),0), "

@@ -5,8 +5,10 @@ Supported now:
 * a mask store (SQLite file, :class:`hmtools.store.MaskStore`): the newest version of each
   frame's mask (``current_masks``), unless an annotator rejected it (a known-bad mask is no
   supervision: the frame counts as having none);
-* a FineParser mask folder: ``<mask_root>/<frame key with a .jpg (or .png, ...) suffix>``, grayscale,
-  foreground where the value is >= 128 (FineDiving-HM's ``diving_mask_annotation_gray``);
+* a FineParser mask folder: ``<mask_root>/<frame key with a .jpg (or .png, ...) suffix>``
+  (FineDiving-HM's ``diving_mask_annotation_gray``), read pixel for pixel as ``hmtools import`` reads
+  it (:func:`hmtools.exchange.fineparser.read_mask_image`: 0/255 grey thresholded at 128, 0/1 or
+  label PNGs by nonzero, palette PNGs by index != 0);
 * an hmtools HDF5 export (format ``hmtools-masks`` version 1, docs/formats.md): group
   ``/samples/<quoted sample id>`` with ``masks`` ``(T, ceil(H/8), W)`` uint8 bit-packed along the
   height (bitorder big), ``present`` ``(T,)`` and ``frame_keys`` ``(T,)``.
@@ -18,6 +20,7 @@ A new format is one more class with ``available``/``read``/``fingerprint`` and o
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,11 +28,13 @@ from urllib.parse import quote
 
 import numpy as np
 
-from hmtools.errors import InputError
+from hmtools.errors import DataFormatError, InputError
 from hmtools.schema import Sample
 
 if TYPE_CHECKING:
     from hmtools.store_types import MaskRecord
+
+log = logging.getLogger(__name__)
 
 
 class MaskSource(Protocol):
@@ -92,37 +97,105 @@ class StoreMasks:
         return f"store:{self.path.resolve()}:{rows[0][0]}:{rows[0][1]}"
 
 
-# what `hmtools export --format fineparser --image-format jpg|png` writes, then the other readable kinds
-MASK_SUFFIXES = (".jpg", ".png", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
 class FolderMasks:
-    """FineParser-style mask folder mirroring the frame layout (grayscale, threshold 128)."""
+    """FineParser-style mask folder mirroring the frame layout, read exactly as ``hmtools import`` reads it.
+
+    A frame ``<dir>/<name>.<ext>`` has the mask ``<root>/<dir>/<name>.<mask ext>``, where the mask
+    extension is one of :data:`hmtools.exchange.fineparser.MASK_EXTENSIONS`, in any case (``.PNG``).
+    Two files of one name with different extensions are refused (which one is the mask?). When no frame
+    of a sample has a mask of its own name and the mirrored folder holds exactly one mask per frame,
+    they are paired in frame-number order (FineDiving-HM copies named by position, ``00000.jpg`` first),
+    as the import and the FineParser loaders do (:func:`hmtools.exchange.fineparser.pair_by_position`).
+    Pixels are read by :func:`hmtools.exchange.fineparser.read_mask_image`: palette PNGs by index
+    (!= 0), lossless 0/1 or label masks (brightest pixel < 128) by nonzero, others by >= 128.
+    """
 
     def __init__(self, root: Path):
         self.root = root
         self.description = f"mask folder {root}"
+        self._rules_told: set[str] = set()
 
-    def _path(self, key: str) -> Path:
-        """The mask file of a frame: its key with a mask-image suffix (.jpg first, as FineDiving-HM)."""
-        base = self.root / key
-        for ext in MASK_SUFFIXES:
-            if base.with_suffix(ext).is_file():
-                return base.with_suffix(ext)
-        return base.with_suffix(".jpg")
+    def _listing(self, folder: str) -> dict[str, str]:
+        """``{mask key stem: mask relpath}`` of the mask files directly in ``<root>/<folder>``.
+
+        Raises:
+            DataFormatError: two files there differ only by extension.
+            InputError: the folder exists but cannot be listed.
+        """
+        from hmtools.exchange.fineparser import MASK_EXTENSIONS
+
+        try:
+            with os.scandir(self.root / folder) as entries:
+                names = sorted(e.name for e in entries if e.is_file())
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        except OSError as e:  # e.g. a folder this user may not read
+            raise InputError(f"cannot list the mask folder {self.root / folder}: {e.strerror}") from e
+        found: dict[str, str] = {}
+        for name in names:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in MASK_EXTENSIONS:
+                continue
+            stem = f"{folder}/{stem}" if folder else stem
+            rel = f"{folder}/{name}" if folder else name
+            if stem in found:
+                raise DataFormatError(f"{self.root}: {found[stem]} and {rel} are both masks of one frame; remove one")
+            found[stem] = rel
+        return found
+
+    def _paths(self, sample: Sample) -> list[Path | None]:
+        """The mask file of each frame of ``sample`` (``None`` where it has none)."""
+        from hmtools.exchange.fineparser import masks_by_folder, pair_by_position
+        from hmtools.exchange.sink import key_stem
+
+        listings: dict[str, dict[str, str]] = {}
+        rels: list[str | None] = []
+        for key in sample.frames:
+            folder = key.rpartition("/")[0]
+            if folder not in listings:
+                listings[folder] = self._listing(folder)
+            rels.append(listings[folder].get(key_stem(key)))
+        if sample.frames and all(r is None for r in rels) and len(listings) == 1:
+            found = dict(next(iter(listings.values())))  # masks named by position in the clip?
+            by_key = dict(pair_by_position(sample.frames, found, masks_by_folder(found)))
+            rels = [by_key.get(k) for k in sample.frames]
+            if by_key and "position" not in self._rules_told:
+                self._rules_told.add("position")
+                log.warning(
+                    "%s: the masks of sample %s (and maybe others) are named by position, not by frame: paired with "
+                    "the frames in order, as `hmtools import` and the FineParser loaders pair them",
+                    self.root,
+                    sample.sample_id,
+                )
+        return [None if r is None else self.root / r for r in rels]
 
     def available(self, sample: Sample) -> list[bool]:
-        return [self._path(k).is_file() for k in sample.frames]
+        return [p is not None for p in self._paths(sample)]
 
     def read(self, sample: Sample) -> list[np.ndarray | None]:
+        """``(H, W)`` bool masks at the files' own size (the cache resizes them to the frames' size).
+
+        Raises:
+            DataFormatError: a mask file is not a readable image, or is ambiguous (see the class).
+        """
+        from hmtools.exchange.fineparser import read_mask_image
         from uni_fineparser.cache import import_cv2
 
-        cv2 = import_cv2()
+        import_cv2()  # OpenCV's own thread pool off before the first decode (see there)
         out: list[np.ndarray | None] = []
-        for key in sample.frames:
-            p = self._path(key)
-            img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION) if p.is_file() else None
-            out.append(None if img is None else img >= 128)
+        for p in self._paths(sample):
+            if p is None:
+                out.append(None)
+                continue
+            mask, rule = read_mask_image(p)
+            if rule != "threshold" and rule not in self._rules_told:
+                self._rules_told.add(rule)
+                what = "are palette images" if rule == "palette" else "have no pixel >= 128 (0/1 or label masks)"
+                how = "palette index != 0" if rule == "palette" else "nonzero pixels"
+                log.warning(
+                    "%s: masks such as %s %s: foreground = %s, as `hmtools import` reads them", self.root, p, what, how
+                )
+            out.append(mask)
         return out
 
     def fingerprint(self) -> str:
@@ -141,40 +214,57 @@ class Hdf5Masks:
     """Masks from an hmtools HDF5 export (read with h5py, one sample group at a time)."""
 
     def __init__(self, path: Path):
-        import h5py
-
         self.path = path
         self.description = f"HDF5 export {path}"
-        with h5py.File(path, "r") as f:
+        with self._open() as f:
             if f.attrs.get("format") != "hmtools-masks" or "samples" not in f:
                 raise InputError(f"--masks {path} is an HDF5 file but not an hmtools mask export")
             if int(f.attrs.get("format_version", 0)) > 1:
                 raise InputError(f"--masks {path} has export format version {f.attrs['format_version']}; this reads 1")
 
+    def _open(self) -> Any:
+        """The file opened read-only (h5py's ``OSError`` on a truncated or damaged file as one error line)."""
+        import h5py
+
+        try:
+            return h5py.File(self.path, "r")
+        except OSError as e:
+            raise DataFormatError(
+                f"--masks {self.path} is not a readable HDF5 file ({e}); a truncated copy? export or copy it again"
+            ) from e
+
     def _group(self, f: Any, sample: Sample) -> Any:
+        """The sample's group, its keys checked against the dataset and its arrays against its frame count
+        (``None`` when the export lacks the sample)."""
         name = quote(sample.sample_id, safe="")
         if name not in f["samples"]:
             return None
         g = f["samples"][name]
-        keys = tuple(g["frame_keys"].asstr()[()])
+        try:
+            keys = tuple(g["frame_keys"].asstr()[()])
+            shapes = (g["masks"].shape, g["present"].shape, int(g["masks"].attrs["height"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataFormatError(f"--masks {self.path}: sample {sample.sample_id} is damaged ({e})") from e
         if keys != tuple(sample.frames):
             raise InputError(
                 f"sample {sample.sample_id}: the export lists {len(keys)} frames, the dataset {len(sample.frames)} "
                 "(or other keys); the export was made from another version of the dataset"
             )
+        (masks, present, height), t = shapes, len(keys)
+        if len(masks) != 3 or masks[0] != t or masks[1] != (height + 7) // 8 or present != (t,):
+            raise DataFormatError(
+                f"--masks {self.path}: sample {sample.sample_id} has masks {masks}, present {present} and height "
+                f"{height}, which do not fit its {t} frames (expected ({t}, {(height + 7) // 8}, W) and ({t},))"
+            )
         return g
 
     def available(self, sample: Sample) -> list[bool]:
-        import h5py
-
-        with h5py.File(self.path, "r") as f:
+        with self._open() as f:
             g = self._group(f, sample)
             return [False] * len(sample.frames) if g is None else [bool(x) for x in g["present"][()]]
 
     def read(self, sample: Sample) -> list[np.ndarray | None]:
-        import h5py
-
-        with h5py.File(self.path, "r") as f:
+        with self._open() as f:
             g = self._group(f, sample)
             if g is None:
                 return [None] * len(sample.frames)
