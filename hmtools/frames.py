@@ -5,13 +5,14 @@ A frame folder holds one image per video frame, named by a frame number (``00489
 zero-padded to a minimum width only (FineDiving has 6-digit names next to 5-digit ones).
 
 Extraction is resumable: a video is decoded into ``<out>.partial`` and the folder is renamed to
-``<out>`` only once every frame is written, so an existing ``<out>`` means "done" and a leftover
-``.partial`` folder (an interrupted run) is discarded and redone. OpenCV decodes the videos; no
-ffmpeg binary is needed.
+``<out>`` only once every frame is written, so an existing ``<out>`` means "done", and a rerun after an
+interrupted run (Ctrl-C, a kill) resumes the ``.partial`` folder of the same video, pattern and start (any
+other is discarded). OpenCV decodes the videos; no ffmpeg binary is needed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -168,20 +169,21 @@ def extract_video_frames(
 
     Args:
         video: Video file (anything OpenCV decodes: .avi, .mp4, ...).
-        out: Frame folder to create. If it already exists and holds frames, the video counts as done
-            and nothing is written.
-        pattern: File name pattern with one integer field, e.g. ``"%05d.jpg"``, ``"img_%05d.jpg"``.
+        out: Frame folder to create. One that exists and holds frames counts as done (nothing written).
+        pattern: File name pattern with one integer field, e.g. ``"%05d.jpg"``, ``"img_%05d.jpg"``; its suffix
+            picks the format (JPEG quality :data:`JPEG_QUALITY`, or lossless ``.png`` / ``.bmp``).
         start: Number of the first frame file (default 1, ffmpeg's numbering, which every dataset's files use).
         progress: Show a tqdm bar over frames.
 
     Returns:
-        Number of frames written (0 when ``out`` was already complete).
+        Frames in the new folder, those kept from an interrupted run (Ctrl-C, a kill) included, which are only
+            decoded again; 0 when ``out`` was already complete.
 
     Raises:
-        InputError: missing video or bad pattern.
-        DataFormatError: OpenCV cannot open the video, decodes no frame from it, or decodes fewer frames
-            than its .avi/.mp4/.mov header declares (nothing is left at ``out``).
-        HMToolsError: a frame could not be written (disk full, permissions); nothing is left at ``out``.
+        InputError: missing video, bad pattern, or ``out`` cannot be created (read-only, a file in the way).
+        DataFormatError: OpenCV cannot open the video or decodes fewer frames than its header declares, or
+            none (nothing is left at ``out``); or ``out`` holds other files but no frames.
+        HMToolsError: a frame could not be written (disk full, permissions); nothing is left.
     """
     video, out = Path(video), Path(out)
     _check_pattern(pattern)
@@ -201,9 +203,8 @@ def extract_video_frames(
 
 @contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``folder``: extractions into one folder take turns, so a second run
-    waits and then finds the video done instead of deleting the first run's ``.partial`` folder.
-    Where there is no ``flock`` (Windows), runs are not serialised: run one extraction per folder."""
+    """Hold an exclusive ``flock`` on ``folder``: extractions into one folder take turns, so a second run waits and
+    then finds the video done instead of deleting the first run's ``.partial`` (no ``flock`` on Windows)."""
     try:
         import fcntl
     except ImportError:
@@ -222,60 +223,109 @@ def _decode_video(video: Path, out: Path, pattern: str, start: int, progress: bo
     import cv2
     from tqdm import tqdm
 
-    if out.is_dir() and any(out.iterdir()):
-        log.info("%s already extracted, skipped", out)
-        return 0
     cap = cv2.VideoCapture(str(video))
+    total = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) or None  # 0 or -1 (or not opened): unknown
+    if out.is_dir() and _already_done(video, out, total if video.suffix.lower() in _COUNTED_CONTAINERS else None):
+        return 0
     if not cap.isOpened():
         raise DataFormatError(f"OpenCV cannot open video {video}; check the file (re-download it) or convert it")
     tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left by an interrupted run
     try:
-        tmp.mkdir(parents=True)
+        keep = _open_partial(video, tmp, pattern, start)
     except OSError as e:  # a read-only folder, or a file where a folder is needed
         raise InputError(f"cannot create frame folder {out}: {e.strerror or e}; pick a writable place") from e
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     fps = cap.get(cv2.CAP_PROP_FPS)
-    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    n, repeated, first_ms, encoded = 0, 0, None, None
+    ext = os.path.splitext(pattern % 0)[1].lower()  # the pattern's format: JPEG bytes in a .png are no PNG
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext in (".jpg", ".jpeg") else []
+    n, repeated, first_ms, last, encoded = 0, 0, None, None, None
     try:
         with tqdm(total=total, desc=video.name, unit="frame", disable=not progress, leave=False) as bar:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
+            while cap.grab():  # frames kept from an interrupted run are only decoded, for their timestamps
                 # a constant frame rate as ffmpeg writes image sequences: a frame whose timestamp is more than
                 # one interval on (an AVI drop frame, a variable-rate stream) comes after repeats of the last
                 ms = cap.get(cv2.CAP_PROP_POS_MSEC)
                 first_ms = ms if first_ms is None else first_ms
                 due = round((ms - first_ms) * fps / 1000.0) if fps > 0 else n
-                while encoded is not None and n < due:
-                    _write_frame(tmp / (pattern % (start + n)), encoded)
+                while last is not None and n < due:
+                    if n >= keep:
+                        encoded = encoded or (tmp / (pattern % (start + last))).read_bytes()
+                        _write_frame(tmp / (pattern % (start + n)), encoded)
                     n, repeated = n + 1, repeated + 1
                     bar.update(1)
-                ok, buf = cv2.imencode(".jpg", frame, params)
-                if not ok:
-                    raise HMToolsError(f"cannot encode frame {n + start} of {video}")
-                encoded = buf.tobytes()
-                _write_frame(tmp / (pattern % (start + n)), encoded)
-                n += 1
+                encoded = None
+                if n >= keep:
+                    ok, frame = cap.retrieve()
+                    ok, buf = cv2.imencode(ext, frame, params) if ok else (False, None)
+                    if not ok:
+                        raise DataFormatError(f"cannot convert frame {n + start} of video {video}; re-encode it")
+                    encoded = buf.tobytes()
+                    _write_frame(tmp / (pattern % (start + n)), encoded)
+                last, n = n, n + 1
                 bar.update(1)
         if n == 0:
             raise DataFormatError(f"decoded no frame from video {video}; the file is empty or its codec unsupported")
         if repeated:
             log.warning("%s: %d frames repeated at gaps in its timestamps (as ffmpeg does)", video, repeated)
-        if total is not None and n < total:
-            _short_video(video, n, total)
+        if total is not None and n < total:  # OpenCV stops at a truncated or corrupt frame (drop frames are filled)
+            msg = f"decoded {n} of the {total} frames video {video} declares (a truncated or corrupt file), so "
+            msg += "the frames would not match the dataset's; re-download it or re-encode it"
+            if video.suffix.lower() in _COUNTED_CONTAINERS:  # other containers estimate it from the duration
+                raise DataFormatError(msg)
+            log.warning("%s (count estimated from the duration; frames kept)", msg)
+        (tmp / _STAMP).unlink()
         if out.is_dir():
             out.rmdir()  # empty folder: replace it
         os.replace(tmp, out)
+    except KeyboardInterrupt:  # Ctrl-C: the frames written so far stay in .partial for the rerun to resume
+        log.warning("interrupted: %s keeps %d frames of %s; rerun the same command to resume", tmp, n, video)
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         cap.release()
     return n
+
+
+_STAMP = ".hmtools-extract"  # in a .partial folder: the extraction it holds (video file, size, mtime, pattern, start)
+
+
+def _open_partial(video: Path, tmp: Path, pattern: str, start: int) -> int:
+    """Reuse ``tmp`` left by an interrupted run of the same extraction (else start it afresh) and return how many
+    frames to keep: the non-empty files in order from the first, less the last (a kill may have cut it short)."""
+    st = video.stat()
+    stamp = json.dumps([str(video.resolve()), st.st_size, st.st_mtime_ns, pattern, start, JPEG_QUALITY])
+    if (tmp / _STAMP).is_file() and (tmp / _STAMP).read_text() == stamp:
+        with os.scandir(tmp) as it:
+            names = {e.name for e in it if e.stat().st_size > 0}
+        keep = 0
+        while pattern % (start + keep) in names:
+            keep += 1
+        return max(0, keep - 1)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    (tmp / _STAMP).write_text(stamp)
+    return 0
+
+
+def _already_done(video: Path, out: Path, declared: int | None) -> bool:
+    """Whether an existing frame folder counts as extracted: it holds frames (a warning when fewer than the
+    video declares, or zero-byte ones: another tool's interrupted run, which hmtools does not redo).
+    Raises DataFormatError when it holds files but no frame (an existing folder cannot be swapped in atomically)."""
+    names, empty = scan_frame_files(out)
+    if not names:
+        others = sorted(p.name for p in out.iterdir())
+        if not others:
+            return False  # an empty folder: replaced by the extracted one
+        raise DataFormatError(
+            f"frame folder {out} holds no frames but other files ({', '.join(others[:3])}); "
+            "remove them (or the folder) and rerun, or pass an empty or new folder"
+        )
+    if empty or len(names) < (declared or 0):
+        found = f"{len(names)} frames ({len(empty)} empty files) of the {declared or '?'} video {video} declares"
+        log.warning(f"{out} holds {found}: another tool's interrupted run? Kept; delete it and rerun to redo it")
+    return True
 
 
 def _write_frame(target: Path, encoded: bytes) -> None:
@@ -286,25 +336,7 @@ def _write_frame(target: Path, encoded: bytes) -> None:
         raise HMToolsError(f"cannot write frame {target} ({e.strerror or e}: disk full or no permission?)") from e
 
 
-_COUNTED_CONTAINERS = (".avi", ".mp4", ".m4v", ".mov")
-"""Containers that store the video stream's frame count (OpenCV estimates it from the duration for others)."""
-
-
-def _short_video(video: Path, n: int, total: int) -> None:
-    """Refuse a video that decoded to fewer frames than its container declares.
-
-    OpenCV stops at a truncated or corrupt frame: the files after that point are missing, and a rerun must
-    not take the folder for finished. (Gaps in the timestamps, such as AVI drop frames, are filled with
-    repeats as ffmpeg does and do not count as missing.) A count only estimated from the duration is not
-    trusted.
-    """
-    msg = (
-        f"decoded {n} of the {total} frames video {video} declares (a truncated or corrupt file), so the "
-        f"frames would not match the dataset's; re-download it or re-encode it"
-    )
-    if video.suffix.lower() in _COUNTED_CONTAINERS:
-        raise DataFormatError(msg)
-    log.warning("%s (count estimated from the duration; frames kept)", msg)
+_COUNTED_CONTAINERS = (".avi", ".mp4", ".m4v", ".mov")  # store the frame count (others: estimated from the duration)
 
 
 def _dataset_videos(name: str, root: Path) -> tuple[list[tuple[Path, Path]], str, int]:
@@ -314,21 +346,18 @@ def _dataset_videos(name: str, root: Path) -> tuple[list[tuple[Path, Path]], str
         if not (root / "Actions").is_dir() and (root / "AQA-7" / "Actions").is_dir():
             root = root / "AQA-7"  # the zip's doubled AQA-7/AQA-7/, as inspect and build-masks follow it
         actions = root / "Actions"
-        videos = sorted(actions.glob("*/*.avi")) if actions.is_dir() else []
+        videos = sorted(actions.glob("[!.]*/[!.]*.avi")) if actions.is_dir() else []  # not macOS' ._001.avi
         if not videos:
             raise InputError(f"no videos found at {actions}/<class>/<NNN>.avi; pass the AQA-7 root as --root")
         return [(v, root / f"{v.parent.name}-out" / v.stem) for v in videos], "img_%05d.jpg", 1
     if key == "mtl-aqa":
         src = root / "whole_videos"
-        videos = sorted(src.glob("*.mp4")) if src.is_dir() else []
+        videos = sorted(src.glob("[!.]*.mp4")) if src.is_dir() else []
         if not videos:
             raise InputError(f"no videos found at {src}/<NN>.mp4; pass the MTL-AQA root as --root")
         return [(v, root / "whole_videos_frames" / v.stem) for v in videos], "%06d.jpg", 1
     if key == "finediving":
-        raise InputError(
-            "FineDiving is distributed as trimmed frame folders (no per-sample videos); "
-            "extract single videos with --video FILE --out DIR"
-        )
+        raise InputError("FineDiving ships trimmed frame folders (no videos); use --video FILE --out DIR for one video")
     raise InputError(f"unknown dataset {name!r}; valid names: finediving, mtl-aqa, aqa7")
 
 
@@ -338,12 +367,17 @@ def extract_dataset_frames(name: str, root: str | Path, progress: bool = True) -
     Layouts written: AQA-7 ``Actions/<class>/<NNN>.avi`` -> ``<class>-out/<NNN>/img_%05d.jpg`` (1-based,
     the CoRe layout); MTL-AQA ``whole_videos/<NN>.mp4`` -> ``whole_videos_frames/<NN>/%06d.jpg``
     (1-based, the official ``frame_extractor.sh`` layout). Videos whose folder exists are skipped.
+    A video that cannot be extracted (truncated, undecodable, its folder holding other files) does not stop
+    the run: the others are extracted, then the failures are raised together. A frame folder that cannot be
+    created (a read-only root) or written (disk full) stops it.
 
     Returns:
-        Number of frames written in this run.
+        Number of frames extracted in this run (as :func:`extract_video_frames` counts them).
 
     Raises:
-        InputError: unknown dataset, missing root or no videos in the expected place.
+        InputError: unknown dataset, missing root, no videos in the expected place, or a read-only root.
+        DataFormatError: some videos could not be extracted (all of them listed in the log).
+        HMToolsError: a frame could not be written (disk full, permissions): the run stops there.
     """
     from tqdm import tqdm
 
@@ -351,7 +385,16 @@ def extract_dataset_frames(name: str, root: str | Path, progress: bool = True) -
     if not root.is_dir():
         raise InputError(f"dataset root {root} is not a folder")
     jobs, pattern, start = _dataset_videos(name, root)
-    written = 0
+    written, failed = 0, []
     for video, out in tqdm(jobs, desc=f"extract {name}", unit="video", disable=not progress):
-        written += extract_video_frames(video, out, pattern=pattern, start=start, progress=progress)
+        try:
+            written += extract_video_frames(video, out, pattern=pattern, start=start, progress=progress)
+        except DataFormatError as e:  # this video only (truncated, undecodable, ...): the others go on
+            log.warning("%s", e)
+            failed.append(str(e))
+    if failed:
+        raise DataFormatError(
+            f"{len(failed)} of {len(jobs)} videos not extracted (each logged above; {written} frames written for "
+            f"the others, which a rerun skips), the first: {failed[0]}"
+        )
     return written

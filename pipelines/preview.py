@@ -3,10 +3,12 @@
 The output kind follows ``--out``: ``.mp4`` (OpenCV ``mp4v``) or ``.gif`` (Pillow). A PNG
 contact sheet of evenly spaced frames is written beside it (``<out stem>_sheet.png``). Frames
 are streamed to the MP4; a GIF keeps at most ``GIF_MAX_FRAMES`` evenly spaced 480 px frames.
+Every frame is drawn at the first frame's size (a GIF garbles frames of different sizes).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -29,18 +31,24 @@ def overlay(img: np.ndarray, rec: MaskRecord | None, label: str) -> np.ndarray:
     """Draw a mask record on an ``(H, W, 3)`` uint8 RGB frame (returns a new array).
 
     The mask is tinted green (red when flagged), each athlete box drawn in yellow, and the
-    label plus the flag reasons written at the top left.
+    label plus the flag reasons written at the top left. A mask of another size than the frame
+    (frames re-extracted at another resolution since) is scaled onto it and the mismatch written.
     """
     out = img.copy()
     lines = [label]
     if rec is not None:
-        mask = rec.mask()
-        if mask.shape == out.shape[:2]:
-            colour = np.array(RED if rec.status == "flagged" else GREEN, np.float32)
-            out[mask] = (0.5 * out[mask] + 0.5 * colour).astype(np.uint8)
+        mask, (h, w) = rec.mask(), out.shape[:2]
+        sx, sy = w / mask.shape[1], h / mask.shape[0]
+        if mask.shape != (h, w):
+            lines.append(f"mask {mask.shape[1]}x{mask.shape[0]} != frame {w}x{h}: frames re-extracted?")
+            small = np.ascontiguousarray(mask, np.uint8)
+            mask = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        colour = np.array(RED if rec.status == "flagged" else GREEN, np.float32)
+        out[mask] = (0.5 * out[mask] + 0.5 * colour).astype(np.uint8)
         boxes = [p["bbox"] for p in rec.tracks or [] if p.get("bbox")] or ([rec.bbox] if rec.bbox else [])
         for x1, y1, x2, y2 in boxes:
-            cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), YELLOW, max(1, out.shape[0] // 300))
+            p1, p2 = (int(x1 * sx), int(y1 * sy)), (int(x2 * sx), int(y2 * sy))
+            cv2.rectangle(out, p1, p2, YELLOW, max(1, out.shape[0] // 300))
         score = "-" if rec.score is None else f"{rec.score:.2f}"
         lines[0] += f"  v{rec.version} {rec.source} {rec.status} score {score}"
         lines += (rec.reason or "").split("; ") if rec.status == "flagged" else []
@@ -74,14 +82,19 @@ def write_preview(
         ``(video path, contact sheet path)``.
 
     Raises:
-        InputError: unknown output extension, missing store or sample, or --root holds none of the
-            sample's frames (exit 2).
+        InputError: unknown output extension, ``out`` is a folder, missing store or sample (the message
+            names the store's nearest sample ids), --root holds none of the sample's frames, or this
+            OpenCV cannot write MP4 (exit 2).
+        HMToolsError: the files cannot be written (disk full); nothing is left at ``out``.
     """
     kind = out.suffix.lower()
     if kind not in (".mp4", ".gif"):
         raise InputError(f"--out must end in .mp4 or .gif, got {out.name!r}")
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; pass a file name ending in .mp4 or .gif")
     with MaskStore(store_path, read_only=True) as store:
-        rows = list(iter_current(store, [store.get_sample(sample_id).sample_id]))
+        _check_sample(store, sample_id)
+        rows = list(iter_current(store, [sample_id]))
         if not rows:
             raise InputError(f"sample {sample_id} has no frames to preview")
         if not root.is_dir():
@@ -101,19 +114,23 @@ def write_preview(
     tmp = out.with_name(f".{out.stem}.partial{kind}")
     sheet_path = out.with_name(out.stem + "_sheet.png")
     sheet_tmp = sheet_path.with_name(f".{sheet_path.stem}.partial.png")
-    writer, gif, thumbs = None, [], []
+    writer, gif, thumbs, size = None, [], [], None
     try:
         for i, (_, frame, rec) in enumerate(rows):
             img, err = read_frame(root, frame.key)
-            if img is None:
-                h, w = (frame.height or 240), (frame.width or 320)
+            if img is None:  # a grey placeholder of the frame's recorded size, else of the frames before it
+                w, h = (frame.width, frame.height) if frame.width and frame.height else (size or (320, 240))
                 img = np.full((h, w, 3), 40, np.uint8)
             pic = overlay(img, rec, f"{frame.idx}: {frame.key}" + (f"  [{err}]" if err else ""))
+            size = size or (pic.shape[1], pic.shape[0])
+            if (pic.shape[1], pic.shape[0]) != size:  # one size for all: a GIF garbles frames of another size
+                pic = cv2.resize(pic, size, interpolation=cv2.INTER_AREA)
             if kind == ".mp4":
                 if writer is None:
-                    size = (pic.shape[1], pic.shape[0])
                     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-                writer.write(np.ascontiguousarray(cv2.resize(pic, size)[..., ::-1]))
+                    if not getattr(writer, "isOpened", lambda: True)():  # closed: it drops every frame silently
+                        raise InputError(f"this OpenCV cannot write MP4 (mp4v) video {out}; pass --out NAME.gif")
+                writer.write(np.ascontiguousarray(pic[..., ::-1]))
             elif i in gif_pick:
                 gif.append(_thumb(pic, 480))
             if i in pick:
@@ -140,6 +157,22 @@ def write_preview(
         tmp.unlink(missing_ok=True)
         sheet_tmp.unlink(missing_ok=True)
     return out, sheet_path
+
+
+def _check_sample(store: MaskStore, sample_id: str) -> None:
+    """Raise unless the store holds ``sample_id``; the message names the nearest ids (a typo, ``diving/1``
+    for ``diving/001``) or, with none near, a few of the store's ids.
+
+    Raises:
+        InputError: no such sample.
+    """
+    if store.query("SELECT 1 FROM samples WHERE sample_id=?", (sample_id,)):
+        return
+    ids = [r[0] for r in store.query("SELECT sample_id FROM samples ORDER BY sample_id")]
+    near = difflib.get_close_matches(sample_id, ids, n=3, cutoff=0.5)
+    hint = f"it holds {len(ids)} samples, e.g. {', '.join(ids[:3])}" if ids else "it holds no samples"
+    hint = f"nearest: {', '.join(near)}" if near else hint
+    raise InputError(f"no sample {sample_id!r} in {store.path}; {hint} (`hmtools stats --store` lists them)")
 
 
 def _check_not_a_frame_folder(store: MaskStore, root: Path, out: Path) -> None:

@@ -91,6 +91,10 @@ def extract_frames(
     from hmtools.errors import InputError
     from hmtools.frames import extract_dataset_frames, extract_video_frames
 
+    if dataset is not None and (video is not None or out is not None):
+        raise InputError("pass either --dataset NAME --root DIR or --video FILE --out DIR, not both")
+    if dataset is not None and (pattern != "%05d.jpg" or start != 1):
+        raise InputError("--pattern and --start apply to --video only: a dataset's layout fixes its file names")
     if dataset is not None and root is not None:
         n = extract_dataset_frames(dataset, root)
     elif video is not None and out is not None:
