@@ -21,6 +21,7 @@ import numpy as np
 
 from hmtools.datasets._common import check, find_annotation_dir, first_file, list_folder
 from hmtools.datasets.index import DatasetIndex
+from hmtools.datasets.roots import child_dirs, first_up, up, wrong_root
 from hmtools.errors import DataFormatError, InputError
 from hmtools.frames import frame_number
 from hmtools.schema import Problem, Sample
@@ -198,6 +199,43 @@ def _has_data(folder: Path) -> bool:
     return (folder / "Actions").is_dir() or any((folder / f"{c}-out").is_dir() for c in CLASSES.values())
 
 
+_CLASS_DIRS = {f"{c}-out" for c in CLASSES.values()}
+_HOLDS = "the <class>-out/ frame folders (or Actions/) and Split_4/ (split_4_train_list.mat, split_4_test_list.mat)"
+
+
+def check_root(root: Path) -> None:
+    """Stop when ``root`` is a folder inside AQA-7 or just above it, naming the folder to pass.
+
+    Recognised: one class folder (``<class>-out/`` holding ``NNN/`` frame folders), one sample's frame
+    folder (``<class>-out/NNN/``), ``Actions/`` or one class's video folder, ``Split_4/``, any other
+    folder whose parent or grandparent holds the dataset, and a folder holding the dataset one level
+    down (CoRe's ``Seven/``; the zip's doubled ``AQA-7/`` is followed by :func:`load` instead).
+
+    Raises:
+        InputError: ``root`` is one of those (the message names the dataset root to pass).
+    """
+    if _has_data(root):
+        return
+    name, parent = up(root, 0).name, up(root, 1)
+    if name in _CLASS_DIRS:
+        what, fix = f"one class folder of AQA-7 ({name}/, holding the NNN/ frame folders of its samples)", parent
+    elif parent.name in _CLASS_DIRS:
+        what, fix = f"one sample's frame folder of AQA-7 ({parent.name}/{name}/)", up(root, 2)
+    elif name == "Actions":
+        what, fix = "the raw-video folder Actions/ of AQA-7", parent
+    elif parent.name == "Actions":
+        what, fix = f"one class's video folder of AQA-7 (Actions/{name}/)", up(root, 2)
+    elif (found := first_up(root, _has_data, levels=2)) is not None:
+        kind = "the Split_4/ annotation folder" if name == "Split_4" else "a folder inside the dataset"
+        what, fix = f"{kind} of AQA-7", found
+    else:
+        inner = [d for d in child_dirs(root) if d.name != "AQA-7" and _has_data(d)]
+        if not inner:
+            return
+        what, fix = f"a folder that holds AQA-7 in {inner[0].name}/", inner[0]
+    raise wrong_root("AQA-7", root, what, fix, _HOLDS)
+
+
 def load(root: Path, annotations: Path | None = None, score_scale: Any = "auto", **_: Any) -> DatasetIndex:
     """Index AQA-7 under ``root``.
 
@@ -210,9 +248,11 @@ def load(root: Path, annotations: Path | None = None, score_scale: Any = "auto",
         DatasetIndex with one sample per split row, id ``"<class>/<NNN:03d>"``, sorted by id.
 
     Raises:
-        InputError: no split files, bad ``score_scale``, or auto-detection undecided.
+        InputError: ``root`` is a folder inside AQA-7 (:func:`check_root`), no split files, bad
+            ``score_scale``, or auto-detection undecided.
         DataFormatError: a split file is malformed.
     """
+    check_root(root)
     folder = find_annotation_dir(
         "aqa7", annotations, [root / "Split_4", root, root / "AQA-7" / "Split_4"], list(SPLIT_FILES.values())
     )

@@ -32,6 +32,7 @@ from hmtools.datasets._common import (
     middle_sum,
 )
 from hmtools.datasets.index import DatasetIndex
+from hmtools.datasets.roots import child_dirs, first_up, holds_images, up, wrong_root
 from hmtools.frames import frame_number
 from hmtools.safe_pickle import load_pickle
 from hmtools.schema import Problem, Sample
@@ -193,6 +194,44 @@ def _read_splits(folder: Path, problems: list[Problem]) -> dict[Key, str]:
     return where
 
 
+_HOLDS = (
+    "the <video>/<idx>/ frame folders (FINADiving_MTL_256s/ or FineDiving/) or the folder above it, with "
+    "Annotations/ (FineDiving_coarse_annotation.pkl, train_split.pkl, test_split.pkl) in it or beside it"
+)
+
+
+def check_root(root: Path) -> None:
+    """Stop when ``root`` is one dive's frame folder (``<video>/<idx>/``: image files, no sub-folder) or
+    one video folder (``<idx>/`` sub-folders of image files), naming the frame folder to pass instead.
+
+    Raises:
+        InputError: ``root`` is such a folder.
+    """
+    name = up(root, 0).name
+    if holds_images(root) and not child_dirs(root):  # a dataset root never holds frames directly
+        what, fix = f"one dive's frame folder of FineDiving (<video>/<idx>/ = {up(root, 1).name}/{name}/)", up(root, 2)
+    elif any(d.name.isdigit() and holds_images(d) for d in child_dirs(root)[:8]):
+        what, fix = (
+            f"one video folder of FineDiving ({name}/, holding the <idx>/ frame folders of its dives)",
+            up(root, 1),
+        )
+    else:
+        return
+    raise wrong_root("FineDiving", root, what, fix, _HOLDS)
+
+
+def _check_found(root: Path, samples: list[Sample], videos: set[str]) -> None:
+    """Stop when no sample's frame folder is under ``root`` but one is under a folder above it (e.g.
+    ``--root`` is the ``Annotations/`` folder)."""
+    if not samples or any(s.frames for s in samples):
+        return
+    some = sorted(videos)[:50]
+    found = first_up(root, lambda a: any((c / v).is_dir() for c in (a, *(a / d for d in FRAME_DIRS)) for v in some))
+    if found is not None:
+        kind = "the Annotations/ folder" if up(root, 0).name == "Annotations" else "a folder inside the dataset"
+        raise wrong_root("FineDiving", root, f"{kind} of FineDiving (no dive's frame folder under it)", found, _HOLDS)
+
+
 def load(root: Path, annotations: Path | None = None, **_: Any) -> DatasetIndex:
     """Index FineDiving.
 
@@ -205,9 +244,11 @@ def load(root: Path, annotations: Path | None = None, **_: Any) -> DatasetIndex:
         DatasetIndex whose ``root`` is the frame folder; ids ``"<video_name>/<idx>"``, sorted.
 
     Raises:
-        InputError: annotation files not found (every folder looked at is named).
+        InputError: ``root`` is a video or dive folder (:func:`check_root`) or a folder inside the dataset
+            whose frames lie above it, or the annotation files are not found (every folder looked at is named).
         DataFormatError: a pickle is malformed or hostile.
     """
+    check_root(root)
     cands = [root / "Annotations", root, root.parent / "Annotations", root.parent.parent / "Annotations"]
     folder = find_annotation_dir("finediving", annotations, cands, [[COARSE], [SPLITS["train"]], [SPLITS["test"]]])
     coarse_path = folder / COARSE
@@ -237,4 +278,5 @@ def load(root: Path, annotations: Path | None = None, **_: Any) -> DatasetIndex:
             Problem(f"{key[0]}/{key[1]}", "annotation_anomaly", "in a split file but not annotated; skipped")
         )
     samples.sort(key=lambda s: s.sample_id)
+    _check_found(root, samples, {k[0] for k in coarse})
     return DatasetIndex("finediving", frame_root, folder, samples, problems, notes)

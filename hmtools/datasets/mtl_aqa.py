@@ -36,6 +36,7 @@ from hmtools.datasets._common import (
     middle_sum,
 )
 from hmtools.datasets.index import DatasetIndex
+from hmtools.datasets.roots import child_dirs, first_up, holds_images, up, wrong_root
 from hmtools.errors import InputError
 from hmtools.frames import frame_number, scan_frame_files
 from hmtools.safe_pickle import load_pickle
@@ -75,7 +76,13 @@ Key = tuple[int, int]
 
 
 def _layout(root: Path) -> tuple[Path, str]:
-    """(frame root, "video" | "clip") from the first candidate folder holding MTL-AQA frame folders."""
+    """(frame root, "video" | "clip") from the first candidate folder holding MTL-AQA frame folders;
+    ``(root, "video")`` when none does."""
+    return _find_layout(root) or (root, "video")
+
+
+def _find_layout(root: Path) -> tuple[Path, str] | None:
+    """(frame root, "video" | "clip") of the first candidate folder holding MTL-AQA frame folders, or ``None``."""
     for cand in (root, *(root / d for d in FRAME_DIRS)):
         try:
             names = [e.name for e in os.scandir(cand) if e.is_dir()]
@@ -85,7 +92,40 @@ def _layout(root: Path) -> tuple[Path, str]:
             return cand, "video"
         if any(_CLIP_DIR.match(n) for n in names):
             return cand, "clip"
-    return root, "video"
+    return None
+
+
+_HOLDS = (
+    "the <vid>/ frame folders (whole_videos_frames/, new_total_frames_256s/ or MUSDL's frames/) or a folder "
+    "above them, with MTL-AQA_split_0_data/ or info/ (train_split_0.pkl, test_split_0.pkl and an annotation "
+    "dict) in it or beside it"
+)
+
+
+def check_root(root: Path) -> None:
+    """Stop when ``root`` is one video's or one MUSDL clip's frame folder (image files, no sub-folder),
+    naming the frame folder to pass instead.
+
+    Raises:
+        InputError: ``root`` is such a folder.
+    """
+    if not holds_images(root) or child_dirs(root):  # a dataset root never holds frames directly
+        return
+    name = up(root, 0).name
+    kind = "one MUSDL clip folder" if _CLIP_DIR.match(name) else "one video's frame folder"
+    raise wrong_root("MTL-AQA", root, f"{kind} of MTL-AQA ({name}/)", up(root, 1), _HOLDS)
+
+
+def _check_found(root: Path, annotations: Path, samples: list[Sample]) -> None:
+    """Stop when no frame folder is under ``root`` but one is under a folder above it (e.g. ``--root``
+    is the annotation folder)."""
+    if not samples or any(s.frames for s in samples) or _find_layout(root) is not None:
+        return
+    found = first_up(root, lambda a: _find_layout(a) is not None)
+    if found is not None:
+        same = up(root, 0) == Path(os.path.normpath(annotations.absolute()))
+        kind = "the annotation folder" if same else "a folder inside the dataset"
+        raise wrong_root("MTL-AQA", root, f"{kind} of MTL-AQA (no frame folder under it)", found, _HOLDS)
 
 
 def _read_keys(path: Path) -> list[Key]:
@@ -237,10 +277,14 @@ def load(root: Path, annotations: Path | None = None, annotation_file: str | Non
         DatasetIndex whose ``root`` is the frame folder; ids ``"<vid:02d>/<clip>"``, sorted.
 
     Raises:
-        InputError: annotation files not found, or ``annotation_file`` unknown/absent.
+        InputError: ``root`` is one video's frame folder (:func:`check_root`) or a folder inside the dataset
+            whose frames lie above it, annotation files not found, or ``annotation_file`` unknown/absent.
         DataFormatError: a pickle is malformed or hostile.
     """
-    cands = [root / d for d in ANNOTATION_DIRS] + [root, root.parent / "info", root.parent.parent / "info"]
+    check_root(root)
+    # beside the frame folder too: <root>/whole_videos_frames + <root>/MTL-AQA_split_0_data, --root the former
+    cands = [root / d for d in ANNOTATION_DIRS] + [root]
+    cands += [up(root, n) / d for n in (1, 2) for d in ANNOTATION_DIRS]
     folder = find_annotation_dir("mtl-aqa", annotations, cands, [ANNOTATION_FILES, [SPLITS["train"]], [SPLITS["test"]]])
     if annotation_file is not None and annotation_file not in ANNOTATION_FILES:
         raise InputError(f"annotation_file must be one of {', '.join(ANNOTATION_FILES)}, got {annotation_file!r}")
@@ -290,4 +334,5 @@ def load(root: Path, annotations: Path | None = None, annotation_file: str | Non
         zb = ", ".join(f"{v:02d}/" for v in sorted(videos.zero_based))
         notes.append(f"{zb} numbered from 0: annotation frame i is taken as file i-1 (the loaders' list index)")
     samples.sort(key=lambda s: s.sample_id)
+    _check_found(root, folder, samples)
     return DatasetIndex("mtl-aqa", frame_root, folder, samples, problems, notes)
