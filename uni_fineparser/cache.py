@@ -6,14 +6,17 @@ mask source's fingerprint, so corrected masks or a changed dataset build a new c
 * ``frames.npy``: ``(N, h, w, 3)`` uint8 RGB, all frames of all samples back to back;
 * ``masks.npy``: ``(N, h, ceil(w / 8))`` uint8, bool masks packed along width (``np.packbits``);
 * ``valid.npy``: ``(N,)`` bool, False where the frame has no mask;
-* ``index.json``: ``{"size": [h, w], "samples": {sample_id: [offset, n]}, "frames_key": key}``
-  (``frames_key`` hashes the frame lists and the size only).
+* ``index.json``: ``{"size": [h, w], "samples": {sample_id: [offset, n]}, "frames_key": key,
+  "frame_sizes": {sample_id: [H, W]}}`` (``frames_key`` hashes the frame lists and the size only;
+  ``frame_sizes`` are the first frames' own sizes, so a cache that reuses these frames still checks
+  its masks' aspect ratio against them).
 
 A cache for corrected masks of the same frames takes its ``frames.npy`` from the earlier cache (a
 hard link where the file system allows, else a copy) and decodes only the masks: frames are ~96 %
 of a cache (about 21 GB for FineDiving at 200x112) and their JPEG decoding most of its build time.
 
-Frames are resized with ``INTER_AREA``, masks with ``INTER_NEAREST`` (never bilinear). The folder
+Frames are resized with ``INTER_AREA``, masks with ``INTER_NEAREST`` (never bilinear); a mask whose
+aspect ratio is not its frame's (a transposed mask) is refused, not stretched. The folder
 is written under a temporary name and renamed when complete, so a killed build leaves no
 half cache. Training then reads ~2 MB per pair instead of decoding 192 JPEGs.
 """
@@ -190,25 +193,93 @@ def import_cv2() -> ModuleType:
     return cv2
 
 
+ASPECT_TOLERANCE = 0.02
+"""Largest relative difference between a mask's and its frame's aspect ratio resized without complaint."""
+
+
+def check_mask_shape(sample: Sample, key: str, mask_hw: tuple[int, int], frame_hw: tuple[int, int], where: str) -> None:
+    """Refuse a mask whose aspect ratio is not its frame's: resizing it to the training size would stretch it.
+
+    A mask of the frame's size, or of another size with the same aspect ratio (a half-size export;
+    within :data:`ASPECT_TOLERANCE` or a pixel of rounding), passes: it is resized (nearest) like the frame.
+
+    Args:
+        sample: The sample (named in the error).
+        key: The frame key (named in the error).
+        mask_hw: ``(H, W)`` of the mask in pixels.
+        frame_hw: ``(H, W)`` of the frame in pixels.
+        where: The mask source's description (named in the error).
+
+    Raises:
+        DataFormatError: another aspect ratio (a transposed mask, a crop, another video's mask).
+    """
+    (mh, mw), (fh, fw) = mask_hw, frame_hw
+    if (mh, mw) == (fh, fw) or (mw and abs(mh * fw / mw - fh) <= max(1.0, ASPECT_TOLERANCE * fh)):
+        return
+    raise DataFormatError(
+        f"sample {sample.sample_id}: the mask of frame {key} is {mh}x{mw} (HxW) but the frame is {fh}x{fw}, "
+        "another aspect ratio (a transposed or cropped mask, another video's?) that resizing to the training size "
+        f"would stretch; correct that mask in {where}"
+    )
+
+
 def _read_sample(
-    sample: Sample, root: Path, source: MaskSource, size: tuple[int, int], with_frames: bool = True
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    sample: Sample,
+    root: Path,
+    source: MaskSource,
+    size: tuple[int, int],
+    with_frames: bool = True,
+    frame_hw: tuple[int, int] | None = None,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, tuple[int, int] | None]:
+    """Frames ``(T, h, w, 3)`` uint8 RGB (``None`` unless ``with_frames``), packed masks ``(T, h, ceil(w / 8))``,
+    valid ``(T,)`` and the first frame's ``(H, W)`` (``frame_hw`` without frames; ``None`` if unknown).
+
+    Each mask is checked against its frame's size (:func:`check_mask_shape`; without frames, against
+    ``frame_hw``, the size the frames had when they were packed; unchecked when ``None``).
+    """
     cv2 = import_cv2()
     h, w = size
     frames = np.empty((len(sample.frames), h, w, 3), np.uint8) if with_frames else None
+    sizes: list[tuple[int, int]] = []
     for i, key in enumerate(sample.frames if frames is not None else ()):
         img = cv2.imread(str(root / key), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # as hmtools.frames
         if img is None:
             raise DataFormatError(f"frame {root / key} of sample {sample.sample_id} is missing or not an image")
+        sizes.append((int(img.shape[0]), int(img.shape[1])))
         frames[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)[..., ::-1]
     masks = np.zeros((len(sample.frames), h, (w + 7) // 8), np.uint8)
     valid = np.zeros(len(sample.frames), bool)
     for i, m in enumerate(source.read(sample)):
         if m is None:
             continue
+        own = sizes[i] if sizes else frame_hw
+        if own is not None:
+            check_mask_shape(sample, sample.frames[i], (int(m.shape[0]), int(m.shape[1])), own, source.description)
         small = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
         masks[i], valid[i] = np.packbits(small, axis=-1), True
-    return frames, masks, valid
+    return frames, masks, valid, sizes[0] if sizes else frame_hw
+
+
+def _donor_frame_sizes(donor: Path, samples: list[Sample], root: Path) -> dict[str, tuple[int, int] | None]:
+    """The frames' ``(H, W)`` of each sample when the frames come from ``donor``: as its ``index.json`` records
+    them, else from the first frame's header under ``root`` (``None`` where neither is known)."""
+    from hmtools.frames import frame_size
+
+    try:
+        recorded = json.loads((donor.parent / "index.json").read_text()).get("frame_sizes") or {}
+    except (OSError, ValueError, AttributeError):  # unreadable, or not an object
+        recorded = {}
+    recorded = recorded if isinstance(recorded, dict) else {}
+    out: dict[str, tuple[int, int] | None] = {}
+    for s in samples:
+        hw = recorded.get(s.sample_id)
+        if hw is None and s.frames:
+            try:
+                hw = frame_size(root, s.frames[0])
+            except DataFormatError:  # the frames are gone (that is why the donor's are used): unchecked
+                hw = None
+        out[s.sample_id] = None if hw is None else (int(hw[0]), int(hw[1]))
+    return out
 
 
 def build_cache(
@@ -268,18 +339,26 @@ def build_cache(
         for s in samples:
             index[s.sample_id] = [offset, len(s.frames)]
             offset += len(s.frames)
+        known = {} if donor is None else _donor_frame_sizes(donor, samples, Path(root))
+        sizes: dict[str, list[int]] = {}
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            jobs = pool.map(lambda s: (s, _read_sample(s, Path(root), source, size, donor is None)), samples)
-            for s, (f, m, v) in tqdm(jobs, total=len(samples), desc="packing clips", disable=not progress):
+            jobs = pool.map(
+                lambda s: (s, _read_sample(s, Path(root), source, size, donor is None, known.get(s.sample_id))),
+                samples,
+            )
+            for s, (f, m, v, hw) in tqdm(jobs, total=len(samples), desc="packing clips", disable=not progress):
                 o, n = index[s.sample_id]
                 masks[o : o + n], valid[o : o + n] = m, v
                 if frames is not None and f is not None:
                     frames[o : o + n] = f
+                if hw is not None:
+                    sizes[s.sample_id] = list(hw)
         for arr in (frames, masks, valid):
             if arr is not None:
                 arr.flush()
         del frames, masks, valid
-        (tmp / "index.json").write_text(json.dumps({"size": [h, w], "samples": index, "frames_key": fkey}))
+        info = {"size": [h, w], "samples": index, "frames_key": fkey, "frame_sizes": sizes}
+        (tmp / "index.json").write_text(json.dumps(info))
         try:
             os.replace(tmp, folder)
         except OSError:  # another process finished the same cache first

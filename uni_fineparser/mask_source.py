@@ -7,8 +7,8 @@ Supported now:
   supervision: the frame counts as having none);
 * a FineParser mask folder: ``<mask_root>/<frame key with a .jpg (or .png, ...) suffix>``
   (FineDiving-HM's ``diving_mask_annotation_gray``), read pixel for pixel as ``hmtools import`` reads
-  it (:func:`hmtools.exchange.fineparser.read_mask_image`: 0/255 grey thresholded at 128, 0/1 or
-  label PNGs by nonzero, palette PNGs by index != 0);
+  it (:func:`hmtools.exchange.fineparser.read_mask_image`: 0/255 grey or colour thresholded at 128 on
+  the brightest channel, 0/1 or label PNGs by nonzero, palette PNGs by index != 0);
 * an hmtools HDF5 export (format ``hmtools-masks`` version 1, docs/formats.md): group
   ``/samples/<quoted sample id>`` with ``masks`` ``(T, ceil(H/8), W)`` uint8 bit-packed along the
   height (bitorder big), ``present`` ``(T,)`` and ``frame_keys`` ``(T,)``.
@@ -105,9 +105,11 @@ class FolderMasks:
     Two files of one name with different extensions are refused (which one is the mask?). When no frame
     of a sample has a mask of its own name and the mirrored folder holds exactly one mask per frame,
     they are paired in frame-number order (FineDiving-HM copies named by position, ``00000.jpg`` first),
-    as the import and the FineParser loaders do (:func:`hmtools.exchange.fineparser.pair_by_position`).
+    as the import and the FineParser loaders do; also when their names partly overlap the frames'
+    (:func:`hmtools.exchange.fineparser.pair_masks`, shared with the import).
     Pixels are read by :func:`hmtools.exchange.fineparser.read_mask_image`: palette PNGs by index
-    (!= 0), lossless 0/1 or label masks (brightest pixel < 128) by nonzero, others by >= 128.
+    (!= 0), lossless 0/1 or label masks (brightest pixel < 128) by nonzero, others by >= 128 (the
+    brightest channel of a colour file).
     """
 
     def __init__(self, root: Path):
@@ -145,28 +147,22 @@ class FolderMasks:
 
     def _paths(self, sample: Sample) -> list[Path | None]:
         """The mask file of each frame of ``sample`` (``None`` where it has none)."""
-        from hmtools.exchange.fineparser import masks_by_folder, pair_by_position
-        from hmtools.exchange.sink import key_stem
+        from hmtools.exchange.fineparser import masks_by_folder, pair_masks
 
-        listings: dict[str, dict[str, str]] = {}
-        rels: list[str | None] = []
-        for key in sample.frames:
-            folder = key.rpartition("/")[0]
-            if folder not in listings:
-                listings[folder] = self._listing(folder)
-            rels.append(listings[folder].get(key_stem(key)))
-        if sample.frames and all(r is None for r in rels) and len(listings) == 1:
-            found = dict(next(iter(listings.values())))  # masks named by position in the clip?
-            by_key = dict(pair_by_position(sample.frames, found, masks_by_folder(found)))
-            rels = [by_key.get(k) for k in sample.frames]
-            if by_key and "position" not in self._rules_told:
-                self._rules_told.add("position")
-                log.warning(
-                    "%s: the masks of sample %s (and maybe others) are named by position, not by frame: paired with "
-                    "the frames in order, as `hmtools import` and the FineParser loaders pair them",
-                    self.root,
-                    sample.sample_id,
-                )
+        found: dict[str, str] = {}
+        for folder in dict.fromkeys(key.rpartition("/")[0] for key in sample.frames):
+            found.update(self._listing(folder))
+        pairs, positional = pair_masks(sample.sample_id, sample.frames, found, lambda: masks_by_folder(found))
+        by_key = dict(pairs)  # by frame name, else by position in the clip (as the import pairs them)
+        rels = [by_key.get(k) for k in sample.frames]
+        if positional and "position" not in self._rules_told:
+            self._rules_told.add("position")
+            log.warning(
+                "%s: the masks of sample %s (and maybe others) are named by position, not by frame: paired with "
+                "the frames in order, as `hmtools import` and the FineParser loaders pair them",
+                self.root,
+                sample.sample_id,
+            )
         return [None if r is None else self.root / r for r in rels]
 
     def available(self, sample: Sample) -> list[bool]:

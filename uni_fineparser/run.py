@@ -72,6 +72,7 @@ def train_from_dataset(
         "options": options or {},
     }
     samples, frame_root = load_samples(data)
+    check_masks_are_not_frames(masks, Path(data["root"]), frame_root, samples)
     source = open_mask_source(masks)
     if dataset.replace("_", "-").lower() == "aqa7":
         return train_per_class(cfg, samples, source, frame_root, out, device=device, data=data)
@@ -79,6 +80,57 @@ def train_from_dataset(
     train(cfg, samples, source, frame_root, out, device=device, data=data)
     metrics_file = Path(out) / "metrics.json"
     return json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+
+
+def check_masks_are_not_frames(masks: str | Path, root: Path, frame_root: Path, samples: list[Sample]) -> None:
+    """Refuse ``--masks`` naming the frames themselves: the dataset root, the frame folder, or a folder
+    whose "mask" of a frame is that frame's own file (a symlink to the frame folder). Read as a mask
+    folder, every RGB frame would become its own mask (pixels >= 128 of its brightest channel).
+
+    Raises:
+        InputError: one of those.
+    """
+    m = Path(masks).resolve()
+    if not m.is_dir():
+        return
+    for what, folder in (("the dataset root (--root)", root), ("the frame folder", frame_root)):
+        if m == Path(folder).resolve():
+            raise InputError(
+                f"--masks {masks} is {what}: every frame would be read as its own mask; pass the mask store, "
+                "HDF5 export or mask folder (e.g. an `hmtools export --format fineparser` folder)"
+            )
+    key = next((s.frames[0] for s in samples if s.frames), None)
+    if key is None:
+        return
+    try:
+        same = os.path.samefile(m / key, Path(frame_root) / key)
+    except OSError:  # no file of the frame's own name there (the usual case), or no frame
+        same = False
+    if same or _looks_like_a_frame(m / key):
+        what = f"{m / key} is the frame {key}" if same else f"{m / key} is a colour picture, not a mask"
+        raise InputError(
+            f"--masks {masks} holds the frames themselves ({what}): every frame would be read as its own "
+            "mask; pass the mask store, HDF5 export or mask folder"
+        )
+
+
+def _looks_like_a_frame(path: Path) -> bool:
+    """Whether the image at ``path`` (if any) is a video frame rather than a mask: a colour picture with
+    mostly mid-tones. A mask, even a coloured JPEG one, is near black or near full brightness but at its
+    edges; a diving frame is > 60% mid-tones (measured: the examples/ frames, 66-70%).
+    """
+    from uni_fineparser.cache import import_cv2
+
+    if not path.is_file():
+        return False
+    cv2 = import_cv2()
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None or img.size == 0:
+        return False
+    hi, lo = img.max(axis=2).astype(np.int16), img.min(axis=2).astype(np.int16)
+    coloured = float(np.mean(hi - lo > 16))  # pixels whose channels differ: not grey
+    mid = float(np.mean((hi >= 48) & (hi <= 207)))  # neither background nor foreground
+    return coloured > 0.2 and mid > 0.4
 
 
 @dataclass
@@ -118,6 +170,10 @@ def open_run(
         raise InputError(f"{checkpoint} does not record its masks path; pass masks=")
     if masks is None:
         _recorded_path_exists(checkpoint, "masks", data["masks"])
+    if masks is not None and data.get("frame_root"):
+        check_masks_are_not_frames(
+            masks, Path(data.get("root") or data["frame_root"]), Path(data["frame_root"]), samples
+        )
     source = open_mask_source(masks or data["masks"])
     dev = resolve_device(device)
     train_all = [s for s in samples if s.split == "train" and s.score is not None]

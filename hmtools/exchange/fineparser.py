@@ -6,14 +6,15 @@ its mask root (``FineDiving_HM/<video>/<idx>/<frame>.jpg``). Frames without a se
 no file (the manifest counts them); an empty mask is an all-zero image.
 
 Import reads any such folder: files are matched to frames by frame key with the extension
-ignored; JPEG masks are lossy, so pixels >= 128 are foreground.
+ignored (else by position in the clip: :func:`pair_masks`); JPEG masks are lossy, so pixels >= 128
+(of the brightest channel in a colour file) are foreground (:func:`read_mask_image`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path, PurePosixPath
@@ -153,7 +154,7 @@ def masks_by_folder(found: dict[str, str]) -> dict[str, list[str]]:
 def pair_by_position(
     frames: Sequence[str], found: dict[str, str], by_folder: dict[str, list[str]]
 ) -> list[tuple[str, str]]:
-    """``[(frame key, mask relpath)]`` for a sample none of whose frames has a mask of its own name.
+    """``[(frame key, mask relpath)]`` for a sample whose masks are named by position (see :func:`pair_masks`).
 
     When the mask folder mirroring the sample's frame folder holds exactly one mask per frame,
     they are paired in frame-number order, which is how the FineParser loaders read masks (by
@@ -175,6 +176,63 @@ def _number_order(stem: str) -> tuple[bool, int, str]:
     """Sort key of a mask stem: by the frame number in its name (as frame folders are listed), then by name."""
     n = frame_number(stem.rpartition("/")[2] + ".jpg")
     return (n is None, n or 0, stem)
+
+
+def _run_start(names: Sequence[str]) -> int | None:
+    """``k`` when the numbers in the names (stems or frame keys) are exactly ``k..k+n-1``, else ``None``."""
+    found = [frame_number(name.rpartition("/")[2] + ".jpg") for name in names]
+    nums = sorted(n for n in found if n is not None)
+    if not nums or len(nums) != len(names) or nums != list(range(nums[0], nums[0] + len(nums))):
+        return None
+    return nums[0]
+
+
+def pair_masks(
+    sample_id: str,
+    frames: Sequence[str],
+    found: dict[str, str],
+    by_folder: Callable[[], dict[str, list[str]]],
+) -> tuple[list[tuple[str, str]], bool]:
+    """Pair a sample's frames with masks: ``([(frame key, mask relpath)], paired by position?)``.
+
+    ``found`` is :func:`scan_mask_folder`'s ``{stem: relpath}`` (the paired masks leave it);
+    ``by_folder`` gives :func:`masks_by_folder` of it (called only when needed).
+
+    * Every frame has a mask of its own name (extension ignored): those.
+    * No frame has one: :func:`pair_by_position` (one mask per frame in the mirrored folder).
+    * Some frames have one, others not, and the mirrored folder holds exactly as many masks as the
+      sample has frames, numbered ``0..n-1`` or ``1..n``: they are named by position (frames
+      ``00050..00149``, masks ``00000..00099``: the overlapping names ``00050..00099`` are not those
+      frames' masks) and are paired in order. Numbered ``k..k+n-1`` for another ``k`` while the
+      frames are numbered consecutively too: refused (shifted numbering: which mask is whose?).
+    * Otherwise the frames with a mask of their name get it (a partly annotated clip, a stray file).
+
+    Raises:
+        DataFormatError: the shifted numbering of the third case.
+    """
+    from hmtools.exchange.sink import key_stem
+
+    stems = [key_stem(k) for k in frames]
+    named = [s in found for s in stems]
+    if not any(named):
+        pairs = pair_by_position(frames, found, by_folder()) if frames else []
+        return pairs, bool(pairs)
+    folder = frames[0].rpartition("/")[0]
+    if not all(named) and all(k.rpartition("/")[0] == folder for k in frames):
+        masks = [s for s in by_folder().get(folder, []) if s in found]
+        start = _run_start(masks) if len(masks) == len(frames) else None
+        if start in (0, 1):
+            return pair_by_position(frames, found, by_folder()), True
+        if start is not None and _run_start(frames) is not None:
+            unnamed = sorted(set(masks) - set(stems), key=_number_order)
+            raise DataFormatError(
+                f"sample {sample_id}: {sum(named)} of its {len(frames)} frames have a mask of their own name in "
+                f"{folder or 'the top folder'}, but the masks there are numbered from {start} (e.g. "
+                f"{found[unnamed[0]]}, which names none of its frames), the frames from another number; "
+                "which mask belongs to which frame? name each mask after its frame, or number a clip's masks "
+                "by position from 0"
+            )
+    return [(k, found.pop(s)) for k, s, ok in zip(frames, stems, named, strict=True) if ok], False
 
 
 @dataclass(frozen=True)
@@ -199,15 +257,18 @@ _PNG_COLOR_TYPE = 25
 def read_mask_image(path: str | Path) -> tuple[np.ndarray, str]:
     """Read one mask file as an ``(H, W)`` bool foreground and the rule that made it.
 
-    Rules, checked in this order:
+    A pixel's value is its grey level, or for a colour image (3 or 4 channels; alpha is ignored)
+    the **largest of its colour channels**, so a red (255, 0, 0), green or blue mask on black reads
+    like a white one (its grey level, ~76 for pure red, would fall below the threshold). Rules,
+    checked in this order:
 
     * ``palette``: a palette PNG (DAVIS / YouTube-VOS, SAM 2, Cutie and XMem write these):
       foreground = palette index != 0 (index 0 is the background; grey conversion would turn
       DAVIS' dark red index 1 into 38, i.e. background).
-    * ``nonzero``: a lossless file (PNG/BMP/TIFF) whose brightest pixel is below half range
+    * ``nonzero``: a lossless file (PNG/BMP/TIFF) whose brightest value is below half range
       (a 0/1 mask or a label map of athlete ids 1, 2, ...): foreground = nonzero.
-    * ``threshold``: otherwise foreground = pixels >= half range (128 for 8-bit, 32768 for
-      16-bit): 0/255 masks, lossy JPEG edges.
+    * ``threshold``: otherwise foreground = values >= half range (128 for 8-bit, 32768 for
+      16-bit): 0/255 grey or colour masks, lossy JPEG edges and noise.
 
     Raises:
         DataFormatError: the file cannot be decoded.
@@ -215,7 +276,8 @@ def read_mask_image(path: str | Path) -> tuple[np.ndarray, str]:
     import cv2
 
     ext = os.path.splitext(os.fspath(path))[1].lower()
-    flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
+    # ANYCOLOR: a grey file decodes as one channel (as fast as IMREAD_GRAYSCALE), a colour one as BGR
+    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_IGNORE_ORIENTATION
     if ext in LOSSY_EXTENSIONS:
         img = cv2.imread(os.fspath(path), flags)
     else:
@@ -228,6 +290,8 @@ def read_mask_image(path: str | Path) -> tuple[np.ndarray, str]:
         img = cv2.imdecode(data, flags | cv2.IMREAD_ANYDEPTH) if data.size else None
     if img is None:
         raise DataFormatError(f"{path} is not a readable image; expected an 8-bit mask image")
+    if img.ndim == 3:  # (H, W, C) colour: the brightest channel of each pixel (alpha, if any, left out)
+        img = np.maximum(np.maximum(img[..., 0], img[..., 1]), img[..., 2]) if img.shape[2] >= 3 else img[..., 0]
     half = 32768 if img.dtype == np.uint16 else THRESHOLD
     if ext not in LOSSY_EXTENSIONS and 0 < int(img.max()) < half:
         return img != 0, "nonzero"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hmtools.errors import DataFormatError, InputError
 from hmtools.exchange.parallel import batched, default_workers, ordered_process_map
-from hmtools.exchange.sink import MaskSink, Tally, key_stem
+from hmtools.exchange.sink import MaskSink, Tally
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
 from hmtools.store_admin import check_same_dataset
@@ -83,7 +83,7 @@ class ImportReport:
 
 
 def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers: int, fork: bool = False) -> Tally:
-    from hmtools.exchange.fineparser import masks_by_folder, pair_by_position, scan_mask_folder
+    from hmtools.exchange.fineparser import masks_by_folder, pair_masks, scan_mask_folder
 
     if not masks.is_dir():
         raise InputError(f"--masks {masks} is not a folder; the fineparser format is a folder of mask images")
@@ -94,14 +94,15 @@ def _feed_fineparser(sink: MaskSink, masks: Path, samples: list[Sample], workers
     by_folder: dict[str, list[str]] | None = None
     by_position: list[str] = []
 
-    def jobs() -> Iterator[tuple[str, str]]:
+    def folders() -> dict[str, list[str]]:
         nonlocal by_folder
-        for s in samples:
-            pairs = [(key, found.pop(key_stem(key))) for key in s.frames if key_stem(key) in found]
-            if not pairs and s.frames:  # no mask has a frame's name: masks named by position in the clip?
-                by_folder = masks_by_folder(found) if by_folder is None else by_folder
-                pairs = pair_by_position(s.frames, found, by_folder)
-                by_position.extend([s.sample_id] if pairs else [])
+        by_folder = masks_by_folder(found) if by_folder is None else by_folder
+        return by_folder
+
+    def jobs() -> Iterator[tuple[str, str]]:
+        for s in samples:  # by frame name, else by position in the clip (see pair_masks)
+            pairs, positional = pair_masks(s.sample_id, s.frames, found, folders)
+            by_position.extend([s.sample_id] if positional else [])
             for key, rel in pairs:
                 yield key, os.path.join(base, rel)
 
