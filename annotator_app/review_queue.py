@@ -1,9 +1,15 @@
-"""The review queue: per-sample progress from the store, filters, and "next flagged frame"."""
+"""The review queue: per-sample progress from the store, filters, and "next flagged frame".
+
+Both list samples in natural order (:func:`natural_key`): ``01/2`` before ``01/10``.
+"""
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hmtools.errors import InputError
 from hmtools.store import MaskStore
@@ -48,6 +54,31 @@ class QueueRow:
         ]
 
 
+_DIGIT_RUN = re.compile(r"\d+")
+
+
+def _number(match: re.Match[str]) -> str:
+    """A digit run as text that sorts by its value: NUL, the length without leading zeros, the digits."""
+    run = match.group()
+    if not run.isascii():  # other scripts' decimal digits (Nd), e.g. Arabic-Indic
+        run = "".join(str(unicodedata.decimal(c)) for c in run)
+    digits = run.lstrip("0")
+    return "\x00" + chr(min(len(digits), 0x10FFFF)) + digits
+
+
+@lru_cache(maxsize=1 << 17)  # ids repeat on every queue refresh; ~0.2 s for 100k ids uncached, 14 ms cached
+def natural_key(sample_id: str) -> tuple[str, str]:
+    """Sort key of a sample id in natural order: digit runs compare as numbers (``01/2`` < ``01/10``,
+    ``r9/0`` < ``r10/0``; leading zeros ignored), the text between them by Unicode case folding
+    (``Zürich`` == ``ZÜRICH``), a number before any text at the same place; ties (``01/7`` vs
+    ``1/07``, case) are broken by the raw id in code point order, so the order is total.
+
+    Returns:
+        ``(folded text with each digit run encoded to sort by value, sample_id)``.
+    """
+    return _DIGIT_RUN.sub(_number, sample_id.casefold()), sample_id
+
+
 def _keep(row: QueueRow, status: str) -> bool:
     """Whether ``row`` passes the status filter ``status`` (one of :data:`QUEUE_FILTERS`)."""
     match status:
@@ -76,7 +107,7 @@ the store's index of flagged versions (schema 4), not from every frame's newest 
 def queue_rows(
     store: MaskStore, split: str | None = None, status: str | None = "all", reason: str = ""
 ) -> list[QueueRow]:
-    """Samples with their progress, in sample order, filtered by split (``None`` = any), by one
+    """Samples with their progress, in natural order (:func:`natural_key`), filtered by split (``None`` = any), by one
     of :data:`QUEUE_FILTERS` and, when ``reason`` is not blank, to those with a flagged frame whose
     flag reason contains it (case-insensitive; e.g. ``"small in frame"``). One grouped query over
     the store. ``status`` ``""`` or ``None`` (a cleared filter) means ``all``.
@@ -108,43 +139,55 @@ def queue_rows(
         )
     if where:
         sql += "WHERE " + "AND ".join(where)
-    rows = store.query(sql + "GROUP BY s.sample_id ORDER BY s.sample_id", params)
+    rows = store.query(sql + "GROUP BY s.sample_id", params)
     out = [QueueRow(*r[:9], locked_by=r[9] or "") for r in rows]
-    return [r for r in out if _keep(r, status)]
+    return sorted((r for r in out if _keep(r, status)), key=lambda r: natural_key(r.sample_id))
 
 
 def next_flagged(
     store: MaskStore, after: tuple[str, int] | None, user: str, split: str | None = None, reason: str = ""
 ) -> tuple[str, int] | None:
-    """The first flagged frame after ``(sample_id, frame_idx)`` in sample then frame order,
-    wrapping around, skipping samples another user holds and, when ``reason`` is not blank, frames
-    whose flag reason does not contain it (case-insensitive); ``None`` when there is none."""
-    held = "LEFT JOIN locks l ON l.sample_id=s.sample_id AND l.expires_at>? AND l.owner<>? "
-    params: list[object] = [time.time(), user]
-    if reason.strip():  # the frames flagged with that reason, from the index of flagged versions, then ordered
-        sql = (
-            "SELECT f.sample_id, f.idx FROM masks m JOIN frames f ON f.frame_id=m.frame_id AND "
-            f"f.head_version=m.version JOIN samples s ON s.sample_id=f.sample_id {held}"
-            "WHERE m.status='flagged' AND instr(casefold(m.reason), ?)>0 AND l.owner IS NULL "
+    """The first flagged frame after ``(sample_id, frame_idx)`` in the queue's sample order
+    (:func:`natural_key`) then frame order, wrapping around, skipping samples another user holds
+    and, when ``reason`` is not blank, frames whose flag reason does not contain it
+    (case-insensitive); ``None`` when there is none.
+
+    One query lists the samples with such a frame (from ``review_progress``, or the index of
+    flagged versions for ``reason``); they are ordered here, then one indexed query per sample tried
+    (one, unless the store changes meanwhile) finds its first flagged frame."""
+    needle = reason.strip().casefold()
+    if needle:  # the samples with a frame flagged with that reason, from the index of flagged versions
+        sql, col = (
+            "SELECT DISTINCT f.sample_id FROM masks m JOIN frames f ON f.frame_id=m.frame_id AND "
+            "f.head_version=m.version ",
+            "f.sample_id",
         )
-        params.append(reason.strip().casefold())
-    else:
-        # Samples in order, only those whose review_progress has flagged frames, then their frames in order:
-        # CROSS JOIN fixes that loop order, so the first hit ends the query without reading the rest.
-        sql = (
-            "SELECT f.sample_id, f.idx FROM samples s CROSS JOIN review_progress p ON p.sample_id=s.sample_id "
-            "AND p.status='flagged' AND p.n>0 CROSS JOIN frames f ON f.sample_id=s.sample_id "
-            f"JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version {held}"
-            "WHERE m.status='flagged' AND l.owner IS NULL "
-        )
+        where = "AND m.status='flagged' AND instr(casefold(m.reason), ?)>0"
+    else:  # the samples whose review_progress counts flagged frames
+        sql, col = "SELECT p.sample_id FROM review_progress p ", "p.sample_id"
+        where = "AND p.status='flagged' AND p.n>0"
+    params: list[object] = []
     if split:
-        sql, params = sql + "AND s.split=? ", [*params, split]
-    order = "ORDER BY s.sample_id, f.idx LIMIT 1"
-    if after is not None:
-        rows = store.query(
-            sql + "AND s.sample_id>=? AND (s.sample_id>? OR f.idx>?) " + order, [*params, after[0], after[0], after[1]]
-        )
+        sql, params = sql + f"JOIN samples s ON s.sample_id={col} AND s.split=? ", [split]
+    sql += f"LEFT JOIN locks l ON l.sample_id={col} AND l.expires_at>? AND l.owner<>? WHERE l.owner IS NULL {where}"
+    params += [time.time(), user, *([needle] if needle else [])]
+    keys = [natural_key(r[0]) for r in store.query(sql, params)]
+    if after is None:
+        tries = sorted(keys)
+    else:
+        here = natural_key(after[0])
+        tries = [here] if here in keys else []  # the frames after after[1] of the current sample first
+        tries += sorted(k for k in keys if k > here)
+        tries += sorted(k for k in keys if k <= here)  # wrapped around: the current sample's earlier frames too
+    first = (
+        "SELECT f.idx FROM frames f JOIN masks m ON m.frame_id=f.frame_id AND m.version=f.head_version "
+        "WHERE f.sample_id=? AND f.idx>? AND m.status='flagged' "
+        + ("AND instr(casefold(m.reason), ?)>0 " if needle else "")
+        + "ORDER BY f.idx LIMIT 1"
+    )
+    for n, (_, sample_id) in enumerate(tries):
+        idx = after[1] if after is not None and n == 0 and sample_id == after[0] else -1
+        rows = store.query(first, [sample_id, idx, needle] if needle else [sample_id, idx])
         if rows:
-            return rows[0][0], int(rows[0][1])
-    rows = store.query(sql + order, params)
-    return (rows[0][0], int(rows[0][1])) if rows else None
+            return sample_id, int(rows[0][0])
+    return None
