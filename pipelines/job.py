@@ -14,7 +14,7 @@ from hmtools.store import MaskStore
 from pipelines.build import BuildSummary, build_masks
 from pipelines.config import BuildConfig
 from pipelines.distributed import barrier, gather, process_group, rank_from_env
-from pipelines.merge import find_rank_stores, merge_stores, rank_store_path
+from pipelines.merge import MergeSummary, find_rank_stores, merge_stores, rank_store_path
 from pipelines.models import check_names, load_models
 from pipelines.run import Models
 
@@ -76,21 +76,23 @@ def run_build_masks(
     machines); ``merge`` then copies those into ``store_path`` instead of building.
 
     Raises:
-        InputError: bad dataset, sample id or model name; ``merge`` without rank stores; ``force``
-            with ``keep_built`` (exit 2).
+        InputError: bad dataset, sample id or model name; ``force`` with ``keep_built``; ``merge`` with a
+            build-only option or as in :func:`run_merge` (exit 2).
     """
-    if force and keep_built:
-        raise InputError("--force rebuilds built samples and --keep-built skips them; pass one of the two")
     from hmtools.datasets import load_dataset
 
     if merge:
-        parts = find_rank_stores(store_path)
-        if not parts:
-            raise InputError(
-                f"no per-rank stores {store_path.name}.rank*-of-* beside {store_path}; run with --rank-stores first"
-            )
-        with MaskStore(store_path) as target:
-            return merge_stores(target, parts, overwrite_human=overwrite_human)
+        given = {
+            "--samples": sample_ids,
+            "--limit": limit,
+            "--split": split,
+            "--force": force,
+            "--keep-built": keep_built,
+        }
+        refuse_build_options([name for name, v in given.items() if v is not None and v is not False])
+        return run_merge(dataset, store_path, overwrite_human=overwrite_human)
+    if force and keep_built:
+        raise InputError("--force rebuilds built samples and --keep-built skips them; pass one of the two")
     check_names(cfg)
     index = load_dataset(dataset, root, annotations)
     samples = pick_samples(index.samples, sample_ids, limit, split)
@@ -112,6 +114,79 @@ def run_build_masks(
         rank_stores=rank_stores,
         no_frames=no_frames,
     )
+
+
+def refuse_build_options(given: Sequence[str]) -> None:
+    """Refuse options that only steer a build when ``--merge`` is asked for (the merge would ignore them).
+
+    Args:
+        given: Option names as typed on the command line, e.g. ``["--samples", "--force"]``.
+
+    Raises:
+        InputError: ``given`` is not empty (all of them named, exit 2).
+    """
+    if given:
+        raise InputError(
+            f"--merge copies the per-rank stores into --store as they are; {', '.join(given)} only steer"
+            f"{'s' if len(given) == 1 else ''} a build: drop {'it' if len(given) == 1 else 'them'}, "
+            "or build with them first (--rank-stores) and merge after"
+        )
+
+
+def run_merge(dataset: str, store_path: Path, *, overwrite_human: bool = False) -> MergeSummary:
+    """Merge the per-rank stores beside ``store_path`` into it (one process, any machine: no dataset root is read).
+
+    Raises:
+        InputError: unknown ``dataset``; run under torchrun with several processes; no per-rank stores;
+            the rank stores or ``store_path`` hold samples of another dataset than ``dataset`` (nothing is
+            created or copied); and what :func:`pipelines.merge.merge_stores` refuses (exit 2).
+    """
+    from hmtools.datasets.index import DATASETS
+
+    key = dataset.replace("_", "-").lower()
+    if key not in DATASETS:
+        raise InputError(f"unknown dataset {dataset!r}; valid names: {', '.join(DATASETS)}")
+    world = rank_from_env().world
+    if world > 1:
+        raise InputError(
+            f"--merge runs in one process, not under torchrun ({world} processes would merge into one store "
+            "at once); run it once, without torchrun, on one machine"
+        )
+    parts = find_rank_stores(store_path)
+    if not parts:
+        raise InputError(
+            f"no per-rank stores {store_path.name}.rank*-of-* beside {store_path}; run with --rank-stores first"
+        )
+    _check_merge_dataset(key, store_path, parts)
+    with MaskStore(store_path) as target:
+        return merge_stores(target, parts, overwrite_human=overwrite_human)
+
+
+def _check_merge_dataset(key: str, store_path: Path, parts: Sequence[Path]) -> None:
+    """Refuse ``--dataset key`` when the rank stores (or the existing ``store_path``) hold another dataset.
+
+    Rank stores of several datasets are left to :func:`pipelines.merge.merge_stores`, which names them.
+    """
+    parts_held = _datasets_held(parts)
+    if len(parts_held) > 1:
+        return
+    for what, held in (("the rank stores", parts_held), ("--store", _datasets_held([store_path]))):
+        other = sorted(set(held) - {key})
+        if other:
+            fix = f"pass --dataset {other[0]}" if what != "--store" else "merge into another --store"
+            raise InputError(f"--dataset {key} does not match {what}: {held[other[0]]} holds {other[0]} samples; {fix}")
+
+
+def _datasets_held(paths: Sequence[Path]) -> dict[str, str]:
+    """Dataset name -> the name of the first of ``paths`` holding its samples (missing or empty files skipped)."""
+    held: dict[str, str] = {}
+    for path in paths:
+        if not path.is_file() or path.stat().st_size == 0:
+            continue  # a missing target is created by the merge; merge_stores says what is wrong with an empty part
+        with MaskStore(path, read_only=True) as st:
+            for (name,) in st.query("SELECT DISTINCT dataset FROM samples"):
+                held.setdefault(name, path.name)
+    return held
 
 
 def check_rank_store_world(store_path: Path, world: int) -> None:

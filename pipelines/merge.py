@@ -135,7 +135,8 @@ def merge_stores(target: MaskStore, parts: list[Path], *, overwrite_human: bool 
                 f"the rank stores hold samples of several datasets ({', '.join(sorted(datasets))}); "
                 "merge the stores of one dataset at a time into their own --store"
             )
-        check_same_dataset(target, datasets)  # before any copy
+        if datasets:  # rank stores that registered no sample copy nothing, into a store of any dataset
+            check_same_dataset(target, datasets)  # before any copy
         chosen = _choose(srcs, summary)
         held = set(target.sample_ids())
         for sid in sorted(chosen):

@@ -52,7 +52,14 @@ def build_masks(
     rank_stores: Annotated[
         bool, Opt("--rank-stores", help="One store per rank beside --store (jobs across machines).")
     ] = False,
-    merge: Annotated[bool, Opt("--merge", help="Merge the per-rank stores into --store, then stop.")] = False,
+    merge: Annotated[
+        bool,
+        Opt(
+            "--merge",
+            help="Merge the per-rank stores into --store, then stop (--dataset is checked against the stores; "
+            "--root is not read; build options are refused).",
+        ),
+    ] = False,
     config: Annotated[Path | None, Opt("--config", help="YAML file (see configs/build_masks.yaml).")] = None,
     sets: Annotated[list[str] | None, Opt("--set", help="Override a config key: key=value (repeatable).")] = None,
 ) -> None:
@@ -60,8 +67,25 @@ def build_masks(
     from hmtools.commands._checks import check_writable
     from hmtools.config import load_config
     from pipelines.config import BuildConfig
-    from pipelines.job import run_build_masks
+    from pipelines.job import refuse_build_options, run_build_masks
 
+    if merge:  # a merge reads no dataset and builds nothing: refuse what it would silently ignore
+        build_only = {
+            "--annotations": annotations,
+            "--detector": detector,
+            "--segmenter": segmenter,
+            "--sam-checkpoint": sam_checkpoint,
+            "--device": device,
+            "--samples": samples,
+            "--limit": limit,
+            "--split": split,
+            "--force": force,
+            "--keep-built": keep_built,
+            "--batch-size": batch_size,
+            "--config": config,
+            "--set": sets,
+        }
+        refuse_build_options([name for name, v in build_only.items() if v is not None and v is not False and v != []])
     check_writable(store, "--store")
     flags = {
         "detect.model": detector,
