@@ -66,6 +66,23 @@ def test_eval_places_the_model_with_the_runs_device_settings(trained, monkeypatc
     assert not opened.model.channels_last and not opened.model.training  # CPU: only moved, then eval mode
 
 
+def test_eval_cudnn_benchmark_flag_overrides_the_runs_setting(trained, monkeypatch):
+    """``hmtools eval --cudnn-benchmark`` / ``--no-cudnn-benchmark`` reach place_model; without either
+    the run's own train.cudnn_benchmark (false here) is used."""
+    import uni_fineparser.run as run_mod
+
+    seen = []
+    real = run_mod.place_model
+    monkeypatch.setattr(run_mod, "place_model", lambda m, t, dev: (seen.append(t.cudnn_benchmark), real(m, t, dev)))
+    d, samples, _, best = trained
+    monkeypatch.setattr(run_mod, "load_samples", lambda data: (samples, d / "root"))  # no annotation files here
+    runner = CliRunner()
+    for flag in ([], ["--cudnn-benchmark"], ["--no-cudnn-benchmark"]):
+        res = runner.invoke(app, ["eval", "--checkpoint", str(best), "--json", "--device", "cpu", *flag])
+        assert res.exit_code == 0, res.output
+    assert seen == [False, True, False]
+
+
 def test_place_model_on_cpu_only_moves(monkeypatch):
     from uni_fineparser.model import UniFineParser
     from uni_fineparser.train import place_model

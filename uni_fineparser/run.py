@@ -154,12 +154,16 @@ def open_run(
     samples: list[Sample] | None = None,
     masks: str | Path | None = None,
     voters: int | None = None,
+    cudnn_benchmark: bool | None = None,
 ) -> OpenRun:
-    """Load a checkpoint and find its data again (through its ``data`` entry unless given)."""
+    """Load a checkpoint and find its data again (through its ``data`` entry unless given).
+    ``voters`` and ``cudnn_benchmark`` (None: the run's own setting) override the checkpoint's config."""
     ckpt = load_checkpoint(checkpoint)
     cfg = run_config_from(ckpt)
     if voters is not None:
         cfg = replace(cfg, train=replace(cfg.train, voters=voters))
+    if cudnn_benchmark is not None:
+        cfg = replace(cfg, train=replace(cfg.train, cudnn_benchmark=cudnn_benchmark))
     data = ckpt["data"]
     if samples is None:
         if not data.get("dataset"):
@@ -251,15 +255,21 @@ def evaluate_checkpoint(
     masks: str | Path | None = None,
     voters: int | None = None,
     reuse_features: bool = True,
+    cudnn_benchmark: bool | None = None,
 ) -> EvalResult:
     """Evaluate a checkpoint on ``split`` (``test``, ``val`` or ``train``) in one process.
+    ``cudnn_benchmark`` (CUDA only; None: as the run trained) lets cuDNN time its algorithms for the
+    evaluation's fixed shapes: 1.46x the queries/s on an H100 (docs/training.md), at the cost of
+    run-to-run differences in the last digits (cuDNN may pick another algorithm each run).
 
     Raises:
         InputError: unknown split; see also :func:`open_run`.
     """
     if split not in ("test", "val", "train"):
         raise InputError(f"--split must be test, val or train; got {split!r}")
-    run = open_run(checkpoint, device=device, samples=samples, masks=masks, voters=voters)
+    run = open_run(
+        checkpoint, device=device, samples=samples, masks=masks, voters=voters, cudnn_benchmark=cudnn_benchmark
+    )
     if not run.splits[split]:  # every metric would be NaN with n = 0, reported as if it were a result
         why = " (trained with train.val_fraction=0)" if split == "val" and not run.cfg.train.val_fraction else ""
         raise InputError(f"the {split} split of checkpoint {checkpoint}'s data holds no scored samples{why}")

@@ -98,6 +98,14 @@ def evaluate(
     ] = None,
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    cudnn_benchmark: Annotated[
+        bool | None,
+        typer.Option(
+            "--cudnn-benchmark/--no-cudnn-benchmark",
+            help="CUDA: let cuDNN time its algorithms (faster evaluation, last digits may vary between runs; "
+            "default: as the run trained, train.cudnn_benchmark).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a checkpoint: Spearman rho, R-l2 x100, AIoU@0.5/0.75, mask IoU."""
     from hmtools.errors import InputError
@@ -105,7 +113,7 @@ def evaluate(
 
     if voters is not None and voters < 1:
         raise InputError(f"--voters must be >= 1, got {voters}")
-    m = evaluate_checkpoint(checkpoint, split, device=device, voters=voters).metrics
+    m = evaluate_checkpoint(checkpoint, split, device=device, voters=voters, cudnn_benchmark=cudnn_benchmark).metrics
     keys = ("rho", "rl2", "aiou_0.5", "aiou_0.75", "mask_iou", "n")
     report = {k: (None if isinstance(m[k], float) and math.isnan(m[k]) else m[k]) for k in keys}
     if as_json:
