@@ -5,13 +5,11 @@ Both list samples in natural order (:func:`natural_key`): ``01/2`` before ``01/1
 
 from __future__ import annotations
 
-import re
 import time
-import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
 
 from hmtools.errors import InputError
+from hmtools.natural_order import natural_key  # shared with hmtools export; importable from here too
 from hmtools.store import MaskStore
 
 QUEUE_FILTERS = ("all", "has flagged", "has unreviewed", "has rejected", "done", "no frames")
@@ -52,31 +50,6 @@ class QueueRow:
             self.no_mask,
             self.dataset,
         ]
-
-
-_DIGIT_RUN = re.compile(r"\d+")
-
-
-def _number(match: re.Match[str]) -> str:
-    """A digit run as text that sorts by its value: NUL, the length without leading zeros, the digits."""
-    run = match.group()
-    if not run.isascii():  # other scripts' decimal digits (Nd), e.g. Arabic-Indic
-        run = "".join(str(unicodedata.decimal(c)) for c in run)
-    digits = run.lstrip("0")
-    return "\x00" + chr(min(len(digits), 0x10FFFF)) + digits
-
-
-@lru_cache(maxsize=1 << 17)  # ids repeat on every queue refresh; ~0.2 s for 100k ids uncached, 14 ms cached
-def natural_key(sample_id: str) -> tuple[str, str]:
-    """Sort key of a sample id in natural order: digit runs compare as numbers (``01/2`` < ``01/10``,
-    ``r9/0`` < ``r10/0``; leading zeros ignored), the text between them by Unicode case folding
-    (``Zürich`` == ``ZÜRICH``), a number before any text at the same place; ties (``01/7`` vs
-    ``1/07``, case) are broken by the raw id in code point order, so the order is total.
-
-    Returns:
-        ``(folded text with each digit run encoded to sort by value, sample_id)``.
-    """
-    return _DIGIT_RUN.sub(_number, sample_id.casefold()), sample_id
 
 
 def _keep(row: QueueRow, status: str) -> bool:

@@ -1,7 +1,8 @@
 """``hmtools export``: stream a mask store into COCO, YouTube-VIS, HDF5 or a FineParser folder.
 
-Every export reads one consistent snapshot of the store, one sample at a time, writes under a
-temporary name, adds its manifest and is renamed into place when complete.
+Every export reads one consistent snapshot of the store, one sample at a time (in natural order,
+``01/2`` before ``01/10``, unless samples are given), writes under a temporary name, adds its
+manifest and is renamed into place when complete.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hmtools.errors import InputError
 from hmtools.exchange.common import Counts, SampleMasks, Selection, iter_sample_masks, resolve_selection
 from hmtools.exchange.manifest import atomic_output, store_info, write_manifest
 from hmtools.exchange.parallel import default_workers
+from hmtools.natural_order import natural_sorted
 from hmtools.store import MaskStore
 from hmtools.store_admin import snapshot
 
@@ -102,7 +104,10 @@ def export_store(
         store_path: An existing mask store.
         fmt: ``coco``, ``ytvis``, ``hdf5`` or ``fineparser``.
         out: Output file (folder for ``fineparser``); its manifest goes beside it (inside for folders).
-        selection: Samples and review statuses to export (default: everything).
+        selection: Samples and review statuses to export (default: everything). Samples are
+            written in the order of ``selection.sample_ids`` when given, else in natural order
+            (:func:`hmtools.natural_order.natural_key`: ``01/2`` before ``01/10``), which fixes
+            the COCO image ids, YouTube-VIS video ids and HDF5 group order.
         options: Format options (default: :class:`ExportOptions`).
 
     Raises:
@@ -124,6 +129,8 @@ def export_store(
     info = {"description": "hmtools mask export", "format": fmt, "version": __version__}
     with MaskStore(store_path, read_only=True, streaming=True) as store, snapshot(store):
         sample_ids = resolve_selection(store, selection)
+        if selection.sample_ids is None:  # the annotator's queue order, not SQL's code point order
+            sample_ids = natural_sorted(sample_ids)
         with atomic_output(Path(out), folder=folder, overwrite=options.overwrite) as tmp:
             stream = iter_sample_masks(store, sample_ids, selection.statuses, counts)
             EXPORTERS[fmt](_with_progress(stream, len(sample_ids), fmt, options.progress), tmp, info, options)

@@ -20,7 +20,8 @@ Layout (format ``hmtools-masks``, version 1)::
 Bit-packing along the height axis matches the column-major order in which COCO RLE decodes, so
 packing costs almost nothing, and the file is ~3x smaller and several times faster to write than
 gzip on unpacked ``uint8`` (figures in docs/formats.md). Files are deterministic: no object timestamps
-(``track_times=False``), fixed filter settings, groups created in sample order.
+(``track_times=False``), fixed filter settings, groups created in sample order and listed in that
+order (``/samples`` tracks creation order: ``f["samples"]`` iterates in export order, not by name).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def write_hdf5(samples: Iterable[SampleMasks], out: Path, info: dict[str, Any]) 
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["tool_version"] = str(info.get("version", ""))
         f.attrs["category"] = json.dumps(CATEGORY, sort_keys=True)
-        root = f.create_group("samples")
+        root = f.create_group("samples", track_order=True)  # readers list groups in export order
         for sm in samples:
             g = root.create_group(quote(sm.sample.sample_id, safe=""))
             _write_attrs(g, sm)
