@@ -1,15 +1,23 @@
 """``hmtools preview``: a sample's frames with its current masks, boxes and flag reasons, for a quick look.
 
 The output kind follows ``--out``: ``.mp4`` (OpenCV ``mp4v``) or ``.gif`` (Pillow). A PNG
-contact sheet of evenly spaced frames is written beside it (``<out stem>_sheet.png``). Frames
-are streamed to the MP4; a GIF keeps at most ``GIF_MAX_FRAMES`` evenly spaced 480 px frames.
-Every frame is drawn at the first frame's size (a GIF garbles frames of different sizes).
+contact sheet of evenly spaced frames is written beside it (:func:`sheet_path`: ``<out stem>_sheet.png``,
+or ``<out name>_sheet.png`` when that one belongs to another preview, e.g. ``p.mp4`` beside ``p.gif``).
+Frames are streamed to the MP4; a GIF keeps at most ``GIF_MAX_FRAMES`` evenly spaced 480 px frames.
+Every frame is drawn at the first frame's size (a GIF garbles frames of different sizes); an MP4 of
+odd width or height is padded by one black column / row (``mp4v`` needs even sizes: OpenCV would
+otherwise crop it). Both files are written under unique temporary names beside ``--out`` and
+renamed into place, so two previews to the same ``--out`` never write into each other's file.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import struct
+import uuid
+import zlib
 from pathlib import Path
 
 import cv2
@@ -24,6 +32,8 @@ from hmtools.store_types import MaskRecord
 from pipelines.frames_in import read_frame
 
 GIF_MAX_FRAMES = 300
+SHEET_KEY = b"hmtools-preview"
+"""PNG ``tEXt`` keyword of a contact sheet; its text is the JSON string of the preview's file name."""
 GREEN, RED, YELLOW = (60, 220, 60), (230, 40, 40), (250, 210, 40)
 
 
@@ -111,9 +121,10 @@ def write_preview(
     pick = set(np.linspace(0, len(rows) - 1, min(sheet_frames, len(rows))).round().astype(int).tolist())
     gif_pick = set(np.linspace(0, len(rows) - 1, min(GIF_MAX_FRAMES, len(rows))).round().astype(int).tolist())
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.partial{kind}")
-    sheet_path = out.with_name(out.stem + "_sheet.png")
-    sheet_tmp = sheet_path.with_name(f".{sheet_path.stem}.partial.png")
+    sheet = sheet_path(out)
+    unique = f"partial-{os.getpid()}-{uuid.uuid4().hex[:12]}"  # another preview to the same --out: other names
+    tmp = out.with_name(f".{out.stem}.{unique}{kind}")
+    sheet_tmp = sheet.with_name(f".{sheet.stem}.{unique}.png")
     writer, gif, thumbs, size = None, [], [], None
     try:
         for i, (_, frame, rec) in enumerate(rows):
@@ -127,10 +138,10 @@ def write_preview(
                 pic = cv2.resize(pic, size, interpolation=cv2.INTER_AREA)
             if kind == ".mp4":
                 if writer is None:
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, _even(size))
                     if not getattr(writer, "isOpened", lambda: True)():  # closed: it drops every frame silently
                         raise InputError(f"this OpenCV cannot write MP4 (mp4v) video {out}; pass --out NAME.gif")
-                writer.write(np.ascontiguousarray(pic[..., ::-1]))
+                writer.write(_pad_even(pic[..., ::-1]))
             elif i in gif_pick:
                 gif.append(_thumb(pic, 480))
             if i in pick:
@@ -145,10 +156,10 @@ def write_preview(
             frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
         ok, png = cv2.imencode(".png", _sheet(thumbs)[..., ::-1])
         if not ok:
-            raise HMToolsError(f"cannot encode the contact sheet {sheet_path}")
-        sheet_tmp.write_bytes(png.tobytes())
+            raise HMToolsError(f"cannot encode the contact sheet {sheet}")
+        sheet_tmp.write_bytes(_with_owner(png.tobytes(), out.name))
         os.replace(tmp, out)
-        os.replace(sheet_tmp, sheet_path)
+        os.replace(sheet_tmp, sheet)
     except OSError as e:
         raise HMToolsError(
             f"cannot write preview {out}: {os.strerror(e.errno or 0)}; free some space or pick another --out"
@@ -156,7 +167,71 @@ def write_preview(
     finally:
         tmp.unlink(missing_ok=True)
         sheet_tmp.unlink(missing_ok=True)
-    return out, sheet_path
+    return out, sheet
+
+
+def sheet_path(out: Path) -> Path:
+    """The contact sheet of preview ``out``: ``<stem>_sheet.png`` (``p.mp4`` -> ``p_sheet.png``) unless
+    that file is the sheet of another preview (``p.gif``), then ``<name>_sheet.png`` (``p.mp4_sheet.png``).
+
+    Each sheet records the preview it belongs to (PNG ``tEXt`` :data:`SHEET_KEY`); a sheet without that
+    record (written before it existed) is taken as free, as it was.
+
+    Raises:
+        InputError: both names hold the sheets of other previews.
+    """
+    for candidate in (out.with_name(out.stem + "_sheet.png"), out.with_name(out.name + "_sheet.png")):
+        owner = sheet_owner(candidate)
+        if owner is None or owner == out.name:
+            return candidate
+    raise InputError(
+        f"--out {out}: {candidate.name} and {out.stem}_sheet.png are the contact sheets of other previews; "
+        "pick another --out name"
+    )
+
+
+def sheet_owner(path: Path) -> str | None:
+    """File name of the preview whose contact sheet ``path`` is; ``None`` for a missing file or an image
+    that does not record one."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    pos = 8 if head.startswith(b"\x89PNG\r\n\x1a\n") else len(head)
+    while pos + 8 <= len(head):
+        length, kind = struct.unpack(">I4s", head[pos : pos + 8])
+        if kind == b"IDAT":
+            break
+        key, _, text = head[pos + 8 : pos + 8 + length].partition(b"\0")
+        if kind == b"tEXt" and key == SHEET_KEY:
+            try:
+                owner = json.loads(text.decode("latin-1"))
+            except ValueError:
+                return None
+            return owner if isinstance(owner, str) else None
+        pos += 12 + length
+    return None
+
+
+def _with_owner(png: bytes, name: str) -> bytes:
+    """``png`` with a ``tEXt`` chunk recording the preview file ``name`` (JSON, ASCII) after its IHDR."""
+    data = SHEET_KEY + b"\0" + json.dumps(name).encode("ascii")
+    chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
+    ihdr_end = 8 + 12 + struct.unpack(">I", png[8:12])[0]
+    return png[:ihdr_end] + chunk + png[ihdr_end:]
+
+
+def _even(size: tuple[int, int]) -> tuple[int, int]:
+    """``(width, height)`` rounded up to even numbers (``mp4v`` encodes even sizes only)."""
+    return size[0] + size[0] % 2, size[1] + size[1] % 2
+
+
+def _pad_even(img: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 frame padded with a black bottom row / right column to even ``H`` and ``W``
+    (a contiguous copy, as OpenCV's writer needs)."""
+    h, w = img.shape[:2]
+    return cv2.copyMakeBorder(np.ascontiguousarray(img), 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=0)
 
 
 def _check_sample(store: MaskStore, sample_id: str) -> None:
