@@ -185,7 +185,7 @@ def extract_video_frames(
             none (nothing is left at ``out``); or ``out`` holds other files but no frames.
         HMToolsError: a frame could not be written (disk full, permissions); nothing is left.
     """
-    video, out = Path(video), Path(out)
+    video, out = Path(video), (Path(out).resolve() if Path(out).is_symlink() else Path(out))  # a link: its target
     _check_pattern(pattern)
     if start < 0:  # "%05d" % -1 is "-0001": a file whose number reads as 1
         raise InputError(f"--start must be >= 0 (the number of the first frame file), got {start}")

@@ -89,6 +89,20 @@ def test_pattern_suffix_picks_the_file_format(tmp_path: Path) -> None:
     assert png.shape == jpg.shape == (24, 32, 3) and abs(int(png.mean()) - 40) <= 4
 
 
+def test_an_out_symlinked_to_an_empty_folder_gets_the_frames(tmp_path: Path) -> None:
+    """``--out`` a symlink to an empty folder (frames kept on another disk): the frames go where it points.
+    It failed with NotADirectoryError from rmdir on the link."""
+    write_video(tmp_path / "v.avi", 3)
+    (tmp_path / "disk2").mkdir()
+    (tmp_path / "lk").symlink_to(tmp_path / "disk2", target_is_directory=True)
+    assert extract_video_frames(tmp_path / "v.avi", tmp_path / "lk", progress=False) == 3
+    assert (tmp_path / "lk").is_symlink() and list_frame_files(tmp_path / "disk2") == [
+        "00001.jpg",
+        "00002.jpg",
+        "00003.jpg",
+    ]
+
+
 def test_a_folder_with_other_files_but_no_frames_is_not_taken_for_done(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
