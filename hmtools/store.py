@@ -42,6 +42,7 @@ from hmtools.store_types import (
     row_to_record,
 )
 from hmtools.store_write import (
+    check_version,
     insert_frame_mask,
     insert_sample_masks,
     insert_status_versions,
@@ -145,11 +146,12 @@ class MaskStore:
                 yield self._conn
                 self._conn.execute("RELEASE nested" if nested else "COMMIT")
             except BaseException as e:
-                if nested:
-                    self._conn.execute("ROLLBACK TO nested")
-                    self._conn.execute("RELEASE nested")
-                elif self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                try:  # SQLite itself rolls the whole transaction back on SQLITE_FULL / SQLITE_IOERR: nothing to undo
+                    for sql in ("ROLLBACK TO nested", "RELEASE nested") if nested else ("ROLLBACK",):
+                        if self._conn.in_transaction:
+                            self._conn.execute(sql)
+                except sqlite3.Error as undo:  # never hides ``e``, the error that matters
+                    getattr(e, "add_note", lambda _: None)(f"(the rollback failed too: {undo})")
                 if isinstance(e, sqlite3.Error):
                     self._raise_failure(e, writing=True)
                 raise
@@ -293,8 +295,10 @@ class MaskStore:
 
         Raises:
             StaleVersionError: the frame's mask changed since ``expected_version`` (nothing written).
-            InputError: unknown frame, or a mask whose size is not the frame's.
+            InputError: unknown frame, a mask whose size is not the frame's, or ``expected_version`` not a
+                whole number >= 0 (a bool is refused: ``True`` would match version 1).
         """
+        check_version(f"frame {frame_key}", expected_version)
         p = prepare_mask(write)
         with self.transaction() as c:
             version, sample = insert_frame_mask(
@@ -324,7 +328,7 @@ class MaskStore:
 
         Raises:
             StaleVersionError: any frame changed since the caller saw it (nothing written).
-            InputError: a frame has no mask to review.
+            InputError: a frame has no mask to review, or a version is not a whole number >= 0.
 
         One audit row per sample whose frames changed (none when ``expected`` is empty).
         """

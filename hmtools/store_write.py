@@ -142,6 +142,19 @@ def check_expected(sample_id: str, indices: Iterable[int], expected: Mapping[int
         )
 
 
+def check_version(where: str, version: object) -> None:
+    """Refuse a compare-and-set version that is not a whole number >= 0 (``True`` would match version 1).
+
+    Raises:
+        InputError: ``version`` is a bool, not an integer, or negative.
+    """
+    if isinstance(version, bool) or not isinstance(version, Integral) or version < 0:
+        raise InputError(
+            f"{where}: the expected version must be a whole number >= 0 (0 = no mask yet), the head version the "
+            f"edit was based on; got {version!r}; nothing was written"
+        )
+
+
 def insert_frame_mask(
     c: sqlite3.Connection, frame_key: str, p: PreparedMask, *, author: str, now: float, expected_version: int
 ) -> tuple[int, str]:
@@ -192,6 +205,8 @@ def insert_status_versions(
     """
     heads: dict[str, tuple[int, int]] = {}
     samples: dict[str, int] = {}
+    for key, version in expected.items():
+        check_version(f"frame {key}", version)
     for key, version in expected.items():
         row = c.execute("SELECT frame_id, head_version, sample_id FROM frames WHERE key=?", (key,)).fetchone()
         if row is None:

@@ -1,9 +1,10 @@
 """The store side of an import: match masks to frames, check sizes, batch the writes.
 
 :class:`MaskSink` is fed ``(frame key, RLE, provenance)`` by a format reader, in any order.
-It resolves the frame (file extension ignored), checks the mask size against the frame's,
-buffers writes and flushes them per sample through :meth:`MaskStore.write_sample_masks`
-(inside the caller's single import transaction), and keeps the counts the report needs.
+It resolves the frame (file extension ignored), checks the mask size against the frame's (a mask
+of 0 rows or columns is a size mismatch too, even where the frame's size is unknown), buffers
+writes and flushes them per sample through :meth:`MaskStore.write_sample_masks` (inside the
+caller's single import transaction), and keeps the counts the report needs.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ class MaskSink:
         mask_size = (int(rle["size"][0]), int(rle["size"][1]))
         if size is not None and size != mask_size:
             self.size_mismatch.add(f"{frame.key}: mask {mask_size[0]}x{mask_size[1]}, frame {size[0]}x{size[1]}")
+            return
+        if min(mask_size) < 1:  # frame size unknown (no --root): a mask of no pixels fits no frame either
+            self.size_mismatch.add(f"{frame.key}: mask {mask_size[0]}x{mask_size[1]} has no pixels")
             return
         write = MaskWrite(
             rle=rle,
