@@ -9,12 +9,16 @@ as an undo back to an automatic mask) or an annotator's unexpired lock is never 
 history, but the annotator and exports read the head). It is checked before building and again
 before writing, and the write is compare-and-set on the heads seen then, so an edit saved in
 between also keeps the sample as it is. A killed run leaves every sample either
-fully written or untouched, so a rerun finishes the job with no duplicates.
+fully written or untouched, so a rerun finishes the job with no duplicates. A store that cannot be
+written any more (a full disk, a file system turned read-only, I/O errors) stops the run at once with
+:class:`StoreUnwritableError` instead of failing every later sample.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -35,6 +39,10 @@ log = logging.getLogger(__name__)
 UNEXPECTED_IN_A_ROW = 3
 """Samples in a row that may fail with an unexpected error (a bug, a broken GPU) before the run stops:
 one odd sample must not end an overnight run, a systematic error must not fail every sample."""
+SQLITE_STOPS = {13: "full", 8: "read-only", 10: "io"}
+"""SQLite primary result codes that mean the store cannot be written any more: SQLITE_FULL, SQLITE_READONLY
+(a file system remounted read-only mid-run), SQLITE_IOERR."""
+OS_STOPS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read-only"}
 AUTHOR = "build-masks"
 MERGE_AUTHOR = "build-masks merge"  # pipelines.merge writes the per-rank stores' masks as this
 
@@ -90,6 +98,80 @@ class BuildSummary:
         if len(self.failed) > 10:
             out.append(f"  ... and {len(self.failed) - 10} more failed (hmtools inspect lists frame problems)")
         return out
+
+
+class StoreUnwritableError(HMToolsError):
+    """The store's disk filled up, or its file system turned read-only or failing, during a build (exit 1).
+
+    Every later sample would fail the same way, so the run stops at the first one; the samples built
+    before are committed, the failing sample's transaction is rolled back, and rerunning the same
+    command resumes once the disk is fixed.
+    """
+
+
+def unwritable_kind(e: BaseException) -> tuple[str, BaseException] | None:
+    """``("full" | "read-only" | "io", the error that says so)`` when ``e`` (or an error it was raised
+    from) means that the disk can take no more writes, else ``None``.
+
+    SQLite errors are read by result code where Python gives one (3.11+), else by SQLite's message;
+    ``OSError`` by errno (``ENOSPC``, ``EDQUOT``, ``EROFS``; not ``EIO``, which a bad frame file of
+    the dataset also raises). The chain of ``__cause__``/``__context__`` is followed, so an hmtools error
+    that wraps such an SQLite error is recognised too.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, sqlite3.Error):
+            code = getattr(cur, "sqlite_errorcode", None)
+            text = str(cur)
+            kind = SQLITE_STOPS.get(code & 0xFF) if isinstance(code, int) else None
+            if kind is None and code is None:  # no code: an error raised by hand, or an older Python
+                if "disk is full" in text:
+                    kind = "full"
+                elif "readonly database" in text:
+                    kind = "read-only"
+                elif "disk I/O error" in text:
+                    kind = "io"
+            if kind is not None:
+                return kind, cur
+        elif isinstance(cur, OSError) and cur.errno in OS_STOPS:
+            return OS_STOPS[cur.errno], cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def unwritable_error(e: BaseException, store: Path, sample_id: str | None, built: int) -> StoreUnwritableError | None:
+    """The one-line run-stopping error for ``e`` when it means the store can no longer be written, else ``None``.
+
+    Args:
+        e: What building or writing ``sample_id`` raised.
+        store: The store's path (named in the message).
+        sample_id: The sample being built, or ``None`` before the first one.
+        built: Samples built and committed by this run so far.
+    """
+    found = unwritable_kind(e)
+    if found is None:
+        return None
+    kind, cause = found
+    where = f"mask store {store}"
+    if isinstance(cause, OSError) and cause.filename and Path(str(cause.filename)).parent != store.parent:
+        where = str(cause.filename)  # e.g. a temporary file on another disk
+    what = {
+        "full": f"the disk of {where} is full",
+        "read-only": f"the file system of {where} became read-only",
+        "io": f"the disk of {where} reports I/O errors",
+    }[kind]
+    fix = {
+        "full": "free some space or move the store (with its -wal and -shm files) to a disk with room",
+        "read-only": "remount it read-write or copy the store (with its -wal and -shm files) to a writable disk",
+        "io": f"check the disk (dmesg), run `hmtools validate {store}` and copy the store to a sound disk if needed",
+    }[kind]
+    at = f" at sample {sample_id} (its partial write was rolled back)" if sample_id else ""
+    return StoreUnwritableError(
+        f"build-masks stopped{at}: {what} ({cause}); what this run built so far ({built} samples) is saved; "
+        f"{fix}, then rerun the same command: it resumes where it stopped"
+    )
 
 
 def human_block(store: MaskStore, sample_id: str) -> str | None:
@@ -174,14 +256,25 @@ def build_masks(
 
     Returns:
         A :class:`BuildSummary`; failed samples are listed there and never half-written.
+
+    Raises:
+        StoreUnwritableError: the store's disk is full, or its file system turned read-only or reports
+            I/O errors (SQLITE_FULL/READONLY/IOERR, ENOSPC/EDQUOT/EROFS): the run stops at once, the
+            failing sample's write is rolled back and the samples built before stay committed.
     """
     from tqdm import tqdm
 
     body: dict[str, Any] = result_config(cfg, models.weights)
     chash = config_hash(body)
     check_same_dataset(store, {s.dataset for s in samples})
-    store.add_samples(samples, author=AUTHOR)
-    put_config(store, chash, body)
+    try:
+        store.add_samples(samples, author=AUTHOR)
+        put_config(store, chash, body)
+    except Exception as e:
+        stop = unwritable_error(e, store.path, None, 0)
+        if stop is None:
+            raise
+        raise stop from e
     summary = BuildSummary(samples=len(samples), config_hash=chash)
     todo = []
     for s in samples:
@@ -216,12 +309,16 @@ def build_masks(
             except StaleVersionError:  # an annotator saved a frame after the check: keep their work
                 summary.skipped_human.append(s.sample_id)
                 continue
-            except HMToolsError as e:
-                summary.failed[s.sample_id] = str(e)
-                log.error("sample %s failed: %s", s.sample_id, e)
-                continue
-            except Exception as e:  # not bad input: a bug or the machine; the sample is not written
-                unexpected += 1
+            except Exception as e:
+                stop = unwritable_error(e, store.path, s.sample_id, summary.built)
+                if stop is not None:  # a full, read-only or failing disk fails every later sample too
+                    log.debug("sample %s: the store cannot be written", s.sample_id, exc_info=True)
+                    raise stop from e
+                if isinstance(e, HMToolsError):
+                    summary.failed[s.sample_id] = str(e)
+                    log.error("sample %s failed: %s", s.sample_id, e)
+                    continue
+                unexpected += 1  # not bad input: a bug or the machine; the sample is not written
                 log.exception("sample %s failed with an unexpected error (please report it)", s.sample_id)
                 if unexpected >= UNEXPECTED_IN_A_ROW:
                     raise
