@@ -148,6 +148,11 @@ def connect(path: Path, *, create: bool, read_only: bool, busy_timeout_s: float,
         busy = sqlite_failure(e, path, busy_timeout_s, writing=not read_only)
         if busy is not None:
             raise busy from e
+        if getattr(e, "sqlite_errorcode", None) == 13 or "disk is full" in str(e):  # SQLITE_FULL: not bad input
+            raise HMToolsError(
+                f"cannot open mask store {path}: the disk holding it is full ({e}); free some space or move the "
+                "store (with its -wal and -shm files) to a disk with room, then run the command again"
+            ) from e
         hint = (
             "it could not be read where it is; copy the store file (with its -wal and -shm files) to a writable folder"
             if read_only

@@ -301,3 +301,19 @@ def test_soft_masks_must_be_thresholded(store: MaskStore) -> None:
     store.write_sample_masks(S0, ok, author="a")  # 0/1 floats and 0/255 bytes are binary masks
     for t in (2, 3):
         np.testing.assert_array_equal(store.current_mask(f"clip0/0/0000{t}.jpg").mask(), blob_mask(t))
+
+
+def test_a_full_disk_when_the_store_is_created_is_not_blamed_on_the_folder(tmp_path: Path, monkeypatch) -> None:
+    """Creating (or upgrading) a store on a full disk said "its folder must be writable", exit 2: a
+    wrong hint. Now: the disk is full, exit 1 (not bad input), and nothing half-made is read as a store."""
+    import sqlite3
+
+    from hmtools.errors import HMToolsError
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store_open, "migrate", full)
+    with pytest.raises(HMToolsError, match=r"the disk holding it is full .*free some space") as err:
+        MaskStore(tmp_path / "new.db")
+    assert err.value.exit_code == 1 and "must be writable" not in str(err.value)
