@@ -31,11 +31,15 @@ from hmtools.errors import HMToolsError, StaleVersionError
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
 from hmtools.store_admin import check_same_dataset, lock_holder, put_config
+from hmtools.store_open import StoreBusyError
 from pipelines.config import BuildConfig, result_config
 from pipelines.run import Models, build_sample_masks
 
 log = logging.getLogger(__name__)
 
+BUSY_RETRIES = 4
+"""Times a sample's write is tried again when another process held the store past its busy timeout (60 s:
+a large ``hmtools import`` is one transaction), so the sample's inference is kept; then the run stops."""
 UNEXPECTED_IN_A_ROW = 3
 """Samples in a row that may fail with an unexpected error (a bug, a broken GPU) before the run stops:
 one odd sample must not end an overnight run, a systematic error must not fail every sample."""
@@ -303,9 +307,7 @@ def build_masks(
                 if not overwrite_human and human_block(store, s.sample_id):  # an annotator started meanwhile
                     summary.skipped_human.append(s.sample_id)
                     continue
-                store.write_sample_masks(
-                    s.sample_id, writes, author=AUTHOR, build_config=chash, expected_versions=heads
-                )
+                _write_waiting(store, s.sample_id, writes, chash, heads)
             except StaleVersionError:  # an annotator saved a frame after the check: keep their work
                 summary.skipped_human.append(s.sample_id)
                 continue
@@ -314,6 +316,9 @@ def build_masks(
                 if stop is not None:  # a full, read-only or failing disk fails every later sample too
                     log.debug("sample %s: the store cannot be written", s.sample_id, exc_info=True)
                     raise stop from e
+                if isinstance(e, StoreBusyError):  # held past every retry: later samples would wait as long
+                    raise StoreBusyError(f"build-masks stopped at sample {s.sample_id}: {e}; the {summary.built} "
+                                         "samples built before it are saved, and a rerun resumes") from e  # fmt: skip
                 if isinstance(e, HMToolsError):
                     summary.failed[s.sample_id] = str(e)
                     log.error("sample %s failed: %s", s.sample_id, e)
@@ -333,3 +338,22 @@ def build_masks(
                     summary.reasons.update((w.reason or "").split("; "))
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _write_waiting(
+    store: MaskStore, sample_id: str, writes: list[Any], chash: str, heads: dict[int, int] | None
+) -> None:
+    """``store.write_sample_masks`` for a built sample, tried again up to :data:`BUSY_RETRIES` times
+    while another process holds the store past its busy timeout (nothing is written by a failed try).
+
+    Raises:
+        StoreBusyError: the store stayed busy through every try.
+    """
+    for attempt in range(BUSY_RETRIES + 1):
+        try:
+            store.write_sample_masks(sample_id, writes, author=AUTHOR, build_config=chash, expected_versions=heads)
+            return
+        except StoreBusyError as e:
+            if attempt == BUSY_RETRIES:
+                raise
+            log.warning("sample %s: %s; trying its write again (%d of %d)", sample_id, e, attempt + 1, BUSY_RETRIES)

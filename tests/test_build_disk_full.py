@@ -153,3 +153,48 @@ def test_a_real_sqlite_full_error_and_a_wrapped_one_are_recognised(tmp_path: Pat
         assert unwritable_kind(wrapped) == ("full", full.value)
     assert unwritable_kind(sqlite3.OperationalError("no such table: x")) is None
     assert unwritable_kind(OSError(errno.EIO, "Input/output error")) is None  # a bad frame file: per sample
+
+
+def _busy_for(monkeypatch: pytest.MonkeyPatch, tries: int) -> list[str]:
+    """The store's write refuses ``tries`` times with StoreBusyError (another process held it past the
+    busy timeout), then writes."""
+    from hmtools.store_open import StoreBusyError
+
+    real = MaskStore.write_sample_masks
+    calls: list[str] = []
+
+    def write(self, sample_id, writes, **kw):  # type: ignore[no-untyped-def]
+        calls.append(sample_id)
+        if len(calls) <= tries:
+            raise StoreBusyError(f"mask store {self.path} is busy: another process held it for more than 60 s")
+        return real(self, sample_id, writes, **kw)
+
+    monkeypatch.setattr(MaskStore, "write_sample_masks", write)
+    return calls
+
+
+def test_a_store_busy_for_a_while_keeps_the_built_sample(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A write refused as busy (a large import holding the store) is tried again: the sample's inference
+    is not thrown away and nothing fails."""
+    from typer.testing import CliRunner
+
+    from hmtools.cli import app
+
+    calls = _busy_for(monkeypatch, 3)
+    res = CliRunner().invoke(app, _args(tmp_path / "b.db"))
+    assert res.exit_code == 0, res.output
+    assert calls == [FIRST] * 4 + [SECOND, THIRD]
+    with MaskStore(tmp_path / "b.db", read_only=True) as st:
+        for sid in (FIRST, SECOND, THIRD):
+            recs = st.current_masks(sid)
+            assert recs and all(r is not None for r in recs), sid
+
+
+def test_a_store_busy_through_every_retry_stops_the_run(tmp_path: Path, monkeypatch, capsys) -> None:
+    from pipelines.build import BUSY_RETRIES
+
+    calls = _busy_for(monkeypatch, 1000)
+    code, err = _cli(_args(tmp_path / "b.db"), capsys)
+    assert code == 1 and calls == [FIRST] * (BUSY_RETRIES + 1)  # the later samples are not tried
+    line = err.strip().splitlines()[-1]
+    assert "build-masks stopped at sample diving/001" in line and "is busy" in line and "a rerun resumes" in line
