@@ -10,51 +10,18 @@ import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from _datasets_fixtures import make_aqa7, run_cli, write_video
+from _datasets_fixtures import make_aqa7, rewrite_avi, run_cli, write_video
 
 from hmtools import frames as frames_mod
 from hmtools.errors import DataFormatError, HMToolsError, InputError
 from hmtools.frames import extract_dataset_frames, extract_video_frames, list_frame_files, read_frame
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def rewrite_avi(
-    src: Path, dst: Path, frame: Callable[[int, bytes], bytes], header: Callable[[bytearray], None] | None = None
-) -> None:
-    """Copy an OpenCV MJPG .avi with each frame chunk replaced by ``frame(i, data)`` and, with ``header``,
-    the header bytes patched in place (a RIFF ``movi`` list and ``idx1`` index rebuilt to match)."""
-    b = src.read_bytes()
-
-    def chunks(off: int, end: int):
-        while off + 8 <= end:
-            size = struct.unpack("<I", b[off + 4 : off + 8])[0]
-            yield b[off : off + 4], off, size
-            off += 8 + size + (size & 1)
-
-    out, movi, idx, i = bytearray(b[:12]), bytearray(b"movi"), bytearray(), 0
-    for cid, off, size in chunks(12, len(b)):
-        if cid == b"LIST" and b[off + 8 : off + 12] == b"movi":
-            for c2, o2, s2 in chunks(off + 12, off + 8 + size):
-                data = b[o2 + 8 : o2 + 8 + s2]
-                if c2 == b"00dc":
-                    data, i = frame(i, data), i + 1
-                idx += c2 + struct.pack("<III", 0x10 if data else 0, len(movi), len(data))
-                movi += c2 + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
-            out += b"LIST" + struct.pack("<I", len(movi)) + movi
-        elif cid != b"idx1":
-            out += b[off : off + 8 + size + (size & 1)]
-    out += b"idx1" + struct.pack("<I", len(idx)) + idx
-    out[4:8] = struct.pack("<I", len(out) - 8)
-    if header is not None:
-        header(out)
-    dst.write_bytes(bytes(out))
 
 
 def _set_avi_size(out: bytearray, w: int, h: int) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _datasets_fixtures import make_aqa7, run_cli, write_frames, write_video
+from _datasets_fixtures import make_aqa7, rewrite_avi, run_cli, write_frames, write_video
 
 from hmtools.datasets import load_dataset
 from hmtools.errors import DataFormatError, InputError
@@ -235,30 +235,7 @@ def test_extract_refuses_a_video_that_decodes_short(tmp_path: Path, capsys: pyte
 def _empty_avi_chunks(src: Path, dst: Path, drop: set[int]) -> None:
     """Copy an OpenCV MJPG .avi with the frames in ``drop`` stored as zero-size chunks: an AVI "drop frame",
     the way AVI marks variable frame timing (ffmpeg's default constant-rate output repeats a frame there)."""
-    import struct
-
-    b = src.read_bytes()
-
-    def chunks(off: int, end: int):
-        while off + 8 <= end:
-            size = struct.unpack("<I", b[off + 4 : off + 8])[0]
-            yield b[off : off + 4], off, size
-            off += 8 + size + (size & 1)
-
-    out, movi, idx, i = bytearray(b[:12]), bytearray(b"movi"), bytearray(), 0
-    for cid, off, size in chunks(12, len(b)):
-        if cid == b"LIST" and b[off + 8 : off + 12] == b"movi":
-            for c2, o2, s2 in chunks(off + 12, off + 8 + size):
-                data = b"" if c2 == b"00dc" and i in drop else b[o2 + 8 : o2 + 8 + s2]
-                i += c2 == b"00dc"
-                idx += c2 + struct.pack("<III", 0x10 if data else 0, len(movi), len(data))
-                movi += c2 + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
-            out += b"LIST" + struct.pack("<I", len(movi)) + movi
-        elif cid != b"idx1":
-            out += b[off : off + 8 + size + (size & 1)]
-    out += b"idx1" + struct.pack("<I", len(idx)) + idx
-    out[4:8] = struct.pack("<I", len(out) - 8)
-    dst.write_bytes(out)
+    rewrite_avi(src, dst, lambda i, data: b"" if i in drop else data)
 
 
 def test_drop_frames_are_repeated_as_ffmpeg_does_so_numbers_match(tmp_path: Path) -> None:
