@@ -149,3 +149,23 @@ def test_workers_never_fork_from_a_caller_whose_opencv_pool_ran(tmp_path) -> Non
         "    return int(cv2.resize(np.full((400, 400, 3), i, np.uint8), (600, 600)).sum() > 0)\n",
     )
     assert out.returncode == 0 and out.stdout.strip() == "7", out.stderr[-2000:]
+
+
+def test_a_requested_fork_is_refused_once_the_opencv_pool_ran(tmp_path) -> None:
+    """``fork=True`` (what the import command asks for) from a process whose OpenCV pool ran: the native
+    threads give it away, so the workers come from the fork server instead of hanging (an in-process
+    ``hmtools import`` after earlier OpenCV and torch work hung this way in a test run)."""
+    out = _run_script(
+        tmp_path,
+        OPENCV_POOL_SCRIPT.replace("workers=2)", "workers=2, fork=True)"),
+        "_resize_task",
+        "import cv2, numpy as np\n\ndef work(i):\n"
+        "    return int(cv2.resize(np.full((400, 400, 3), i, np.uint8), (600, 600)).sum() > 0)\n",
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "7", out.stderr[-2000:]
+
+
+def test_fork_is_judged_unsafe_with_torch_loaded() -> None:
+    import torch  # noqa: F401  (its OpenMP pool cannot be seen from threading)
+
+    assert parallel._fork_is_safe() is False

@@ -53,8 +53,9 @@ def ordered_process_map(
     straight from the caller copies the state of every thread it runs, native ones included: the
     locks its Python threads hold, and OpenCV's worker pool once any OpenCV call has used it, after
     which a worker's first OpenCV call waits forever. ``fork=True`` is for a caller that knows it
-    has done neither (the ``hmtools import`` command, 20-30% faster): it forks directly when it
-    runs no other Python thread but tqdm's monitor. OpenCV's own pool is switched off in every
+    has done neither (the ``hmtools import`` command, 20-30% faster): it forks directly only when
+    :func:`_fork_is_safe` finds no other Python thread but tqdm's monitor, no torch and no more native
+    threads than NumPy and OpenCV start at import. OpenCV's own pool is switched off in every
     worker. ``fn`` must be a module-level
     function; items and results travel pickled, so give each task a batch of work and return
     compact results. An exception in ``fn`` is raised in the caller when its result is reached; a
@@ -67,13 +68,29 @@ def ordered_process_map(
         yield from ordered_map(fn, items, workers, window)
         return
     # forked directly: 20-30% faster for an import (measured: benchmarks/export_throughput.py)
-    if fork and not _threads_that_may_hold_locks():
+    if fork and _fork_is_safe():
         context = multiprocessing.get_context("fork")
     else:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["numpy", "cv2", fn.__module__])
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread_per_worker) as pool:
         yield from _drain(pool, fn, items, window)
+
+
+def _fork_is_safe() -> bool:
+    """Whether forking this process directly is safe: no Python thread but tqdm's monitor, torch not
+    loaded (its OpenMP pool), and no more native threads than a fresh process with NumPy and OpenCV
+    imported has (BLAS's pool: up to one per CPU; OpenCV: one). A started OpenCV pool (another thread
+    per CPU) or any other library's threads fail the count, and the workers then come from the fork
+    server: slower to start, never stuck on a lock copied from a thread (seen in a test process that
+    had run torch and OpenCV work before an in-process ``hmtools import``)."""
+    if _threads_that_may_hold_locks() or "torch" in sys.modules:
+        return False
+    try:
+        native = len(os.listdir("/proc/self/task"))
+    except OSError:
+        return False
+    return native <= threading.active_count() + default_workers()
 
 
 def _threads_that_may_hold_locks() -> list[threading.Thread]:
