@@ -72,6 +72,25 @@ def sqlite_failure(e: sqlite3.Error, path: Path, busy_timeout_s: float, *, writi
     return None
 
 
+SQLITE_STOPS = {13: "full", 8: "read-only", 10: "io"}
+"""SQLite primary result codes that mean the store takes no more writes: SQLITE_FULL, SQLITE_READONLY
+(a file system remounted read-only), SQLITE_IOERR."""
+
+
+def sqlite_unwritable(e: sqlite3.Error) -> str | None:
+    """``"full"``, ``"read-only"`` or ``"io"`` when ``e`` means the store's disk takes no more writes,
+    else ``None``. Read by result code where Python gives one (3.11+), else by SQLite's message (an
+    error raised by hand, an older Python)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return SQLITE_STOPS.get(code & 0xFF)
+    text = str(e)
+    for words, kind in (("disk is full", "full"), ("readonly database", "read-only"), ("disk I/O error", "io")):
+        if words in text:
+            return kind
+    return None
+
+
 def check_writable(path: Path) -> None:
     """Refuse, before any work, a store that this process could open but never write.
 
@@ -148,7 +167,7 @@ def connect(path: Path, *, create: bool, read_only: bool, busy_timeout_s: float,
         busy = sqlite_failure(e, path, busy_timeout_s, writing=not read_only)
         if busy is not None:
             raise busy from e
-        if getattr(e, "sqlite_errorcode", None) == 13 or "disk is full" in str(e):  # SQLITE_FULL: not bad input
+        if sqlite_unwritable(e) == "full":  # not bad input: the disk
             raise HMToolsError(
                 f"cannot open mask store {path}: the disk holding it is full ({e}); free some space or move the "
                 "store (with its -wal and -shm files) to a disk with room, then run the command again"

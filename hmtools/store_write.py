@@ -134,12 +134,17 @@ def check_expected(sample_id: str, indices: Iterable[int], expected: Mapping[int
             f"sample {sample_id}: expected_versions names frames it does not have ({shown}); its keys are "
             f"0-based frame indices below {len(known)}, so nothing of it could be checked; nothing was written"
         )
-    bad = [(k, v) for k, v in expected.items() if isinstance(v, bool) or not isinstance(v, Integral) or v < 0]
+    bad = [(k, v) for k, v in expected.items() if not _is_version(v)]
     if bad:
         raise InputError(
             f"sample {sample_id}: expected_versions must map frames to versions (whole numbers >= 0, 0 = no mask); "
             f"got frame {bad[0][0]}: {bad[0][1]!r}"
         )
+
+
+def _is_version(v: object) -> bool:
+    """Whether ``v`` is a whole number >= 0 and not a bool (``True`` would match version 1)."""
+    return isinstance(v, Integral) and not isinstance(v, bool) and v >= 0
 
 
 def check_version(where: str, version: object) -> None:
@@ -148,7 +153,7 @@ def check_version(where: str, version: object) -> None:
     Raises:
         InputError: ``version`` is a bool, not an integer, or negative.
     """
-    if isinstance(version, bool) or not isinstance(version, Integral) or version < 0:
+    if not _is_version(version):
         raise InputError(
             f"{where}: the expected version must be a whole number >= 0 (0 = no mask yet), the head version the "
             f"edit was based on; got {version!r}; nothing was written"
@@ -205,9 +210,8 @@ def insert_status_versions(
     """
     heads: dict[str, tuple[int, int]] = {}
     samples: dict[str, int] = {}
-    for key, version in expected.items():
+    for key, version in expected.items():  # nothing is inserted before every frame passed
         check_version(f"frame {key}", version)
-    for key, version in expected.items():
         row = c.execute("SELECT frame_id, head_version, sample_id FROM frames WHERE key=?", (key,)).fetchone()
         if row is None:
             raise InputError(f"no frame {key!r} in the store")

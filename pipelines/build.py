@@ -31,7 +31,8 @@ from hmtools.errors import HMToolsError, StaleVersionError
 from hmtools.schema import Sample
 from hmtools.store import MaskStore
 from hmtools.store_admin import check_same_dataset, lock_holder, put_config
-from hmtools.store_open import StoreBusyError
+from hmtools.store_open import StoreBusyError, sqlite_unwritable
+from hmtools.store_types import MaskWrite
 from pipelines.config import BuildConfig, result_config
 from pipelines.run import Models, build_sample_masks
 
@@ -43,9 +44,6 @@ a large ``hmtools import`` is one transaction), so the sample's inference is kep
 UNEXPECTED_IN_A_ROW = 3
 """Samples in a row that may fail with an unexpected error (a bug, a broken GPU) before the run stops:
 one odd sample must not end an overnight run, a systematic error must not fail every sample."""
-SQLITE_STOPS = {13: "full", 8: "read-only", 10: "io"}
-"""SQLite primary result codes that mean the store cannot be written any more: SQLITE_FULL, SQLITE_READONLY
-(a file system remounted read-only mid-run), SQLITE_IOERR."""
 OS_STOPS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read-only"}
 AUTHOR = "build-masks"
 MERGE_AUTHOR = "build-masks merge"  # pipelines.merge writes the per-rank stores' masks as this
@@ -65,6 +63,14 @@ class BuildSummary:
     seconds: float = 0.0
     reasons: Counter[str] = field(default_factory=Counter)
     config_hash: str = ""
+
+    def count_written(self, writes: Sequence[MaskWrite]) -> None:
+        """Count one sample's written masks: ``frames``, ``flagged`` and the flag ``reasons``."""
+        self.frames += len(writes)
+        for w in writes:
+            if w.status == "flagged":
+                self.flagged += 1
+                self.reasons.update((w.reason or "").split("; "))
 
     def merge(self, other: BuildSummary) -> BuildSummary:
         """Sum of two ranks' summaries (wall time: the slowest)."""
@@ -117,8 +123,7 @@ def unwritable_kind(e: BaseException) -> tuple[str, BaseException] | None:
     """``("full" | "read-only" | "io", the error that says so)`` when ``e`` (or an error it was raised
     from) means that the disk can take no more writes, else ``None``.
 
-    SQLite errors are read by result code where Python gives one (3.11+), else by SQLite's message;
-    ``OSError`` by errno (``ENOSPC``, ``EDQUOT``, ``EROFS``; not ``EIO``, which a bad frame file of
+    SQLite errors as :func:`hmtools.store_open.sqlite_unwritable` reads them; ``OSError`` by errno (``ENOSPC``, ``EDQUOT``, ``EROFS``; not ``EIO``, which a bad frame file of
     the dataset also raises). The chain of ``__cause__``/``__context__`` is followed, so an hmtools error
     that wraps such an SQLite error is recognised too.
     """
@@ -127,16 +132,7 @@ def unwritable_kind(e: BaseException) -> tuple[str, BaseException] | None:
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         if isinstance(cur, sqlite3.Error):
-            code = getattr(cur, "sqlite_errorcode", None)
-            text = str(cur)
-            kind = SQLITE_STOPS.get(code & 0xFF) if isinstance(code, int) else None
-            if kind is None and code is None:  # no code: an error raised by hand, or an older Python
-                if "disk is full" in text:
-                    kind = "full"
-                elif "readonly database" in text:
-                    kind = "read-only"
-                elif "disk I/O error" in text:
-                    kind = "io"
+            kind = sqlite_unwritable(cur)
             if kind is not None:
                 return kind, cur
         elif isinstance(cur, OSError) and cur.errno in OS_STOPS:
@@ -331,11 +327,7 @@ def build_masks(
                 continue
             unexpected = 0
             summary.built += 1
-            summary.frames += len(writes)
-            for w in writes:
-                if w.status == "flagged":
-                    summary.flagged += 1
-                    summary.reasons.update((w.reason or "").split("; "))
+            summary.count_written(writes)
     summary.seconds = time.perf_counter() - t0
     return summary
 

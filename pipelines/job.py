@@ -89,7 +89,7 @@ def run_build_masks(
             "--force": force,
             "--keep-built": keep_built,
         }
-        refuse_build_options([name for name, v in given.items() if v is not None and v is not False])
+        refuse_build_options(given)
         return run_merge(dataset, store_path, overwrite_human=overwrite_human)
     if force and keep_built:
         raise InputError("--force rebuilds built samples and --keep-built skips them; pass one of the two")
@@ -116,15 +116,17 @@ def run_build_masks(
     )
 
 
-def refuse_build_options(given: Sequence[str]) -> None:
+def refuse_build_options(options: Mapping[str, object]) -> None:
     """Refuse options that only steer a build when ``--merge`` is asked for (the merge would ignore them).
 
     Args:
-        given: Option names as typed on the command line, e.g. ``["--samples", "--force"]``.
+        options: ``{option name as typed, e.g. "--samples": its value}``; ``None``, ``False`` and ``[]``
+            mean not given.
 
     Raises:
-        InputError: ``given`` is not empty (all of them named, exit 2).
+        InputError: any option is given (all of those named, exit 2).
     """
+    given = [name for name, v in options.items() if v is not None and v is not False and v != []]
     if given:
         raise InputError(
             f"--merge copies the per-rank stores into --store as they are; {', '.join(given)} only steer"
@@ -141,11 +143,9 @@ def run_merge(dataset: str, store_path: Path, *, overwrite_human: bool = False) 
             the rank stores or ``store_path`` hold samples of another dataset than ``dataset`` (nothing is
             created or copied); and what :func:`pipelines.merge.merge_stores` refuses (exit 2).
     """
-    from hmtools.datasets.index import DATASETS
+    from hmtools.datasets.index import dataset_key
 
-    key = dataset.replace("_", "-").lower()
-    if key not in DATASETS:
-        raise InputError(f"unknown dataset {dataset!r}; valid names: {', '.join(DATASETS)}")
+    key = dataset_key(dataset)
     world = rank_from_env().world
     if world > 1:
         raise InputError(

@@ -17,6 +17,7 @@ merged or untouched (the rank stores are only read), so running it again finishe
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 from hmtools.errors import InputError, StaleVersionError
 from hmtools.store import MaskStore
 from hmtools.store_admin import check_same_dataset, get_config, iter_current, put_config
-from hmtools.store_types import MaskWrite
+from hmtools.store_types import FrameRow, MaskRecord, MaskWrite
 from pipelines.build import MERGE_AUTHOR, BuildSummary, human_block
 from pipelines.distributed import Rank
 
@@ -180,9 +181,10 @@ def _merge_one(
 ) -> None:
     """Copy one sample from its part into ``target`` (or record why not)."""
     src = b.part
+    current = [(frame, rec) for _, frame, rec in iter_current(src, [sid])]  # read once: compared, then copied
     if held:
         t_hash, t_at = target.query("SELECT build_config, built_at FROM samples WHERE sample_id=?", (sid,))[0]
-        if t_hash is not None and _heads(src, sid) == _heads(target, sid):  # a repeated merge
+        if t_hash is not None and _counts(current) == _heads(target, sid):  # a repeated merge
             summary.skipped_done += 1
             return
         blocked = human_block(target, sid) is not None
@@ -210,19 +212,17 @@ def _merge_one(
     except InputError as e:  # a frame key registered to another sample of the target
         summary.failed[sid] = str(e)
         return
-    writes = [MaskWrite.copy_of(rec, frame.idx) for _, frame, rec in iter_current(src, [sid]) if rec is not None]
+    writes = [MaskWrite.copy_of(rec, frame.idx) for frame, rec in current if rec is not None]
     heads = None if overwrite_human else {f.idx: f.head_version for f in target.frames(sid)}
     try:  # compare-and-set on the heads checked above: an annotator's save meanwhile keeps the sample
         if not overwrite_human and human_block(target, sid):
             summary.skipped_human.append(sid)
             return
-        n = target.write_sample_masks(sid, writes, author=MERGE_AUTHOR, build_config=b.chash, expected_versions=heads)
+        target.write_sample_masks(sid, writes, author=MERGE_AUTHOR, build_config=b.chash, expected_versions=heads)
     except StaleVersionError:
         summary.skipped_human.append(sid)
         return
-    summary.frames += n
-    summary.flagged += sum(w.status == "flagged" for w in writes)
-    summary.reasons.update(r for w in writes if w.status == "flagged" for r in (w.reason or "").split("; "))
+    summary.count_written(writes)
     summary.built += 1
     summary.configs.add(b.chash)
     summary.config_hash = b.chash
@@ -246,5 +246,10 @@ def _frames_differ(src: MaskStore, dst: MaskStore, sid: str) -> str | None:
 
 
 def _heads(store: MaskStore, sid: str) -> dict[str, str | None]:
-    """Frame key -> the RLE counts of its current mask (``None`` without one)."""
-    return {f.key: r.rle["counts"] if r else None for _, f, r in iter_current(store, [sid])}
+    """Frame key -> the RLE counts of its current mask in ``store`` (``None`` without one)."""
+    return _counts((f, r) for _, f, r in iter_current(store, [sid]))
+
+
+def _counts(current: Iterable[tuple[FrameRow, MaskRecord | None]]) -> dict[str, str | None]:
+    """Frame key -> the RLE counts of its mask (``None`` without one) over ``(frame, record)`` pairs."""
+    return {f.key: r.rle["counts"] if r else None for f, r in current}

@@ -139,7 +139,7 @@ def write_preview(
             if kind == ".mp4":
                 if writer is None:
                     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, _even(size))
-                    if not getattr(writer, "isOpened", lambda: True)():  # closed: it drops every frame silently
+                    if not writer.isOpened():  # closed: it drops every frame silently
                         raise InputError(f"this OpenCV cannot write MP4 (mp4v) video {out}; pass --out NAME.gif")
                 writer.write(_pad_even(pic[..., ::-1]))
             elif i in gif_pick:

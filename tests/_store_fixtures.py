@@ -38,6 +38,16 @@ def make_samples(n_samples: int, n_frames: int, prefix: str = "clip") -> list[Sa
     ]
 
 
+def named_sample(sample_id: str, n: int, split: str = "train", dataset: str = "finediving") -> Sample:
+    """A sample ``sample_id`` of ``n`` frame keys ``<sample_id>/00000.jpg``... (no score)."""
+    return Sample(
+        sample_id=sample_id,
+        dataset=dataset,
+        frames=tuple(f"{sample_id}/{t:05d}.jpg" for t in range(n)),
+        split=split,
+    )
+
+
 def blob_mask(t: int, seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
     """``(h, w)`` bool "athlete": an ellipse body plus a bar limb, moving with ``t``."""
     yy, xx = np.mgrid[0:h, 0:w]

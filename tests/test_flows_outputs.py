@@ -63,6 +63,9 @@ def test_preview_on_a_full_disk_fails_and_keeps_the_earlier_preview(
         def __init__(self, path: str, *args: object) -> None:
             Path(path).write_bytes(b"\0" * 48)  # a header, then every frame write fails
 
+        def isOpened(self) -> bool:  # noqa: N802  (OpenCV's name)
+            return True
+
         def write(self, frame: object) -> None:
             pass
 

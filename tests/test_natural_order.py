@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from _store_fixtures import blob_mask
+from _store_fixtures import named_sample as sample
 
 from annotator_app.review_queue import natural_key, next_flagged, queue_rows
-from hmtools.schema import Sample
 from hmtools.store import MaskStore
 from hmtools.store_admin import acquire_lock
 from hmtools.store_types import MaskWrite
@@ -32,15 +32,6 @@ FINEDIVING = [
     "FINAWorldChampionships2019_Men10m_final_r4/1",
     "FINAWorldChampionships2019_Men10mSynchronised_final_r4/1",
 ]
-
-
-def sample(sample_id: str, n: int, split: str = "train") -> Sample:
-    return Sample(
-        sample_id=sample_id,
-        dataset="finediving",
-        frames=tuple(f"{sample_id}/{t:05d}.jpg" for t in range(n)),
-        split=split,
-    )
 
 
 def shuffled(ids: list[str], seed: int = 0) -> list[str]:

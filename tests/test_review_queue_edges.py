@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _store_fixtures import blob_mask
+from _store_fixtures import blob_mask, named_sample
 
 from annotator_app.review_queue import QUEUE_FILTERS, natural_key, next_flagged, queue_rows
 from hmtools.errors import InputError
@@ -15,12 +15,7 @@ from hmtools.store_types import MaskWrite
 
 
 def sample(sample_id: str, n: int, split: str = "train") -> Sample:
-    return Sample(
-        sample_id=sample_id,
-        dataset="aqa7",
-        frames=tuple(f"{sample_id}/{t:05d}.jpg" for t in range(n)),
-        split=split,
-    )
+    return named_sample(sample_id, n, split, dataset="aqa7")
 
 
 def write(store: MaskStore, sample_id: str, statuses: list[str]) -> None:

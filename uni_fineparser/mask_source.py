@@ -124,26 +124,12 @@ class FolderMasks:
             DataFormatError: two files there differ only by extension.
             InputError: the folder exists but cannot be listed.
         """
-        from hmtools.exchange.fineparser import MASK_EXTENSIONS
+        from hmtools.exchange.fineparser import scan_mask_subfolder
 
         try:
-            with os.scandir(self.root / folder) as entries:
-                names = sorted(e.name for e in entries if e.is_file())
-        except (FileNotFoundError, NotADirectoryError):
-            return {}
+            return scan_mask_subfolder(self.root, folder)
         except OSError as e:  # e.g. a folder this user may not read
             raise InputError(f"cannot list the mask folder {self.root / folder}: {e.strerror}") from e
-        found: dict[str, str] = {}
-        for name in names:
-            stem, ext = os.path.splitext(name)
-            if ext.lower() not in MASK_EXTENSIONS:
-                continue
-            stem = f"{folder}/{stem}" if folder else stem
-            rel = f"{folder}/{name}" if folder else name
-            if stem in found:
-                raise DataFormatError(f"{self.root}: {found[stem]} and {rel} are both masks of one frame; remove one")
-            found[stem] = rel
-        return found
 
     def _paths(self, sample: Sample) -> list[Path | None]:
         """The mask file of each frame of ``sample`` (``None`` where it has none)."""

@@ -160,10 +160,9 @@ def open_run(
     ``voters`` and ``cudnn_benchmark`` (None: the run's own setting) override the checkpoint's config."""
     ckpt = load_checkpoint(checkpoint)
     cfg = run_config_from(ckpt)
-    if voters is not None:
-        cfg = replace(cfg, train=replace(cfg.train, voters=voters))
-    if cudnn_benchmark is not None:
-        cfg = replace(cfg, train=replace(cfg.train, cudnn_benchmark=cudnn_benchmark))
+    overrides = {k: v for k, v in (("voters", voters), ("cudnn_benchmark", cudnn_benchmark)) if v is not None}
+    if overrides:
+        cfg = replace(cfg, train=replace(cfg.train, **overrides))
     data = ckpt["data"]
     if samples is None:
         if not data.get("dataset"):

@@ -85,7 +85,7 @@ def build_masks(
             "--config": config,
             "--set": sets,
         }
-        refuse_build_options([name for name, v in build_only.items() if v is not None and v is not False and v != []])
+        refuse_build_options(build_only)
     check_writable(store, "--store")
     flags = {
         "detect.model": detector,

@@ -59,6 +59,18 @@ DATASETS: dict[str, Callable[..., DatasetIndex]] = {
 """Adapter name -> loader ``(root, annotations, **options) -> DatasetIndex``."""
 
 
+def dataset_key(name: str) -> str:
+    """The adapter key of a dataset name (``"MTL_AQA"`` -> ``"mtl-aqa"``).
+
+    Raises:
+        InputError: not one of :data:`DATASETS` (exit 2; the valid names listed).
+    """
+    key = name.replace("_", "-").lower()
+    if key not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return key
+
+
 def load_dataset(name: str, root: str | Path, annotations: str | Path | None = None, **options: Any) -> DatasetIndex:
     """Index a dataset with the named adapter.
 
@@ -72,9 +84,7 @@ def load_dataset(name: str, root: str | Path, annotations: str | Path | None = N
         InputError: unknown name, missing root or annotation files (exit 2).
         DataFormatError: malformed or hostile annotation files (exit 2).
     """
-    key = name.replace("_", "-").lower()
-    if key not in DATASETS:
-        raise InputError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    key = dataset_key(name)
     root_path = Path(root)
     if not root_path.is_dir():
         raise InputError(f"dataset root {root_path} is not a folder; pass --root DIR of the {key} dataset")

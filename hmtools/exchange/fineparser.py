@@ -131,16 +131,44 @@ def scan_mask_folder(folder: Path) -> dict[str, str]:
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, folder)
-        for name in sorted(filenames):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() not in MASK_EXTENSIONS:
-                continue
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-            key = rel[: len(rel) - len(ext)]
-            if key in found:
-                raise DataFormatError(f"{folder}: {found[key]} and {rel} are both masks of one frame; remove one")
-            found[key] = rel
+        _add_masks(found, folder, "" if rel_dir == "." else rel_dir.replace(os.sep, "/"), filenames)
     return found
+
+
+def scan_mask_subfolder(folder: Path, rel_dir: str) -> dict[str, str]:
+    """:func:`scan_mask_folder` of the files directly in ``folder/rel_dir`` only (``""`` = the top);
+    ``{}`` when that folder does not exist.
+
+    Raises:
+        DataFormatError: two files differ only by extension.
+        OSError: the folder exists but cannot be listed.
+    """
+    found: dict[str, str] = {}
+    try:
+        with os.scandir(folder / rel_dir) as entries:
+            names = [e.name for e in entries if e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    _add_masks(found, folder, rel_dir, names)
+    return found
+
+
+def _add_masks(found: dict[str, str], folder: Path, rel_dir: str, filenames: Iterable[str]) -> None:
+    """Add the mask images among ``filenames`` (files of ``folder/rel_dir``) to ``found`` as
+    ``{key stem: relpath}``, in name order.
+
+    Raises:
+        DataFormatError: two files differ only by extension (which one is the mask?).
+    """
+    for name in sorted(filenames):
+        stem, ext = os.path.splitext(name)
+        if ext.lower() not in MASK_EXTENSIONS:
+            continue
+        rel = f"{rel_dir}/{name}" if rel_dir else name
+        key = rel[: len(rel) - len(ext)]
+        if key in found:
+            raise DataFormatError(f"{folder}: {found[key]} and {rel} are both masks of one frame; remove one")
+        found[key] = rel
 
 
 def masks_by_folder(found: dict[str, str]) -> dict[str, list[str]]:
